@@ -1,0 +1,1 @@
+"""The pipeline's logic as plain Python (no Dagster import), testable on its own."""

@@ -1,0 +1,90 @@
+"""Stage 2: face_detections, the visual filter (RetinaFace, best face score > 0.9)."""
+
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from flip_assets.core import storage
+from flip_assets.core.face_filter import detect_faces_in_shard
+from flip_assets.partitions import SHARD_TAG, shard_partitions
+from flip_assets.resources import FaceDetectorResource, FlipStorage
+
+
+@asset(
+    partitions_def=shard_partitions,
+    tags=SHARD_TAG,
+    deps=["raw_shards"],
+    group_name="visual_filtering",
+    kinds={"pytorch", "parquet"},
+    check_specs=[
+        AssetCheckSpec("every_sample_accounted_for", asset="face_detections", blocking=True),
+        AssetCheckSpec("scores_in_range", asset="face_detections", blocking=True),
+        AssetCheckSpec("boxes_inside_image", asset="face_detections", blocking=True),
+        AssetCheckSpec("unique_keys", asset="face_detections", blocking=True),
+    ],
+)
+def face_detections(
+    context: AssetExecutionContext, flip_storage: FlipStorage, face_detector: FaceDetectorResource
+) -> MaterializeResult:
+    """Faces (box, 5 landmarks, score) of every raw sample; kept when the best face scores above
+    the threshold, else dropped with a reason."""
+    shard = context.partition_key
+    raw_path = flip_storage.path("raw_shards", shard)
+    raw_rows = storage.read_table(raw_path).to_pylist()
+    detector = face_detector.get_detector()
+
+    def progress(done: int, total: int) -> None:
+        context.log.info(f"shard {shard}: {done}/{total} images through {detector.name}")
+
+    table = detect_faces_in_shard(
+        raw_rows,
+        detector,
+        keep_threshold=face_detector.keep_threshold,
+        max_pixels=face_detector.max_pixels,
+        max_side=face_detector.max_side,
+        progress=progress,
+    )
+    path = flip_storage.write("face_detections", shard, table)
+    facts = storage.query(storage.sql_file("face_detections_checks.sql"), path=str(path), raw_path=str(raw_path))[0]
+    outcomes = storage.query(storage.sql_file("face_detections_reasons.sql"), path=str(path))
+    accounted = facts["kept"] + facts["dropped_with_reason"]
+    kept = table.filter(table["kept"]).select(["key", "face_count", "best_score", "largest_face_share"])
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "detector": detector.name,
+            "keep_threshold": face_detector.keep_threshold,
+            "input_samples": facts["input_samples"],
+            "kept": facts["kept"],
+            "kept_share": facts["kept"] / facts["input_samples"] if facts["input_samples"] else 0.0,
+            "outcomes": MetadataValue.json({o["outcome"]: o["samples"] for o in outcomes}),
+            "kept_preview": MetadataValue.md(kept.slice(0, 10).to_pandas().to_markdown(index=False)),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="every_sample_accounted_for",
+                passed=accounted == facts["input_samples"] and facts["missing_from_output"] == 0,
+                metadata={"input": facts["input_samples"], "kept_plus_dropped": accounted},
+            ),
+            AssetCheckResult(
+                check_name="scores_in_range",
+                passed=facts["scores_out_of_range"] == 0 and facts["best_scores_out_of_range"] == 0,
+                metadata={"faces_out_of_range": facts["scores_out_of_range"]},
+            ),
+            AssetCheckResult(
+                check_name="boxes_inside_image",
+                passed=facts["boxes_outside_image"] == 0,
+                metadata={"boxes_outside_image": facts["boxes_outside_image"]},
+            ),
+            AssetCheckResult(
+                check_name="unique_keys", passed=facts["duplicate_keys"] == 0,
+                metadata={"duplicate_keys": facts["duplicate_keys"]},
+            ),
+        ],
+    )
