@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     from flip_assets import defs
 
     instance = DagsterInstance.get()
-    shards = register_shards(instance, defs.resources["shard_source"].path)
+    shard_source = defs.resources["shard_source"].process_config_and_initialize()  # resolves EnvVars
+    shards = register_shards(instance, shard_source.path)
     print(f"shards: {', '.join(shards) or 'none'}")
     if args.register_only:
         return 0

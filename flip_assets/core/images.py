@@ -48,7 +48,7 @@ def decode_rgb(data: bytes | None, max_pixels: int) -> DecodedImage:
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("image_too_large", str(exc)) from exc
+        raise ImageRejected("image_too_large", f"over {max_pixels} pixels: {exc}") from exc
     except Exception as exc:  # PIL raises many types for broken files
         raise ImageRejected("corrupt_image", f"{type(exc).__name__}: {exc}") from exc
     mode = img.mode

@@ -80,7 +80,7 @@ def index_tar(tar_path: Path) -> TarIndex:
                 elif ext == "json":
                     entry.meta = tar.extractfile(info).read()
     except (tarfile.TarError, EOFError, OSError) as exc:
-        index.error = f"tar unreadable after {len(index.members)} samples: {exc}"
+        index.error = f"tar truncated or corrupt after {len(index.members)} samples: {exc}"
     return index
 
 
