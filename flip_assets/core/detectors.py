@@ -47,17 +47,20 @@ def pad_batches(images: list[np.ndarray], batch_size: int, multiple: int = 32):
     padding with the channel mean makes padded pixels zero after normalisation.
     """
     order = sorted(range(len(images)), key=lambda i: images[i].shape[:2])
-    mean = torch.tensor(BGR_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+    rgb_mean = np.array(BGR_MEAN[::-1], np.float32)
+    bgr_mean = torch.tensor(BGR_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         h = max(images[i].shape[0] for i in idx)
         w = max(images[i].shape[1] for i in idx)
         h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        batch = torch.zeros((len(idx), 3, h, w), dtype=torch.float32)
+        # Contiguous NHWC copies in numpy are the cheapest; one transposing copy makes NCHW BGR.
+        nhwc = np.empty((len(idx), h, w, 3), np.float32)
+        nhwc[:] = rgb_mean
         for row, i in enumerate(idx):
-            img = torch.from_numpy(np.ascontiguousarray(images[i][:, :, ::-1])).permute(2, 0, 1)
-            batch[row, :, : img.shape[1], : img.shape[2]] = img.float() - mean[0]
-        yield idx, batch
+            nhwc[row, : images[i].shape[0], : images[i].shape[1]] = images[i]
+        batch = torch.from_numpy(np.ascontiguousarray(nhwc[..., ::-1].transpose(0, 3, 1, 2)))
+        yield idx, batch.sub_(bgr_mean)
 
 
 class RetinaFaceDetector:
