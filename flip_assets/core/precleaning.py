@@ -1,0 +1,114 @@
+"""The deterministic pre-clean of a caption (paper 3.1, before the language model).
+
+Removes what is noise whatever the caption says: HTML tags and entities, literal escape
+sequences, URLs and domains, file names, stock-photo and shop boilerplate, prices, long
+IDs, repeated punctuation and stray separators. It never rewrites words, so it cannot add
+or change a fact; the language model pass does the rest.
+
+Speed matters (every caption of every shard passes here), so each rule is one compiled
+regex and the rules that need a trigger character only run when it is present.
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import re
+
+_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)\b[^<>]{0,300}>|<!--.*?-->", re.S)
+# Inline tags sit inside words and quotes ("<b>Man</b>'s"); others separate text.
+_INLINE_TAGS = frozenset("a abbr b em font i small span strong sub sup u".split())
+# Literal escape sequences left by broken scrapers and JSON double-encoding: "\n", "\u00e9".
+_UNICODE_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
+_OTHER_ESCAPE = re.compile(r"\\[nrt\\\"']")
+_TLDS = ("com", "net", "org", "co.uk", "de", "fr", "ru", "info", "biz", "io", "us")
+_URL_TRIGGERS = ("://", "www.", *(f".{tld}" for tld in _TLDS))
+_URL = re.compile(
+    r"(?:\b(?:https?|ftp)://|\bwww\.)\S+|\b[\w.-]+\.(?:" + "|".join(t.replace(".", r"\.") for t in _TLDS) + r")\b(?:/\S*)?",
+    re.I,
+)
+_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff", "heic", "svg", "mp4", "mov", "avi", "pdf", "eps", "psd")
+_FILE_TRIGGERS = tuple(f".{ext}" for ext in _EXTENSIONS)
+_FILE_NAME = re.compile(r"\b[\w.~-]+\.(?:" + "|".join(_EXTENSIONS) + r")\b", re.I)
+_BOILERPLATE_TRIGGERS = (
+    "stock", "royalty", "free ", "premium ", "hd ", "high res", "getty", "dreamstime", "alamy", "123rf",
+    "depositphotos", "fotolia", "pinterest", "buy ", "click here", "cheapest",
+)  # fmt: skip
+_BOILERPLATE = re.compile(
+    r"(?:[-|:,]\s*)?\b(?:"
+    r"(?:royalty[\s-]free\s+)?stock\s+(?:photo(?:graphy|s)?|images?|pictures?|footage|vectors?|illustrations?)"
+    r"|royalty[\s-]free|free\s+(?:photo|vector|download|shipping)|premium\s+(?:photo|vector)"
+    r"|(?:hd|high\s+resolution|high\s+res)\s+(?:photo|image|wallpaper|picture)s?"
+    r"|shutterstock|getty\s*images|istock(?:photo)?|dreamstime|alamy|123rf|depositphotos|fotolia|adobe\s+stock"
+    r"|pinterest|buy\s+(?:now|online)|click\s+here|cheapest\s+price(?:\s+from\s+our\s+site)?"
+    r")\b",
+    re.I,
+)
+# Stock sites append "- Image: <the title again>" or "- Image: 12345"; the title repeats the caption.
+_IMAGE_SUFFIX = re.compile(r"\s[-|]\s*(?:image|photo|picture):\s.*$", re.I)
+_PRICE_TRIGGERS = ("$", "£", "€", "¥", "usd", "gbp", "eur")
+_PRICE = re.compile(r"(?:[$£€¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:usd|gbp|eur))?|\b\d[\d,]*(?:\.\d+)?\s?(?:usd|gbp|eur))\b", re.I)
+_DIGIT = re.compile(r"\d")
+# Tokens with a digit: long digit runs and mixed letter-digit codes (SKUs, hashes, ASINs) are IDs.
+_DIGIT_TOKEN = re.compile(r"\b[A-Za-z]*\d[A-Za-z\d]*\b")
+_REPEATED = re.compile(r"([!?,;:\-_=~*#|/\\\"])\1+|\.{4,}")  # '""' too: CSV quoting gone wrong
+_EMPTY_BRACKETS = re.compile(r"\(\s*[-,;:]?\s*\)|\[\s*[-,;:]?\s*\]|\{\s*\}")
+_SEPARATOR_RUN = re.compile(r"[-–—|,;:~*/](?: ?[-–—|,;:~*/])+")
+_SPACE_BEFORE_PUNCT = re.compile(r" ([,.;:!?)\]])")
+_LEADING = " .-–—|:;,~*/#_=+"
+_TRAILING = " -–—|:;,~*/#_=+"
+
+
+def _unescape_sequences(text: str) -> str:
+    text = _UNICODE_ESCAPE.sub(lambda m: codecs.decode(m.group(0), "unicode_escape"), text)
+    return _OTHER_ESCAPE.sub(lambda m: m.group(0)[1] if m.group(0)[1] in "\"'" else " ", text)
+
+
+def _drop_id(match: re.Match) -> str:
+    token = match.group(0)
+    digits = sum(c.isdigit() for c in token)
+    if token.isdigit():
+        return " " if digits >= 5 else token
+    return " " if len(token) >= 7 and digits >= 2 and len(token) - digits >= 2 else token
+
+
+def _collapse_separators(match: re.Match) -> str:
+    # Keep the strongest separator of a run that removals left behind ("Woman , - | Free" -> "Woman -").
+    run = match.group(0)
+    for sep in ("—", "–", "-", "|", ";", ":", ","):
+        if sep in run:
+            return "," if sep == "," else f" {sep} "
+    return " "
+
+
+def preclean(text: str | None) -> str:
+    """The caption without markup, links, file names, boilerplate and symbol noise; '' when
+    nothing is left."""
+    if not text:
+        return ""
+    if "&" in text:
+        text = html.unescape(html.unescape(text))  # captions are often HTML-escaped twice
+    if "\\" in text:
+        text = _unescape_sequences(text)
+    if "<" in text:
+        text = _TAG.sub(lambda m: "" if (m.group(1) or "").lower() in _INLINE_TAGS else " ", text)
+    lower = text.lower()
+    if any(t in lower for t in _URL_TRIGGERS):
+        text = _URL.sub(" ", text)
+    if any(t in lower for t in _FILE_TRIGGERS):
+        text = _FILE_NAME.sub(" ", text)
+    if ":" in text:
+        text = _IMAGE_SUFFIX.sub(" ", text)
+    if any(t in lower for t in _BOILERPLATE_TRIGGERS):
+        text = _BOILERPLATE.sub(" ", text)
+    if any(t in lower for t in _PRICE_TRIGGERS):
+        text = _PRICE.sub(" ", text)
+    if _DIGIT.search(text):
+        text = _DIGIT_TOKEN.sub(_drop_id, text)
+    text = _REPEATED.sub(lambda m: m.group(0)[0] if m.group(0)[0] != "." else "...", text)
+    if "(" in text or "[" in text or "{" in text:
+        text = _EMPTY_BRACKETS.sub(" ", text)
+    text = " ".join(text.split())
+    text = _SEPARATOR_RUN.sub(_collapse_separators, text)
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    return " ".join(text.split()).lstrip(_LEADING).rstrip(_TRAILING)

@@ -1,0 +1,48 @@
+"""The deterministic pre-clean, on real LAION captions and on constructed noise."""
+
+import pytest
+
+from flip_assets.core.precleaning import preclean
+
+
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [
+        # Real LAION captions (../shared/data/laion).
+        ("Woman with suitcase isolated on white - stock photo", "Woman with suitcase isolated on white"),
+        ("Girl with microphone Royalty Free Stock Photos", "Girl with microphone"),
+        ("Stock Photo: Woman standing on a lavender field", "Woman standing on a lavender field"),
+        ("Photo of the Leather Woman Sandal Beige (33e43bg)", "Photo of the Leather Woman Sandal Beige"),
+        (
+            '"""Ed Burns at the Los Angeles premiere of """"<a href=""""http://movies.yahoo.com/movie/man-on-a-ledge/"""">'
+            'Man on a Ledge</a>"""" on January 23, 2012."""',
+            '"Ed Burns at the Los Angeles premiere of "Man on a Ledge" on January 23, 2012."',
+        ),
+        (
+            "SKECHERS WOMAN'S SYNTHETIC CASUAL COMFORT BEACH THONG BLING SANDAL EUC S... - £22.15 GBP",
+            "SKECHERS WOMAN'S SYNTHETIC CASUAL COMFORT BEACH THONG BLING SANDAL EUC S...",
+        ),
+        (
+            "Boy Child: The Best of Scott Walker 1967–1970 - Image: Boy Child The Best of Scott Walker 1967 1970",
+            "Boy Child: The Best of Scott Walker 1967–1970",
+        ),
+        # Constructed: entities (twice escaped), tags, escapes, file names, URLs, IDs, repeats.
+        ("Smiling senior woman with grey hair &amp;amp; glasses | Free Photo", "Smiling senior woman with grey hair & glasses"),
+        ("<b>Portrait</b> of a man w/ beard!!!! IMG_2034.JPG\\nby John", "Portrait of a man w/ beard! by John"),
+        ("Caf\\u00e9 girl smiling ---- \\\"happy\\\"", 'Café girl smiling - "happy"'),
+        ("Young Businessman Holding Laptop Stock Image - Image: 23345671", "Young Businessman Holding Laptop"),
+        ("smiling boy www.example.com/photos?id=1 ,,, see https://x.org", "smiling boy, see"),
+        ("A man in C++ class, 3/4 view, 1.5 m tall... really?? yes!!", "A man in C++ class, 3/4 view, 1.5 m tall... really? yes!"),
+        ("IMG_1234.jpg", ""),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_preclean(caption, expected):
+    assert preclean(caption) == expected
+
+
+def test_preclean_keeps_clean_captions_and_face_words():
+    clean = "Close-up portrait of a young woman with freckles smiling at the camera."
+    assert preclean(clean) == clean
+    assert preclean(preclean("Happy girl -- stock photo!!")) == preclean("Happy girl -- stock photo!!")
