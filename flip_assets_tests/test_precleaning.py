@@ -33,6 +33,8 @@ from flip_assets.core.precleaning import preclean
         ("Young Businessman Holding Laptop Stock Image - Image: 23345671", "Young Businessman Holding Laptop"),
         ("smiling boy www.example.com/photos?id=1 ,,, see https://x.org", "smiling boy, see"),
         ("A man in C++ class, 3/4 view, 1.5 m tall... really?? yes!!", "A man in C++ class, 3/4 view, 1.5 m tall... really? yes!"),
+        ("Kryolan Prof.Eyeshadow  Set 8 colours 05308-00", "Kryolan Prof.Eyeshadow Set 8 colours"),
+        ("Prom Dresses 2014-2015 for girls, 22-inch doll, ISBN 978-3-16-148410-0", "Prom Dresses 2014-2015 for girls, 22-inch doll, ISBN"),
         ("IMG_1234.jpg", ""),
         ("", ""),
         (None, ""),

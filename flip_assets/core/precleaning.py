@@ -50,7 +50,7 @@ _PRICE_TRIGGERS = ("$", "£", "€", "¥", "usd", "gbp", "eur")
 _PRICE = re.compile(r"(?:[$£€¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:usd|gbp|eur))?|\b\d[\d,]*(?:\.\d+)?\s?(?:usd|gbp|eur))\b", re.I)
 _DIGIT = re.compile(r"\d")
 # Tokens with a digit: long digit runs and mixed letter-digit codes (SKUs, hashes, ASINs) are IDs.
-_DIGIT_TOKEN = re.compile(r"\b[A-Za-z]*\d[A-Za-z\d]*\b")
+_DIGIT_TOKEN = re.compile(r"\b[A-Za-z]*\d[A-Za-z\d]*(?:-[A-Za-z\d]+)*\b")
 _REPEATED = re.compile(r"([!?,;:\-_=~*#|/\\\"])\1+|\.{4,}")  # '""' too: CSV quoting gone wrong
 _EMPTY_BRACKETS = re.compile(r"\(\s*[-,;:]?\s*\)|\[\s*[-,;:]?\s*\]|\{\s*\}")
 _SEPARATOR_RUN = re.compile(r"[-–—|,;:~*/](?: ?[-–—|,;:~*/])+")
@@ -66,6 +66,9 @@ def _unescape_sequences(text: str) -> str:
 
 def _drop_id(match: re.Match) -> str:
     token = match.group(0)
+    if "-" in token:  # "05308-00", ISBNs; not "22-inch" or "2014-2015"
+        parts = token.split("-")
+        return " " if all(p.isdigit() for p in parts) and max(map(len, parts)) >= 5 else token
     digits = sum(c.isdigit() for c in token)
     if token.isdigit():
         return " " if digits >= 5 else token
