@@ -1,0 +1,212 @@
+"""Stage 6: denoised_captions, the captions of face-text pairs cleaned by a language model
+(paper 3.1 "Text Denoising with Language Models"), and the quality figures of 3.2 on an
+evaluation set of real noisy face captions (denoising_eval_set -> denoising_evaluation)."""
+
+
+from pathlib import Path
+
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from flip_assets.core import storage
+from flip_assets.core.caption_classifier import classifier_model_dir
+from flip_assets.core.denoiser import DENOISED_SCHEMA, add_perplexities, denoise_rows
+from flip_assets.core.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
+from flip_assets.partitions import SHARD_TAG, shard_partitions
+from flip_assets.core.keywords import used_keywords
+from flip_assets.resources import CaptionCorpus, CaptionFilterResource, FlipStorage, LLMResource, PerplexityResource
+
+CHECKS = ("every_caption_accounted_for", "no_empty_text", "face_keywords_kept")
+
+
+def _check_specs(asset_key: str) -> list[AssetCheckSpec]:
+    return [AssetCheckSpec(name, asset=asset_key, blocking=True) for name in CHECKS]
+
+
+def _denoise(
+    context: AssetExecutionContext,
+    asset_key: str,
+    partition,
+    input_path,
+    flip_storage: FlipStorage,
+    llm: LLMResource,
+    perplexity: PerplexityResource,
+    extra_metadata: dict | None = None,
+) -> MaterializeResult:
+    """Denoise the rows at input_path into asset_key, with checks and quality figures."""
+    rows = storage.read_table(input_path).to_pylist()
+    client = llm.client(flip_storage.directory("llm_cache"))
+    try:
+        model = client.resolve_model(llm.model)
+
+        def progress(done: int, total: int) -> None:
+            if done == total or done % 25 == 0:
+                context.log.info(f"{asset_key} {partition or ''}: {done}/{total} captions through {model}")
+
+        out = denoise_rows(rows, client, model, progress=progress)
+    finally:
+        client.close()
+    scorer = perplexity.get_scorer()
+    add_perplexities(out, scorer.score_many)
+    path = flip_storage.write(asset_key, partition, pa.Table.from_pylist(out, schema=DENOISED_SCHEMA))
+
+    facts = storage.query(storage.sql_file("denoised_captions_checks.sql"), path=str(path), input_path=str(input_path))[0]
+    outcomes = storage.query(storage.sql_file("denoised_captions_outcomes.sql"), path=str(path))
+    quality = storage.query(storage.sql_file("denoising_quality.sql"), path=str(path))[0]
+    accounted = facts["llm"] + facts["fallback"] + facts["dropped"]
+    preview = [
+        {"caption": r["caption"][:120], "denoised": (r["denoised"] or "")[:120], "outcome": r["outcome"]}
+        for r in out[:10]
+    ]
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "model": model,
+            "base_url": llm.base_url,
+            "perplexity_model": scorer.name,
+            "input_captions": facts["input_captions"],
+            "by_llm": facts["llm"],
+            "fallback": facts["fallback"],
+            "dropped": facts["dropped"],
+            "outcomes": MetadataValue.json({o["outcome"]: o["captions"] for o in outcomes}),
+            **quality_metadata(quality),
+            **{f"llm_{k}": v for k, v in client.stats.as_dict().items()},
+            "preview": MetadataValue.md(pa.Table.from_pylist(preview).to_pandas().to_markdown(index=False)) if preview else "",
+            **(extra_metadata or {}),
+        },
+        check_results=[
+            AssetCheckResult(
+                asset_key=asset_key,
+                check_name="every_caption_accounted_for",
+                passed=accounted == facts["input_captions"] and facts["missing_from_output"] == 0
+                and facts["not_in_input"] == 0 and facts["duplicate_keys"] == 0 and facts["unkept_denoised"] == 0,
+                metadata={
+                    "input": facts["input_captions"], "llm_plus_fallback_plus_dropped": accounted,
+                    "missing_from_output": facts["missing_from_output"], "duplicate_keys": facts["duplicate_keys"],
+                    "unkept_denoised": facts["unkept_denoised"],
+                },  # fmt: skip
+            ),
+            AssetCheckResult(
+                asset_key=asset_key,
+                check_name="no_empty_text",
+                passed=facts["empty_texts"] == 0 and facts["dropped_with_text"] == 0,
+                metadata={"empty_texts": facts["empty_texts"], "dropped_with_text": facts["dropped_with_text"]},
+            ),
+            AssetCheckResult(
+                asset_key=asset_key,
+                check_name="face_keywords_kept",
+                passed=facts["lost_keywords"] == 0,
+                metadata={"lost_keywords": facts["lost_keywords"]},
+            ),
+        ],
+    )
+
+
+def quality_metadata(quality: dict, prefix: str = "") -> dict:
+    def num(value):
+        return float(value) if value is not None else float("nan")
+
+    return {
+        f"{prefix}captions_denoised": quality["captions"],
+        f"{prefix}chars_removed_share": num(quality["chars_removed_share"]),
+        f"{prefix}chars_removed_by_preclean_share": num(quality["chars_removed_by_preclean_share"]),
+        f"{prefix}ppl_before_mean": num(quality["ppl_before_mean"]),
+        f"{prefix}ppl_after_mean": num(quality["ppl_after_mean"]),
+        f"{prefix}ppl_before_median": num(quality["ppl_before_median"]),
+        f"{prefix}ppl_after_median": num(quality["ppl_after_median"]),
+    }
+
+
+@asset(
+    partitions_def=shard_partitions,
+    tags=SHARD_TAG,
+    deps=["face_text_pairs"],
+    group_name="text_denoising",
+    kinds={"llm", "parquet"},
+    check_specs=_check_specs("denoised_captions"),
+)
+def denoised_captions(
+    context: AssetExecutionContext, flip_storage: FlipStorage, llm: LLMResource, perplexity: PerplexityResource
+) -> MaterializeResult:
+    """The caption of every kept face-text pair, pre-cleaned then refined by the language model
+    (validated; else the pre-cleaned text with the reason). Unkept pairs are accounted as
+    dropped with their upstream reason. Replies are cached: a re-run pays nothing twice."""
+    shard = context.partition_key
+    return _denoise(
+        context, "denoised_captions", shard, flip_storage.path("face_text_pairs", shard), flip_storage, llm, perplexity
+    )
+
+
+class DenoisingEvalConfig(Config):
+    # Evaluated captions: enough for stable means, few enough for a few minutes on 2 CPU cores.
+    max_captions: int = 120
+    seed: int = 0
+
+
+@asset(
+    deps=["caption_classifier", "face_keywords"],
+    group_name="text_denoising",
+    kinds={"parquet"},
+)
+def denoising_eval_set(
+    context: AssetExecutionContext,
+    config: DenoisingEvalConfig,
+    flip_storage: FlipStorage,
+    caption_corpus: CaptionCorpus,
+    caption_filter: CaptionFilterResource,
+) -> MaterializeResult:
+    """Real noisy face captions to measure denoising on: captions of the caption corpus (LAION)
+    that the caption classifier accepts, in a seeded random order, up to max_captions."""
+    table, facts = sample_accepted_captions(
+        corpora=caption_corpus.files,
+        classifier_dir=classifier_model_dir(Path(flip_storage.home)),
+        keywords=used_keywords(flip_storage.path("face_keywords")),
+        max_captions=config.max_captions,
+        seed=config.seed,
+        threshold=caption_filter.keep_threshold,
+        max_chars=caption_filter.max_caption_chars,
+        max_length=caption_filter.max_length,
+    )
+    path = flip_storage.write("denoising_eval_set", None, table)
+    context.log.info(f"{table.num_rows} accepted captions out of {facts['scored']} scored")
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "captions": table.num_rows,
+            "scored": facts["scored"],
+            "accepted_share_of_scored": table.num_rows / facts["scored"] if facts["scored"] else 0.0,
+            "pool": facts["pool"],
+            "keep_threshold": caption_filter.keep_threshold,
+            "schema": MetadataValue.md(", ".join(EVAL_SET_SCHEMA.names)),
+        }
+    )
+
+
+@asset(
+    deps=["denoising_eval_set", "denoised_captions"],
+    group_name="text_denoising",
+    kinds={"llm", "parquet"},
+    check_specs=_check_specs("denoising_evaluation"),
+)
+def denoising_evaluation(
+    context: AssetExecutionContext, flip_storage: FlipStorage, llm: LLMResource, perplexity: PerplexityResource
+) -> MaterializeResult:
+    """The evaluation set denoised exactly as the shards are, with the quality figures of the
+    paper (characters removed, perplexity before and after); also the figures over all shards."""
+    shards = flip_storage.path("denoised_captions", "*")
+    overall = {}
+    if any(shards.parent.glob(shards.name)):
+        figures = storage.query(storage.sql_file("denoising_quality.sql"), path=str(shards))[0]
+        overall = quality_metadata(figures, prefix="all_shards_")
+    return _denoise(
+        context, "denoising_evaluation", None, flip_storage.path("denoising_eval_set"), flip_storage, llm, perplexity,
+        extra_metadata=overall,
+    )  # fmt: skip
