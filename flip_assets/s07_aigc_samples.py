@@ -1,0 +1,96 @@
+"""Stage 7: aigc_samples, AI-generated face images from recaptioned face-text pairs (paper 3.1
+"AI-Generated Content Augmentation"). Needs a paid API: empty when none is configured."""
+
+
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from flip_assets.core import storage
+from flip_assets.core.aigc import AIGC_SCHEMA, IMAGE_SIZE, Prices, generate_samples, sample_pairs
+from flip_assets.core.shards import read_image_bytes
+from flip_assets.resources import AIGCResource, FlipStorage
+
+NO_BACKEND = (
+    "no backend configured: set FLIP_AIGC_BASE_URL (e.g. https://api.openai.com/v1) and OPENAI_API_KEY "
+    "to recaption sampled pairs and generate images"
+)
+
+
+class AigcConfig(Config):
+    samples: int = 4
+    seed: int = 0
+
+
+@asset(
+    deps=["face_text_pairs", "raw_shards"],
+    group_name="aigc",
+    kinds={"openai", "parquet"},
+    check_specs=[
+        AssetCheckSpec("every_sample_accounted_for", asset="aigc_samples", blocking=True),
+        AssetCheckSpec("images_decode_at_1024", asset="aigc_samples", blocking=True),
+    ],
+)
+def aigc_samples(
+    context: AssetExecutionContext, config: AigcConfig, flip_storage: FlipStorage, aigc: AIGCResource
+) -> MaterializeResult:
+    """`samples` face-text pairs (chosen by `seed`) recaptioned by a vision model (general + face
+    caption) and redrawn by an image model at 1024x1024, with model names and cost."""
+    metadata = {"vision_model": aigc.vision_model, "image_model": aigc.image_model}
+    chosen: list[dict] = []
+    if not aigc.configured:
+        context.log.warning(NO_BACKEND)
+        rows, spent, metadata["note"] = [], 0.0, NO_BACKEND
+    else:
+        pairs, raw = flip_storage.path("face_text_pairs", "*"), flip_storage.path("raw_shards", "*")
+        candidates = []
+        if any(pairs.parent.glob(pairs.name)):
+            candidates = storage.query(storage.sql_file("aigc_candidates.sql"), pairs=str(pairs), raw=str(raw))
+        chosen = sample_pairs(candidates, config.samples, config.seed)
+        for pair in chosen:
+            pair["image"] = read_image_bytes(pair["tar_path"], pair["image_offset"], pair["image_size"])
+        client = aigc.client(flip_storage.directory("llm_cache"))
+        try:
+            rows, spent = generate_samples(
+                chosen,
+                client,
+                aigc.vision_model,
+                aigc.image_model,
+                Prices(aigc.image_price_usd, aigc.input_usd_per_mtok, aigc.output_usd_per_mtok),
+            )
+        finally:
+            client.close()
+        metadata.update({"base_url": aigc.base_url, **{f"api_{k}": v for k, v in client.stats.as_dict().items()}})
+    path = flip_storage.write("aigc_samples", None, pa.Table.from_pylist(rows, schema=AIGC_SCHEMA))
+    facts = storage.query(storage.sql_file("aigc_samples_checks.sql"), path=str(path))[0]
+    preview = [{"source_key": r["source_key"], "caption": (r["caption"] or "")[:160], "status": r["status"]} for r in rows[:10]]
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "samples": facts["samples"],
+            "ok": facts["ok"],
+            "cost_usd": float(facts["cost_usd"]),
+            "spent_usd_this_run": spent,
+            **metadata,
+            "preview": MetadataValue.md(pa.Table.from_pylist(preview).to_pandas().to_markdown(index=False)) if preview else "",
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="every_sample_accounted_for",
+                passed=facts["samples"] == len(chosen) and facts["without_status"] == 0,
+                metadata={"chosen": len(chosen), "rows": facts["samples"], "without_status": facts["without_status"]},
+            ),
+            AssetCheckResult(
+                check_name="images_decode_at_1024",
+                passed=facts["wrong_size"] == 0 and facts["ok_incomplete"] == 0,
+                metadata={"size": f"{IMAGE_SIZE}x{IMAGE_SIZE}", "wrong_size": facts["wrong_size"], "ok_incomplete": facts["ok_incomplete"]},
+            ),
+        ],
+    )
