@@ -6,7 +6,7 @@ IDs, repeated punctuation and stray separators. It never rewrites words, so it c
 or change a fact; the language model pass does the rest.
 
 Speed matters (every caption of every shard passes here), so each rule is one compiled
-regex and the rules that need a trigger character only run when it is present.
+regex, and a rule only runs when a cheap substring test finds what it needs in the caption.
 """
 
 from __future__ import annotations
@@ -22,15 +22,17 @@ _INLINE_TAGS = frozenset("a abbr b em font i small span strong sub sup u".split(
 _UNICODE_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
 _OTHER_ESCAPE = re.compile(r"\\[nrt\\\"']")
 _TLDS = ("com", "net", "org", "co.uk", "de", "fr", "ru", "info", "biz", "io", "us")
-_URL_TRIGGERS = ("://", "www.", *(f".{tld}" for tld in _TLDS))
+_TLD_PATTERN = "|".join(t.replace(".", r"\.") for t in _TLDS)
+# Hints: one quick search on the lower-cased caption decides whether the full rule runs.
+_URL_HINT = re.compile(r"://|www\.|\.(?:" + _TLD_PATTERN + ")")
 _URL = re.compile(
-    r"(?:\b(?:https?|ftp)://|\bwww\.)\S+|\b[\w.-]+\.(?:" + "|".join(t.replace(".", r"\.") for t in _TLDS) + r")\b(?:/\S*)?",
+    r"(?:\b(?:https?|ftp)://|\bwww\.)\S+|\b[\w.-]+\.(?:" + _TLD_PATTERN + r")\b(?:/\S*)?",
     re.I,
 )
 _EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff", "heic", "svg", "mp4", "mov", "avi", "pdf", "eps", "psd")
-_FILE_TRIGGERS = tuple(f".{ext}" for ext in _EXTENSIONS)
+_FILE_HINT = re.compile(r"\.(?:" + "|".join(_EXTENSIONS) + ")")
 _FILE_NAME = re.compile(r"\b[\w.~-]+\.(?:" + "|".join(_EXTENSIONS) + r")\b", re.I)
-_BOILERPLATE_TRIGGERS = (
+_BOILERPLATE_HINTS = (
     "stock", "royalty", "free ", "premium ", "hd ", "high res", "getty", "dreamstime", "alamy", "123rf",
     "depositphotos", "fotolia", "pinterest", "buy ", "click here", "cheapest",
 )  # fmt: skip
@@ -46,7 +48,7 @@ _BOILERPLATE = re.compile(
 )
 # Stock sites append "- Image: <the title again>" or "- Image: 12345"; the title repeats the caption.
 _IMAGE_SUFFIX = re.compile(r"\s[-|]\s*(?:image|photo|picture):\s.*$", re.I)
-_PRICE_TRIGGERS = ("$", "£", "€", "¥", "usd", "gbp", "eur")
+_PRICE_HINT = re.compile(r"[$£€¥]|usd|gbp|eur")
 _PRICE = re.compile(r"(?:[$£€¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:usd|gbp|eur))?|\b\d[\d,]*(?:\.\d+)?\s?(?:usd|gbp|eur))\b", re.I)
 _DIGIT = re.compile(r"\d")
 # Tokens with a digit: long digit runs and mixed letter-digit codes (SKUs, hashes, ASINs) are IDs.
@@ -89,6 +91,7 @@ def preclean(text: str | None) -> str:
     nothing is left."""
     if not text:
         return ""
+    original = " ".join(text.split())
     if "&" in text:
         text = html.unescape(html.unescape(text))  # captions are often HTML-escaped twice
     if "\\" in text:
@@ -96,15 +99,15 @@ def preclean(text: str | None) -> str:
     if "<" in text:
         text = _TAG.sub(lambda m: "" if (m.group(1) or "").lower() in _INLINE_TAGS else " ", text)
     lower = text.lower()
-    if any(t in lower for t in _URL_TRIGGERS):
+    if _URL_HINT.search(lower):
         text = _URL.sub(" ", text)
-    if any(t in lower for t in _FILE_TRIGGERS):
+    if _FILE_HINT.search(lower):
         text = _FILE_NAME.sub(" ", text)
     if ":" in text:
         text = _IMAGE_SUFFIX.sub(" ", text)
-    if any(t in lower for t in _BOILERPLATE_TRIGGERS):
+    if any(t in lower for t in _BOILERPLATE_HINTS):
         text = _BOILERPLATE.sub(" ", text)
-    if any(t in lower for t in _PRICE_TRIGGERS):
+    if _PRICE_HINT.search(lower):
         text = _PRICE.sub(" ", text)
     if _DIGIT.search(text):
         text = _DIGIT_TOKEN.sub(_drop_id, text)
@@ -112,6 +115,7 @@ def preclean(text: str | None) -> str:
     if "(" in text or "[" in text or "{" in text:
         text = _EMPTY_BRACKETS.sub(" ", text)
     text = " ".join(text.split())
-    text = _SEPARATOR_RUN.sub(_collapse_separators, text)
-    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
-    return " ".join(text.split()).lstrip(_LEADING).rstrip(_TRAILING)
+    if text != original:  # removals leave separators and spaces behind; the writer's own stay
+        text = _SEPARATOR_RUN.sub(_collapse_separators, text)
+        text = " ".join(_SPACE_BEFORE_PUNCT.sub(r"\1", text).split())
+    return text.lstrip(_LEADING).rstrip(_TRAILING)
