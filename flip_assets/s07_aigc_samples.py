@@ -45,9 +45,11 @@ def aigc_samples(
     caption) and redrawn by an image model at 1024x1024, with model names and cost."""
     metadata = {"vision_model": aigc.vision_model, "image_model": aigc.image_model}
     chosen: list[dict] = []
+    rows: list[dict] = []
+    spent = 0.0
     if not aigc.configured:
         context.log.warning(NO_BACKEND)
-        rows, spent, metadata["note"] = [], 0.0, NO_BACKEND
+        metadata["note"] = NO_BACKEND
     else:
         pairs, raw = flip_storage.path("face_text_pairs", "*"), flip_storage.path("raw_shards", "*")
         candidates = []
