@@ -304,3 +304,11 @@ def test_pipeline_pairs_and_evaluation_set_through_the_real_model(text_filtered,
     for name in ("ppl_before_mean", "ppl_after_mean", "chars_removed_share"):
         assert math.isfinite(meta[name]) and math.isfinite(meta[f"all_shards_{name}"])
     assert meta["chars_removed_share"] >= 0 and meta["ppl_before_mean"] > 1
+
+
+def test_bad_limits_fail_fast_naming_the_setting(tmp_path, instance):
+    write_pairs(tmp_path, [(laion_caption(LAION_CAPTIONS[0]), True)])
+    result = run_assets([denoised_captions], resources(tmp_path, "http://127.0.0.1:8080/v1", concurrency=0), instance, SHARD)
+    assert not result.success and "FLIP_LLM_CONCURRENCY=0 must be at least 1" in failure_text(result)
+    result = run_assets([denoised_captions], resources(tmp_path, "not a url"), instance, SHARD)
+    assert not result.success and "OPENAI_BASE_URL='not a url' is not an http(s) URL" in failure_text(result)
