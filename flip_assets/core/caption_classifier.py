@@ -1,0 +1,272 @@
+"""The caption classifier (paper 3.1): does a caption describe a face?
+
+Training set: captions that contain a face keyword are positives, a random sample of the
+other captions negatives, 1:1. A BERT sequence classifier initialised from the offline
+all-MiniLM-L6-v2 weights is fine-tuned on it and saved in Hugging Face format.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from flip_assets.core.captions import clean_caption
+from flip_assets.core.keywords import KeywordMatcher
+
+# Models come from packages or FLIP_HOME; nothing may ask the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402  (after the offline switches)
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification  # noqa: E402
+from transformers import get_linear_schedule_with_warmup  # noqa: E402
+
+SPLITS = ("train", "validation", "test")
+FACE_PAIRS = "face_pairs"  # caption of a sample the visual filter kept
+RAW_SHARDS = "raw_shards"  # any other caption of the raw pool
+CORPUS_PREFIX = "corpus:"  # caption-only corpus, by file stem
+
+DATASET_SCHEMA = pa.schema(
+    [
+        ("text", pa.string()),  # the cleaned caption the classifier reads
+        ("label", pa.int8()),  # 1: contains a face keyword, 0: random caption without one
+        ("origin", pa.string()),  # face_pairs | raw_shards | corpus:<file stem>
+        ("source_id", pa.string()),  # sample key, or <corpus>:<row>
+        ("keywords", pa.list_(pa.string())),
+        ("split", pa.string()),  # train | validation | test
+    ]
+)
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        ("text", pa.string()),
+        ("label", pa.int8()),
+        ("subset", pa.string()),  # the split, or the origin of a face-description test caption
+        ("score", pa.float32()),
+    ]
+)
+# A loadable classifier directory has these (weights in either format).
+REQUIRED_FILES = ("config.json", "tokenizer_config.json")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def classifier_model_dir(home: Path) -> Path:
+    """Where caption_classifier keeps the model that passed its accuracy floor (Hugging Face format)."""
+    return Path(home) / "caption_classifier" / "model"
+
+
+@dataclass(frozen=True)
+class CaptionRecord:
+    text: str
+    origin: str
+    source_id: str
+
+    @property
+    def may_be_positive(self) -> bool:
+        # A raw caption with a keyword whose image showed no face is neither: the paper's
+        # positives are face pairs, and as a negative it would contradict them.
+        return self.origin != RAW_SHARDS
+
+
+def build_dataset(
+    records: Sequence[CaptionRecord],
+    matcher: KeywordMatcher,
+    max_samples: int,
+    seed: int,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    max_chars: int = 10_000,
+) -> pa.Table:
+    """Balanced, de-duplicated positives and negatives, split per label so every split is
+    balanced too. A caption occurs once (the first record wins), so never in two splits."""
+    positives, negatives, seen = [], [], set()
+    for record in records:
+        text = clean_caption(record.text)
+        identity = text.lower()
+        if not text or len(text) > max_chars or identity in seen:
+            continue
+        seen.add(identity)
+        keywords = matcher.find(text)
+        if keywords and record.may_be_positive:
+            positives.append((text, record, keywords))
+        elif not keywords:
+            negatives.append((text, record, keywords))
+    per_label = min(len(positives), len(negatives), max_samples // 2)
+    rng = random.Random(seed)
+    rows = []
+    for label, pool in ((1, positives), (0, negatives)):
+        chosen = rng.sample(pool, per_label)
+        n_train = round(per_label * fractions[0])
+        n_validation = round(per_label * fractions[1])
+        for i, (text, record, keywords) in enumerate(chosen):
+            split = "train" if i < n_train else "validation" if i < n_train + n_validation else "test"
+            rows.append(
+                {
+                    "text": text, "label": label, "origin": record.origin, "source_id": record.source_id,
+                    "keywords": keywords, "split": split,
+                }
+            )  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=DATASET_SCHEMA)
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    epochs: int = 3
+    # Small batches, brisk rate: ~300 training captions give few steps per epoch.
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    max_length: int = 64
+    seed: int = 42
+    warmup_share: float = 0.1
+    # The embeddings and this many lowest transformer layers keep their pretrained weights:
+    # trained on a few hundred captions they would learn product words (earrings are jewellery
+    # listings) rather than what describes a face. Also makes training faster.
+    frozen_layers: int = 3
+
+
+def token_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int) -> Iterator[tuple[np.ndarray, dict]]:
+    """(indices, encoding) per batch, texts sorted by length so batches carry little padding."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        encoding = tokenizer(
+            [texts[i] for i in indices], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        yield indices, encoding
+
+
+def forward_scores(model, encoding) -> torch.Tensor:
+    """P(face description) for one token batch."""
+    return torch.softmax(model(**encoding).logits, dim=-1)[:, 1]
+
+
+def score_texts(
+    model, tokenizer, texts: Sequence[str], batch_size: int = 64, max_length: int = TrainingSettings.max_length
+) -> np.ndarray:
+    """P(face description) per cleaned text, float32, in input order."""
+    scores = np.zeros(len(texts), dtype=np.float32)
+    model.eval()
+    with torch.inference_mode():
+        for indices, encoding in token_batches(tokenizer, texts, batch_size, max_length):
+            scores[indices] = forward_scores(model, encoding).float().numpy()
+    return scores
+
+
+def train_classifier(
+    base_model: Path,
+    train: tuple[list[str], list[int]],
+    validation: tuple[list[str], list[int]],
+    settings: TrainingSettings,
+    log: Callable[[str], None] = print,
+) -> tuple[BertForSequenceClassification, object, list[dict]]:
+    """Fine-tune; returns model, tokenizer and the training curve (one row per epoch)."""
+    torch.manual_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
+    model = BertForSequenceClassification.from_pretrained(str(base_model), num_labels=2)
+    for module in [model.bert.embeddings, *model.bert.encoder.layer[: settings.frozen_layers]]:
+        module.requires_grad_(False)
+    texts, labels = train
+    steps_per_epoch = math.ceil(len(texts) / settings.batch_size)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
+    schedule = get_linear_schedule_with_warmup(
+        optimizer, int(settings.warmup_share * steps_per_epoch * settings.epochs), steps_per_epoch * settings.epochs
+    )
+    generator = torch.Generator().manual_seed(settings.seed)
+    lengths = [len(t) for t in texts]
+    curve = []
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        started, losses = time.perf_counter(), []
+        for batch in _training_batches(lengths, settings.batch_size, generator):
+            encoding = tokenizer(
+                [texts[i] for i in batch], padding=True, truncation=True, max_length=settings.max_length,
+                return_tensors="pt",
+            )  # fmt: skip
+            loss = model(**encoding, labels=torch.tensor([labels[i] for i in batch])).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        val_scores = score_texts(model, tokenizer, validation[0], max_length=settings.max_length)
+        val_labels = np.asarray(validation[1])
+        point = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "validation_loss": _log_loss(val_scores, val_labels),
+            "validation_accuracy": float(np.mean((val_scores > 0.5) == (val_labels == 1))) if len(val_labels) else None,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        curve.append(point)
+        log(f"epoch {epoch}/{settings.epochs}: {point}")
+    model.eval()
+    return model, tokenizer, curve
+
+
+def _training_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Random batches of similar length: shuffle, sort windows of 16 batches by length, cut,
+    shuffle the batches. Padding to the longest caption of a random batch would cost ~2x."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    window = batch_size * 16
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lengths.__getitem__)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def _log_loss(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    if not len(labels):
+        return None
+    p = np.clip(np.where(labels == 1, scores, 1.0 - scores), 1e-7, 1.0)
+    return float(-np.log(p).mean())
+
+
+def save_classifier(model, tokenizer, directory: Path) -> Path:
+    """Write to a sibling temp folder, then swap it in: readers never see half a model."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        previous = directory.with_name(f".{directory.name}.previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        if directory.exists():
+            directory.rename(previous)
+        staging.rename(directory)
+        shutil.rmtree(previous, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_classifier(directory: Path):
+    """(model, tokenizer) from a saved classifier; fails naming the folder when it is missing,
+    incomplete or unreadable."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"caption classifier not found: {directory} (materialize caption_classifier first)")
+    missing = [f for f in REQUIRED_FILES if not (directory / f).is_file()]
+    if not any((directory / f).is_file() for f in WEIGHT_FILES):
+        missing.append(" or ".join(WEIGHT_FILES))
+    if missing:
+        raise FileNotFoundError(f"caption classifier {directory} is incomplete, missing: {', '.join(missing)}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        model = AutoModelForSequenceClassification.from_pretrained(str(directory))
+    except Exception as exc:
+        raise ValueError(f"caption classifier {directory} is unreadable: {exc}") from exc
+    if model.config.num_labels != 2:
+        raise ValueError(f"caption classifier {directory} has {model.config.num_labels} labels, expected 2")
+    model.eval()
+    return model, tokenizer
+

@@ -1,0 +1,107 @@
+"""Stage 3: face_keywords, Word2Vec neighbours of the paper's 12 seed words, screened by a
+person in a reviewed file (paper 3.1, textual filtering)."""
+
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from flip_assets.core import storage
+from flip_assets.core.captions import read_caption_corpus, shard_captions, tokenize
+from flip_assets.core.keywords import (
+    SEED_WORDS,
+    USED_STATES,
+    expand_seeds,
+    keyword_table,
+    load_review,
+    save_word2vec,
+    train_word2vec,
+)
+from flip_assets.resources import CaptionCorpus, FlipStorage, KeywordMiningResource
+
+
+@asset(
+    deps=["raw_shards", "face_detections"],
+    group_name="textual_filtering",
+    kinds={"gensim", "parquet"},
+    check_specs=[
+        AssetCheckSpec("every_seed_word_listed", asset="face_keywords", blocking=True),
+        AssetCheckSpec("unique_words", asset="face_keywords", blocking=True),
+        AssetCheckSpec("every_candidate_reviewed", asset="face_keywords"),
+    ],
+)
+def face_keywords(
+    context: AssetExecutionContext,
+    flip_storage: FlipStorage,
+    caption_corpus: CaptionCorpus,
+    keyword_mining: KeywordMiningResource,
+) -> MaterializeResult:
+    """Seed words, their Word2Vec neighbours (top 10) and neighbours of those (top 3), each with
+    its seed, similarity and review state. Seeds and accepted words are the face keywords;
+    unreviewed candidates are listed in the metadata for a person to add to the review file."""
+    home = Path(flip_storage.home)
+    face_captions = [row["caption"] for row in shard_captions(home) if row["face_kept"]]
+    corpus_captions = [caption for path in caption_corpus.files for caption in read_caption_corpus(path)]
+    sentences = [tokens for tokens in map(tokenize, face_captions + corpus_captions) if tokens]
+    settings = keyword_mining.settings()
+    context.log.info(f"training Word2Vec on {len(sentences)} captions ({len(face_captions)} of face pairs)")
+    started = time.perf_counter()
+    model = train_word2vec(sentences, settings)
+    train_seconds = time.perf_counter() - started
+    model_path = save_word2vec(model, flip_storage.directory("face_keywords") / "word2vec.model")
+
+    review_path = Path(keyword_mining.review_file)
+    counts = Counter(token for tokens in sentences for token in tokens)
+    table = keyword_table(expand_seeds(model), load_review(review_path), counts)
+    path = flip_storage.write("face_keywords", None, table)
+    facts = storage.query(storage.sql_file("face_keywords_checks.sql"), path=str(path), seeds=list(SEED_WORDS))[0]
+    unreviewed = facts["unreviewed_words"] or []
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "word2vec_model": MetadataValue.path(str(model_path)),
+            "review_file": MetadataValue.path(str(review_path)),
+            "training_captions": len(sentences),
+            "face_pair_captions": len(face_captions),
+            "vocabulary": len(model.wv),
+            "train_seconds": round(train_seconds, 1),
+            "word2vec_settings": MetadataValue.json(vars(settings)),
+            "keywords_used": facts["used"],
+            "accepted": facts["accepted"],
+            "rejected": facts["rejected"],
+            "unreviewed": facts["unreviewed"],
+            # Paste into the review file with a decision and a reason.
+            "unreviewed_words": MetadataValue.md("```\n" + "".join(f"{w},,\n" for w in unreviewed) + "```"),
+            "seeds_missing_from_vocabulary": MetadataValue.json([w for w in SEED_WORDS if w not in model.wv]),
+            "keywords": MetadataValue.md(
+                table.filter(pc.is_in(table["review"], pa.array(USED_STATES)))
+                .select(["word", "seed", "similarity", "review"]).to_pandas().to_markdown(index=False)
+            ),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="every_seed_word_listed", passed=not facts["missing_seeds"],
+                metadata={"missing_seeds": MetadataValue.json(facts["missing_seeds"] or [])},
+            ),
+            AssetCheckResult(
+                check_name="unique_words", passed=facts["duplicate_words"] == 0,
+                metadata={"duplicate_words": facts["duplicate_words"]},
+            ),
+            AssetCheckResult(
+                check_name="every_candidate_reviewed", passed=not unreviewed, severity=AssetCheckSeverity.WARN,
+                metadata={"unreviewed": len(unreviewed), "review_file": MetadataValue.path(str(review_path))},
+            ),
+        ],
+    )

@@ -1,0 +1,234 @@
+"""Stage 4: the caption classifier (paper 3.1, textual filtering): its balanced training set,
+the fine-tuned BERT model, and an independent face-description test of that model."""
+
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from sklearn.metrics import roc_auc_score
+
+from flip_assets.core import storage
+from flip_assets.core.caption_classifier import (
+    CORPUS_PREFIX,
+    FACE_PAIRS,
+    PREDICTIONS_SCHEMA,
+    RAW_SHARDS,
+    SPLITS,
+    CaptionRecord,
+    build_dataset,
+    classifier_model_dir,
+    load_classifier,
+    save_classifier,
+    score_texts,
+    train_classifier,
+)
+from flip_assets.core.captions import normalized, read_caption_corpus, shard_captions
+from flip_assets.core.face_descriptions import celeba_descriptions, face_description_set
+from flip_assets.core.keywords import KeywordMatcher, used_keywords
+from flip_assets.resources import CaptionFilterResource, CaptionCorpus, FlipStorage
+
+
+def _markdown(rows: list[dict]) -> MetadataValue:
+    return MetadataValue.md(pa.Table.from_pylist(rows).to_pandas().to_markdown(index=False) if rows else "none")
+
+
+@asset(
+    deps=["face_keywords", "raw_shards", "face_detections"],
+    group_name="textual_filtering",
+    kinds={"parquet"},
+    check_specs=[
+        AssetCheckSpec("balanced", asset="caption_classifier_dataset", blocking=True),
+        AssetCheckSpec("no_caption_in_two_splits", asset="caption_classifier_dataset", blocking=True),
+    ],
+)
+def caption_classifier_dataset(
+    context: AssetExecutionContext,
+    flip_storage: FlipStorage,
+    caption_corpus: CaptionCorpus,
+    caption_filter: CaptionFilterResource,
+) -> MaterializeResult:
+    """Captions with a face keyword (of face pairs, or of the caption-only corpora: see origin)
+    as positives, a random sample of the other captions as negatives, 1:1, de-duplicated and
+    split train/validation/test with every caption in one split only."""
+    home = Path(flip_storage.home)
+    keywords = used_keywords(flip_storage.path("face_keywords"))
+    # Face pairs first: a caption that is also in a corpus counts as a face pair's.
+    shard_rows = sorted(shard_captions(home), key=lambda r: not r["face_kept"])
+    records = [CaptionRecord(r["caption"], FACE_PAIRS if r["face_kept"] else RAW_SHARDS, r["key"]) for r in shard_rows]
+    for path in caption_corpus.files:
+        records += [
+            CaptionRecord(text, CORPUS_PREFIX + path.stem, f"{path.stem}:{row}")
+            for row, text in enumerate(read_caption_corpus(path))
+            if text is not None
+        ]
+    table = build_dataset(
+        records, KeywordMatcher(keywords), caption_filter.max_samples, caption_filter.seed,
+        max_chars=caption_filter.max_caption_chars,
+    )  # fmt: skip
+    path = flip_storage.write("caption_classifier_dataset", None, table)
+    facts = storage.query(storage.sql_file("caption_classifier_dataset_checks.sql"), path=str(path))[0]
+    summary = storage.query(storage.sql_file("caption_classifier_dataset_summary.sql"), path=str(path))
+    if facts["samples"] == 0:
+        context.log.warning("no captions with a face keyword: the classifier dataset is empty")
+    positives = table.filter(pc.equal(table["label"], 1)).select(["text", "origin", "keywords"]).slice(0, 8)
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "samples": facts["samples"],
+            "positives": facts["positives"],
+            "negatives": facts["negatives"],
+            "candidate_records": len(records),
+            "keywords_used": len(keywords),
+            "composition": _markdown(summary),
+            "positive_examples": MetadataValue.md(positives.to_pandas().to_markdown(index=False)),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="balanced",
+                # Balanced within 1% in every split; an empty set is not a training set.
+                passed=facts["samples"] > 0 and facts["max_split_imbalance"] <= 0.01,
+                metadata={"positives": facts["positives"], "negatives": facts["negatives"],
+                          "max_split_imbalance": float(facts["max_split_imbalance"])},
+            ),  # fmt: skip
+            AssetCheckResult(
+                check_name="no_caption_in_two_splits",
+                passed=facts["captions_in_two_splits"] == 0 and facts["duplicate_captions"] == 0,
+                metadata={"captions_in_two_splits": facts["captions_in_two_splits"],
+                          "duplicate_captions": facts["duplicate_captions"]},
+            ),  # fmt: skip
+        ],
+    )
+
+
+@asset(
+    deps=["caption_classifier_dataset"],
+    group_name="textual_filtering",
+    kinds={"pytorch", "parquet"},
+    check_specs=[AssetCheckSpec("test_accuracy_above_floor", asset="caption_classifier", blocking=True)],
+)
+def caption_classifier(
+    context: AssetExecutionContext, flip_storage: FlipStorage, caption_filter: CaptionFilterResource
+) -> MaterializeResult:
+    """BERT (all-MiniLM-L6-v2) fine-tuned to tell face descriptions from other captions, saved
+    in Hugging Face format; its validation and test predictions are the Parquet output. A model
+    below the accuracy floor is saved aside as rejected_model and never used for filtering."""
+    rows = flip_storage.read("caption_classifier_dataset").to_pylist()
+    splits = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
+    if not splits["train"] or not splits["test"]:
+        raise ValueError("caption_classifier_dataset has no train or no test rows: too few face keyword captions")
+    settings = caption_filter.training_settings()
+    started = time.perf_counter()
+    model, tokenizer, curve = train_classifier(
+        Path(caption_filter.base_model),
+        ([r["text"] for r in splits["train"]], [r["label"] for r in splits["train"]]),
+        ([r["text"] for r in splits["validation"]], [r["label"] for r in splits["validation"]]),
+        settings,
+        log=context.log.info,
+    )
+    train_seconds = time.perf_counter() - started
+    evaluated = splits["validation"] + splits["test"]
+    scores = score_texts(model, tokenizer, [r["text"] for r in evaluated], caption_filter.score_batch_size, settings.max_length)
+    predictions = pa.Table.from_pylist(
+        [{"text": r["text"], "label": r["label"], "subset": r["split"], "score": float(s)} for r, s in zip(evaluated, scores)],
+        schema=PREDICTIONS_SCHEMA,
+    )
+    path = flip_storage.write("caption_classifier", None, predictions)
+    metrics = {
+        m["subset"]: m
+        for m in storage.query(storage.sql_file("classifier_metrics.sql"), path=str(path), threshold=caption_filter.keep_threshold)
+    }
+    test = metrics["test"]
+    test_labels = [r["label"] for r in splits["test"]]
+    roc_auc = float(roc_auc_score(test_labels, scores[len(splits["validation"]) :])) if len(set(test_labels)) == 2 else None
+    passed = test["accuracy"] >= caption_filter.min_test_accuracy
+    model_dir = classifier_model_dir(Path(flip_storage.home))
+    saved = save_classifier(model, tokenizer, model_dir if passed else model_dir.with_name("rejected_model"))
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "model": MetadataValue.path(str(saved)),
+            "test_accuracy": test["accuracy"],
+            "test_f1": test["f1"],
+            "test_roc_auc": roc_auc,
+            "test_samples": test["samples"],
+            "validation_accuracy": metrics["validation"]["accuracy"] if "validation" in metrics else None,
+            "train_samples": len(splits["train"]),
+            "train_seconds": round(train_seconds, 1),
+            "training_curve": _markdown(curve),
+            "settings": MetadataValue.json(vars(settings)),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="test_accuracy_above_floor",
+                passed=passed,
+                metadata={"test_accuracy": test["accuracy"], "floor": caption_filter.min_test_accuracy},
+            )
+        ],
+    )
+
+
+@asset(
+    deps=["caption_classifier", "caption_classifier_dataset", "face_keywords", "raw_shards", "face_detections"],
+    group_name="textual_filtering",
+    kinds={"pytorch", "parquet"},
+    check_specs=[AssetCheckSpec("accuracy_meets_target", asset="face_description_test")],
+)
+def face_description_test(
+    context: AssetExecutionContext,
+    flip_storage: FlipStorage,
+    caption_corpus: CaptionCorpus,
+    caption_filter: CaptionFilterResource,
+) -> MaterializeResult:
+    """The classifier on captions it never saw, like the paper's MM-CelebA test: CelebA
+    attributes written out by a grammar (positives) against as many captions that do not
+    describe a face: of photos face_detections found no face in, and held-out corpus captions."""
+    home = Path(flip_storage.home)
+    model, tokenizer = load_classifier(classifier_model_dir(home))
+    keywords = frozenset(used_keywords(flip_storage.path("face_keywords")))
+    seen = {normalized(t) for t in flip_storage.read("caption_classifier_dataset").column("text").to_pylist()}
+    descriptions = celeba_descriptions(Path(caption_filter.celeba_attr), caption_filter.eval_samples, caption_filter.seed)
+    no_face = [r["caption"] for r in shard_captions(home) if r["face_drop_reason"] == "no_face"]
+    corpus = [caption for path in caption_corpus.files for caption in read_caption_corpus(path)]
+    rows = face_description_set(descriptions, no_face, corpus, seen, keywords, caption_filter.seed)
+    scores = score_texts(model, tokenizer, [text for text, _, _ in rows], caption_filter.score_batch_size, caption_filter.max_length)
+    table = pa.Table.from_pylist(
+        [{"text": text, "label": label, "subset": origin, "score": float(s)} for (text, label, origin), s in zip(rows, scores)],
+        schema=PREDICTIONS_SCHEMA,
+    )
+    path = flip_storage.write("face_description_test", None, table)
+    metrics = storage.query(storage.sql_file("classifier_metrics.sql"), path=str(path), threshold=caption_filter.keep_threshold)
+    overall = next(m for m in metrics if m["subset"] == "all")
+    wrong = [
+        {"text": text, "origin": origin, "score": round(float(s), 3)}
+        for (text, label, origin), s in zip(rows, scores)
+        if (s > caption_filter.keep_threshold) != (label == 1)
+    ]
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "accuracy": overall["accuracy"],
+            "f1": overall["f1"],
+            "samples": overall["samples"],
+            "target_accuracy": caption_filter.eval_target_accuracy,
+            "per_origin": _markdown([{k: m[k] for k in ("subset", "samples", "accuracy")} for m in metrics]),
+            "errors": _markdown(wrong[:20]),
+            "positive_examples": MetadataValue.md("\n\n".join(descriptions[:5])),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="accuracy_meets_target",
+                passed=overall["accuracy"] >= caption_filter.eval_target_accuracy,
+                metadata={"accuracy": overall["accuracy"], "target": caption_filter.eval_target_accuracy},
+            )
+        ],
+    )

@@ -1,0 +1,99 @@
+"""Stage 5: face_text_pairs, the textual filter: a face-detected sample is kept when the
+caption classifier scores its caption above the threshold (paper 3.1)."""
+
+
+from pathlib import Path
+
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from flip_assets.core import storage
+from flip_assets.core.caption_classifier import classifier_model_dir, load_classifier
+from flip_assets.core.face_text_pairs import filter_face_pairs
+from flip_assets.core.keywords import KeywordMatcher, used_keywords
+from flip_assets.partitions import SHARD_TAG, shard_partitions
+from flip_assets.resources import CaptionFilterResource, FlipStorage
+
+EXAMPLE_COLUMNS = ["key", "caption", "text_score", "keywords", "drop_reason"]
+
+
+@asset(
+    partitions_def=shard_partitions,
+    tags=SHARD_TAG,
+    deps=["raw_shards", "face_detections", "face_keywords", "caption_classifier"],
+    group_name="textual_filtering",
+    kinds={"pytorch", "parquet"},
+    check_specs=[
+        AssetCheckSpec("every_face_sample_accounted_for", asset="face_text_pairs", blocking=True),
+        AssetCheckSpec("scores_in_range", asset="face_text_pairs", blocking=True),
+        AssetCheckSpec("unique_keys", asset="face_text_pairs", blocking=True),
+    ],
+)
+def face_text_pairs(
+    context: AssetExecutionContext, flip_storage: FlipStorage, caption_filter: CaptionFilterResource
+) -> MaterializeResult:
+    """Every sample face_detections kept, with its caption's classifier score and face keywords;
+    kept when the score is above the threshold, else dropped with a reason."""
+    shard = context.partition_key
+    # Loaded before any work: a missing or broken model fails the run naming its folder.
+    model, tokenizer = load_classifier(classifier_model_dir(Path(flip_storage.home)))
+    raw_path, detections_path = flip_storage.path("raw_shards", shard), flip_storage.path("face_detections", shard)
+    for upstream in (raw_path, detections_path):
+        if not upstream.is_file():
+            raise FileNotFoundError(f"{upstream} does not exist: materialize the upstream asset first")
+    rows = storage.query(
+        storage.sql_file("face_text_pairs_input.sql"), raw_path=str(raw_path), detections_path=str(detections_path)
+    )
+    table = filter_face_pairs(
+        rows,
+        KeywordMatcher(used_keywords(flip_storage.path("face_keywords"))),
+        model,
+        tokenizer,
+        keep_threshold=caption_filter.keep_threshold,
+        max_chars=caption_filter.max_caption_chars,
+        batch_size=caption_filter.score_batch_size,
+        max_length=caption_filter.max_length,
+    )
+    path = flip_storage.write("face_text_pairs", shard, table)
+    facts = storage.query(
+        storage.sql_file("face_text_pairs_checks.sql"),
+        path=str(path), detections_path=str(detections_path), threshold=caption_filter.keep_threshold,
+    )[0]  # fmt: skip
+    outcomes = storage.query(storage.sql_file("face_detections_reasons.sql"), path=str(path))
+    kept = table.filter(table["kept"]).select(EXAMPLE_COLUMNS).slice(0, 5)
+    dropped = table.filter(pc.invert(table["kept"])).select(EXAMPLE_COLUMNS).slice(0, 5)
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "face_samples": facts["face_samples"],
+            "kept": facts["kept"],
+            "kept_share": facts["kept"] / facts["face_samples"] if facts["face_samples"] else 0.0,
+            "keep_threshold": caption_filter.keep_threshold,
+            "outcomes": MetadataValue.json({o["outcome"]: o["samples"] for o in outcomes}),
+            "kept_examples": MetadataValue.md(kept.to_pandas().to_markdown(index=False)),
+            "dropped_examples": MetadataValue.md(dropped.to_pandas().to_markdown(index=False)),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="every_face_sample_accounted_for",
+                passed=facts["missing_from_output"] == 0 and facts["not_face_samples"] == 0 and facts["unexplained"] == 0,
+                metadata={k: facts[k] for k in ("face_samples", "pairs", "missing_from_output", "not_face_samples", "unexplained")},
+            ),
+            AssetCheckResult(
+                check_name="scores_in_range",
+                passed=facts["scores_out_of_range"] == 0 and facts["kept_at_or_below_threshold"] == 0,
+                metadata={k: facts[k] for k in ("scores_out_of_range", "kept_at_or_below_threshold")},
+            ),
+            AssetCheckResult(
+                check_name="unique_keys", passed=facts["duplicate_keys"] == 0,
+                metadata={"duplicate_keys": facts["duplicate_keys"]},
+            ),
+        ],
+    )
