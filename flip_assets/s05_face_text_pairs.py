@@ -4,6 +4,7 @@ caption classifier scores its caption above the threshold (paper 3.1)."""
 
 from pathlib import Path
 
+import great_expectations as gx
 import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
@@ -14,14 +15,21 @@ from dagster import (
     asset,
 )
 
-from flip_assets.core import storage
+from flip_assets.core import expectations, storage
 from flip_assets.core.caption_classifier import classifier_model_dir, load_classifier
-from flip_assets.core.face_text_pairs import filter_face_pairs
+from flip_assets.core.face_text_pairs import DROP_REASONS, FACE_TEXT_PAIRS_SCHEMA, filter_face_pairs
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
 from flip_assets.partitions import SHARD_TAG, shard_partitions
 from flip_assets.resources import CaptionFilterResource, FlipStorage
 
 EXAMPLE_COLUMNS = ["key", "caption", "text_score", "keywords", "drop_reason"]
+# The contract denoised_captions relies on: columns in order, keys and verdicts always set.
+CONTRACT_SUITE = [
+    gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=FACE_TEXT_PAIRS_SCHEMA.names),
+    gx.expectations.ExpectColumnValuesToNotBeNull(column="key"),
+    gx.expectations.ExpectColumnValuesToNotBeNull(column="kept"),
+    gx.expectations.ExpectColumnValuesToBeInSet(column="drop_reason", value_set=list(DROP_REASONS)),
+]
 
 
 @asset(
@@ -34,6 +42,7 @@ EXAMPLE_COLUMNS = ["key", "caption", "text_score", "keywords", "drop_reason"]
         AssetCheckSpec("every_face_sample_accounted_for", asset="face_text_pairs", blocking=True),
         AssetCheckSpec("scores_in_range", asset="face_text_pairs", blocking=True),
         AssetCheckSpec("unique_keys", asset="face_text_pairs", blocking=True),
+        AssetCheckSpec("contract", asset="face_text_pairs", blocking=True),
     ],
 )
 def face_text_pairs(
@@ -67,6 +76,7 @@ def face_text_pairs(
         path=str(path), detections_path=str(detections_path), threshold=caption_filter.keep_threshold,
     )[0]  # fmt: skip
     outcomes = storage.query(storage.sql_file("face_detections_reasons.sql"), path=str(path))
+    suite = expectations.validate(storage.read_table(path).to_pandas(), "face_text_pairs", CONTRACT_SUITE)
     kept = table.filter(table["kept"]).select(EXAMPLE_COLUMNS).slice(0, 5)
     dropped = table.filter(pc.invert(table["kept"])).select(EXAMPLE_COLUMNS).slice(0, 5)
     return MaterializeResult(
@@ -94,6 +104,10 @@ def face_text_pairs(
             AssetCheckResult(
                 check_name="unique_keys", passed=facts["duplicate_keys"] == 0,
                 metadata={"duplicate_keys": facts["duplicate_keys"]},
+            ),
+            AssetCheckResult(
+                check_name="contract", passed=suite.success,
+                metadata={"failures": MetadataValue.json(suite.failures)},
             ),
         ],
     )

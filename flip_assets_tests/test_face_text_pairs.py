@@ -39,7 +39,7 @@ def test_every_face_sample_scored_under_the_contract(text_filtered):
             assert row["drop_reason"] == (None if row["kept"] else LOW_TEXT_SCORE)
         meta = text_filtered.metadata[("face_text_pairs", shard)]
         assert meta["kept_share"] == pytest.approx(sum(table["kept"].to_pylist()) / table.num_rows)
-        for check in ("every_face_sample_accounted_for", "scores_in_range", "unique_keys"):
+        for check in ("every_face_sample_accounted_for", "scores_in_range", "unique_keys", "contract"):
             assert text_filtered.checks[("face_text_pairs", check)]
 
 

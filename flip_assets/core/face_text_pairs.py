@@ -31,6 +31,7 @@ MISSING_CAPTION = "missing_caption"
 EMPTY_CAPTION = "empty_caption"  # empty, whitespace, or only markup and links
 CAPTION_TOO_LONG = "caption_too_long"
 LOW_TEXT_SCORE = "text_score_below_threshold"
+DROP_REASONS = (MISSING_CAPTION, EMPTY_CAPTION, CAPTION_TOO_LONG, LOW_TEXT_SCORE)
 
 
 def filter_face_pairs(
