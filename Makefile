@@ -31,3 +31,5 @@ ui: install
 
 bench: install
 	$(PY) -m bench.face_detections
+	$(PY) -m bench.textual_filtering
+	$(PY) -m bench.denoising
