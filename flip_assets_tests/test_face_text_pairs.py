@@ -28,6 +28,7 @@ CONTRACT = [
 
 
 def test_every_face_sample_scored_under_the_contract(text_filtered):
+    assert [(f.name, f.type) for f in FACE_TEXT_PAIRS_SCHEMA] == CONTRACT
     for shard in ("00000", "00001"):
         table = pq.read_table(text_filtered.home / "face_text_pairs" / f"{shard}.parquet")
         assert [(f.name, f.type) for f in table.schema] == CONTRACT

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flip_assets.core.captions import clean_caption, tokenize
@@ -111,14 +111,14 @@ def celeba_descriptions(path: Path, samples: int, seed: int, split: str = "test"
         raise FileNotFoundError(f"CelebA attributes not found: {path} (set FLIP_CELEBA_ATTR)")
     names = [n for n in pq.read_schema(path).names if n not in ("image", "image_id")]
     table = pq.read_table(path, columns=names)
-    table = table.filter(pa.compute.equal(table["split"], split)).slice(0, samples)
+    table = table.filter(pc.equal(table["split"], split)).slice(0, samples)
     rng = random.Random(seed)
     attributes = [n for n in names if n != "split"]
     return [describe({a: row[a] for a in attributes}, rng) for row in table.to_pylist()]
 
 
 def describes_no_face(text: str, keywords: frozenset[str]) -> bool:
-    """Negatives for the test: no face keyword and no face word of the grammar."""
+    """Negatives for the test: no face keyword and no word of FACE_VOCABULARY."""
     tokens = set(tokenize(text))
     return tokens.isdisjoint(keywords) and tokens.isdisjoint(FACE_VOCABULARY)
 
