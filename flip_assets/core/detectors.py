@@ -47,20 +47,20 @@ def pad_batches(images: list[np.ndarray], batch_size: int, multiple: int = 32):
     padding with the channel mean makes padded pixels zero after normalisation.
     """
     order = sorted(range(len(images)), key=lambda i: images[i].shape[:2])
-    rgb_mean = np.array(BGR_MEAN[::-1], np.float32)
-    bgr_mean = torch.tensor(BGR_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+    bgr_mean = np.array(BGR_MEAN, np.float32)[:, None, None]
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         h = max(images[i].shape[0] for i in idx)
         w = max(images[i].shape[1] for i in idx)
         h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        # Contiguous NHWC copies in numpy are the cheapest; one transposing copy makes NCHW BGR.
-        nhwc = np.empty((len(idx), h, w, 3), np.float32)
-        nhwc[:] = rgb_mean
+        batch = np.empty((len(idx), 3, h, w), np.float32)
         for row, i in enumerate(idx):
-            nhwc[row, : images[i].shape[0], : images[i].shape[1]] = images[i]
-        batch = torch.from_numpy(np.ascontiguousarray(nhwc[..., ::-1].transpose(0, 3, 1, 2)))
-        yield idx, batch.sub_(bgr_mean)
+            ih, iw = images[i].shape[:2]
+            # One pass per image: RGB->BGR, HWC->CHW, uint8->float and mean subtraction together.
+            np.subtract(images[i][..., ::-1].transpose(2, 0, 1), bgr_mean, out=batch[row, :, :ih, :iw])
+            batch[row, :, ih:, :] = 0
+            batch[row, :, :ih, iw:] = 0
+        yield idx, torch.from_numpy(batch)
 
 
 class RetinaFaceDetector:
