@@ -55,8 +55,7 @@ def face_text_pairs(
     model, tokenizer = load_classifier(classifier_model_dir(Path(flip_storage.home)))
     raw_path, detections_path = flip_storage.path("raw_shards", shard), flip_storage.path("face_detections", shard)
     for upstream in (raw_path, detections_path):
-        if not upstream.is_file():
-            raise FileNotFoundError(f"{upstream} does not exist: materialize the upstream asset first")
+        storage.require_file(upstream)
     rows = storage.query(
         storage.sql_file("face_text_pairs_input.sql"), raw_path=str(raw_path), detections_path=str(detections_path)
     )

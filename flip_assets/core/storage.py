@@ -35,10 +35,15 @@ def write_table(path: Path, table: pa.Table) -> Path:
     return atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
-def read_table(path: Path) -> pa.Table:
+def require_file(path: Path) -> Path:
+    """An upstream asset's file, or an error saying to materialize that asset first."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: materialize the upstream asset first")
-    return pq.read_table(path)
+    return path
+
+
+def read_table(path: Path) -> pa.Table:
+    return pq.read_table(require_file(path))
 
 
 def query(sql: str, **params) -> list[dict]:
