@@ -6,6 +6,7 @@ a row records the member's byte offset and size so later stages read them withou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tarfile
@@ -34,6 +35,7 @@ RAW_SHARD_SCHEMA = pa.schema(
         ("tar_path", pa.string()),
         ("image_offset", pa.int64()),
         ("image_size", pa.int64()),
+        ("image_sha256", pa.string()),  # of the tar member's bytes (the `sha256` field hashes the source file)
     ]
 )
 
@@ -51,6 +53,7 @@ class _Members:
     """One copy of a sample in the tar: the members that belong to it."""
 
     image: tuple[int, int] | None = None  # (offset, size)
+    image_sha256: str | None = None
     caption: bytes | None = None
     meta: bytes | None = None
 
@@ -69,7 +72,7 @@ class TarIndex:
 
 
 def index_tar(tar_path: Path) -> TarIndex:
-    """Offsets of images, contents of captions and metadata, stopping cleanly at damage.
+    """Offsets and hashes of images, contents of captions and metadata, stopping cleanly at damage.
 
     Members are grouped into samples as webdataset does: a sample is a run of consecutive members
     with one key, so a key that comes back later, or repeats an extension, starts another copy."""
@@ -96,6 +99,7 @@ def index_tar(tar_path: Path) -> TarIndex:
                     break
                 if kind == "image":
                     entry.image = (info.offset_data, info.size)
+                    entry.image_sha256 = hashlib.file_digest(tar.extractfile(info), "sha256").hexdigest()
                 elif kind:
                     setattr(entry, kind, tar.extractfile(info).read())
     except (tarfile.TarError, EOFError, OSError) as exc:
@@ -207,6 +211,7 @@ def _sample_row(key: str, found: _Members, listed: dict, tar_path: str, tar_erro
         "tar_path": tar_path,
         "image_offset": offset,
         "image_size": size,
+        "image_sha256": found.image_sha256,
     }
 
 
@@ -243,6 +248,23 @@ def read_shard(source: Path, shard: str) -> tuple[pa.Table, dict]:
         "problems": [p for p in (index.error, parquet_problem, stats_problem) if p],
     }
     return pa.Table.from_pylist(rows, schema=RAW_SHARD_SCHEMA), facts
+
+
+class StaleShardError(RuntimeError):
+    """A tar no longer holds the image bytes raw_shards recorded for a sample."""
+
+
+def read_sample_image(row: dict) -> bytes | None:
+    """The image of a raw_shards row, checked against the hash raw_shards took: a tar rewritten
+    since would otherwise hand over another sample's picture at the recorded offset."""
+    data = read_image_bytes(row["tar_path"], row["image_offset"], row["image_size"])
+    if data is not None and hashlib.sha256(data).hexdigest() != row.get("image_sha256"):
+        raise StaleShardError(
+            f"sample {row['key']}: the {row['image_size']} bytes at offset {row['image_offset']} of {row['tar_path']} "
+            "are not the image raw_shards recorded (the tar changed since, or raw_shards predates image hashes); "
+            "re-materialize raw_shards for this shard"
+        )
+    return data
 
 
 def read_image_bytes(tar_path: str, offset: int | None, size: int | None) -> bytes | None:
