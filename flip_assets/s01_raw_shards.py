@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from flip_assets.core import expectations, storage
-from flip_assets.core.shards import RAW_SHARD_SCHEMA, read_shard
+from flip_assets.core.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard
 from flip_assets.partitions import SHARD_TAG, shard_partitions
 from flip_assets.resources import FlipStorage, ShardSource
 
@@ -22,8 +22,8 @@ RAW_SHARDS_SUITE = [
     gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=RAW_SHARD_SCHEMA.names),
     gx.expectations.ExpectColumnValuesToNotBeNull(column="key"),
     gx.expectations.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed_to_download", "invalid"]),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="width", min_value=1, max_value=200_000),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="height", min_value=1, max_value=200_000),
+    gx.expectations.ExpectColumnValuesToBeBetween(column="width", min_value=1, max_value=MAX_SIDE),
+    gx.expectations.ExpectColumnValuesToBeBetween(column="height", min_value=1, max_value=MAX_SIDE),
 ]
 
 
@@ -36,6 +36,9 @@ RAW_SHARDS_SUITE = [
         AssetCheckSpec("unique_keys", asset="raw_shards", blocking=True),
         AssetCheckSpec("schema_and_values", asset="raw_shards", blocking=True),
         AssetCheckSpec("matches_img2dataset_stats", asset="raw_shards"),
+        AssetCheckSpec(
+            "shard_files_intact", asset="raw_shards", description="the tar, .parquet and _stats.json are present and readable"
+        ),
     ],
 )
 def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_source: ShardSource) -> MaterializeResult:
@@ -46,15 +49,19 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
     path = flip_storage.write("raw_shards", shard, table)
     summary = storage.query(storage.sql_file("raw_shards_summary.sql"), path=str(path))[0]
     errors = storage.query(storage.sql_file("raw_shards_errors.sql"), path=str(path))
-    if facts["tar_error"]:
-        context.log.warning(f"shard {shard}: {facts['tar_error']}")
+    for problem in facts["problems"]:
+        context.log.warning(f"shard {shard}: {problem}")
 
     suite = expectations.validate(table.to_pandas(), "raw_shards", RAW_SHARDS_SUITE)
     stats = facts["img2dataset_stats"] or {}
     checks = [
+        # Copies of a key in the tar already have rows of their own (KEY.dupN, invalid): noticed as
+        # a warning, which does not block later stages; a key twice in the table is an error.
         AssetCheckResult(
-            check_name="unique_keys", passed=summary["duplicate_keys"] == 0,
-            metadata={"duplicate_keys": summary["duplicate_keys"]},
+            check_name="unique_keys",
+            passed=summary["duplicate_keys"] == 0 and summary["duplicate_copies"] == 0,
+            severity=AssetCheckSeverity.ERROR if summary["duplicate_keys"] else AssetCheckSeverity.WARN,
+            metadata={"duplicate_keys": summary["duplicate_keys"], "duplicate_copies": summary["duplicate_copies"]},
         ),
         AssetCheckResult(
             check_name="schema_and_values", passed=suite.success,
@@ -62,9 +69,19 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
         ),
         AssetCheckResult(
             check_name="matches_img2dataset_stats",
-            passed=not stats or (stats.get("count") == summary["samples"] and stats.get("successes") == summary["ok"]),
+            passed=stats.get("count") == summary["samples"] and stats.get("successes") == summary["ok"],
             severity=AssetCheckSeverity.WARN,
-            metadata={"stats_count": stats.get("count"), "stats_successes": stats.get("successes")},
+            metadata={
+                "stats_count": stats.get("count"),
+                "stats_successes": stats.get("successes"),
+                "stats_problem": facts["stats_problem"] or "",
+            },
+        ),
+        AssetCheckResult(
+            check_name="shard_files_intact",
+            passed=not facts["problems"],
+            severity=AssetCheckSeverity.WARN,
+            metadata={"problems": MetadataValue.json(facts["problems"])},
         ),
     ]
     preview = table.filter(pc.equal(table["status"], "ok")).select(["key", "caption", "width", "height", "url"]).slice(0, 5)
@@ -79,6 +96,7 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
             "repaired": summary["repaired"],
             "error_breakdown": MetadataValue.json({e["reason"]: e["samples"] for e in errors}),
             "tar_error": facts["tar_error"] or "",
+            "shard_problems": MetadataValue.json(facts["problems"]),
             "preview": MetadataValue.md(preview.to_pandas().to_markdown(index=False)),
         },
         check_results=checks,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import pyarrow.parquet as pq
 import pytest
 from conftest import DATA, MODELS, make_resources, run_assets
+from PIL import Image
+from test_raw_shards import _encode, _face_jpeg, sample_members, write_tar
 
 from flip_assets.core.detectors import build_detector, retinaface_resnet50_weights
 from flip_assets.core.face_eval import evaluate, load_300w
@@ -97,3 +101,35 @@ def test_asset_run_with_missing_weights_fails_naming_the_file(tmp_path, instance
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "no_models/retinaface_mobilenet0.25.pth" in str(failure.event_specific_data.error)
     assert not (tmp_path / "face_detections" / "00000.parquet").exists()
+
+
+def test_rewritten_tar_fails_instead_of_scoring_another_picture(tmp_path, instance):
+    """Offsets recorded by raw_shards go stale when the tar is rewritten; the image must not be
+    read from them blindly."""
+    from flip_assets.s01_raw_shards import raw_shards
+    from flip_assets.s02_face_detections import face_detections
+
+    face = _face_jpeg()
+    grey = _encode(Image.new("RGB", Image.open(io.BytesIO(face)).size, "grey"), "JPEG")
+    # Same byte length (JPEG ignores what follows its end marker), so swapped samples swap pictures exactly.
+    size = max(len(face), len(grey))
+    face, grey = face.ljust(size, b"\0"), grey.ljust(size, b"\0")
+    photo, square = sample_members("000400000", "photo A", face), sample_members("000400001", "photo B", grey)
+    source, home = tmp_path / "source", tmp_path / "home"
+    source.mkdir()
+    write_tar(source / "00040.tar", photo + square)
+    resources = make_resources(home, source)
+    assert run_assets([raw_shards], resources, instance, "00040").success
+
+    write_tar(source / "00040.tar", square + photo)
+    result = run_assets([raw_shards, face_detections], resources, instance, "00040", selection=[face_detections])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.event_specific_data.error)
+    assert "000400000" in message and "re-materialize raw_shards" in message
+    assert not (home / "face_detections" / "00040.parquet").exists()
+
+    # Re-materialized, each sample is scored on its own picture.
+    assert run_assets([raw_shards, face_detections], resources, instance, "00040").success
+    det = {r["key"]: r for r in pq.read_table(home / "face_detections" / "00040.parquet").to_pylist()}
+    assert det["000400000"]["kept"] and det["000400001"]["drop_reason"] == "no_face"

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import DATA, RAW_SHARDS, make_resources, run_assets
+from dagster import AssetCheckSeverity
 from PIL import Image
 
 from flip_assets.core import storage
@@ -39,6 +40,22 @@ def _meta(key: str, caption: str, img: bytes | None) -> dict:
     size = Image.open(io.BytesIO(img)).size if img else (None, None)
     return {"key": key, "caption": caption, "url": f"http://example.com/{key}.jpg", "status": "success",
             "error_message": None, "width": size[0], "height": size[1], "sha256": None}
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            _add(tar, name, data)
+
+
+def sample_members(key: str, caption: str, img: bytes, **fields) -> list[tuple[str, bytes]]:
+    """KEY.jpg, KEY.json, KEY.txt as img2dataset writes a successful sample; fields override the JSON."""
+    meta = {**_meta(key, caption, img), **fields}
+    return [(f"{key}.jpg", img), (f"{key}.json", json.dumps(meta).encode()), (f"{key}.txt", caption.encode())]
+
+
+def check_evaluations(result) -> dict:
+    return {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +141,14 @@ def test_list_shards_finds_the_sample_shards():
         list_shards(RAW_SHARDS / "missing")
 
 
+def test_list_shards_registers_only_regular_files(tmp_path):
+    (tmp_path / "00030.tar").mkdir()
+    (tmp_path / "00031.tar").symlink_to(tmp_path / "gone.tar")
+    write_tar(tmp_path / "00032.tar", [])
+    (tmp_path / "00033.tar").symlink_to(tmp_path / "00032.tar")
+    assert list_shards(tmp_path) == ["00032", "00033"]
+
+
 def test_sample_shard_rows_match_img2dataset_stats():
     table, facts = read_shard(RAW_SHARDS, "00000")
     stats = facts["img2dataset_stats"]
@@ -171,6 +196,144 @@ def test_truncated_tar_keeps_what_was_readable(broken_source, tmp_path, instance
     assert rows["000100000"]["status"] == "ok"
     assert rows["000100001"]["status"] == "invalid" and "truncated" in rows["000100001"]["error"]
     assert "truncated" in result.asset_materializations_for_node("raw_shards")[0].metadata["tar_error"].value
+
+
+def test_wrong_typed_fields_become_invalid_rows_naming_the_field(tmp_path, instance):
+    from flip_assets.s01_raw_shards import raw_shards
+
+    source = tmp_path / "source"
+    source.mkdir()
+    face = _face_jpeg()
+    bad = {
+        "000200001": {"status": 3},
+        "000200002": {"sha256": 123},
+        "000200003": {"status": "failed_to_download", "error_message": 5},
+        "000200004": {"url": {"host": "example.com"}},
+        "000200005": {"width": "wide"},
+        "000200006": {"height": 10**12},
+        "000200009": {"width": float("nan")},
+    }
+    members = sample_members("000200000", "good", face)
+    for key, fields in bad.items():
+        members += sample_members(key, "bad", face, **fields)
+    # The JSON is a list, not an object; only 000200008 has a parquet row to fall back on.
+    for key in ("000200007", "000200008"):
+        members += [(f"{key}.jpg", face), (f"{key}.json", b"[1, 2]"), (f"{key}.txt", b"a list")]
+    members.append(("extras.d/README", b"not a sample: no extension"))
+    write_tar(source / "00020.tar", members)
+    pq.write_table(pa.Table.from_pylist([_meta(k, "good", face) for k in ("000200000", "000200008")]), source / "00020.parquet")
+
+    result = run_assets([raw_shards], make_resources(tmp_path / "home", source), instance, "00020")
+    assert result.success
+    rows = {r["key"]: r for r in pq.read_table(tmp_path / "home" / "raw_shards" / "00020.parquet").to_pylist()}
+    assert {k: (r["status"], r["error"]) for k, r in rows.items()} == {
+        "000200000": ("ok", None),
+        "000200001": ("invalid", "bad_field:status"),
+        "000200002": ("invalid", "bad_field:sha256"),
+        "000200003": ("invalid", "bad_field:error_message"),
+        "000200004": ("invalid", "bad_field:url"),
+        "000200005": ("invalid", "bad_field:width"),
+        "000200006": ("invalid", "bad_field:height"),
+        "000200007": ("invalid", "json_not_object"),
+        "000200008": ("ok", None),
+        "000200009": ("invalid", "bad_field:width"),
+    }
+    assert rows["000200005"]["width"] is None and rows["000200004"]["url"] is None
+    assert rows["000200008"]["notes"] == "json_not_object" and rows["000200008"]["url"].endswith("000200008.jpg")
+    breakdown = result.asset_materializations_for_node("raw_shards")[0].metadata["error_breakdown"].value
+    assert breakdown["bad_field:status"] == 1 and breakdown["ok"] == 2 and sum(breakdown.values()) == 10
+
+
+def test_duplicate_keys_keep_the_first_complete_copy(tmp_path, instance):
+    from flip_assets.s01_raw_shards import raw_shards
+    from flip_assets.s02_face_detections import face_detections
+
+    source = tmp_path / "source"
+    source.mkdir()
+    first, second = _face_jpeg(0), _face_jpeg(1)
+    write_tar(
+        source / "00021.tar",
+        sample_members("000210000", "first copy", first)
+        + sample_members("000210001", "other", first)
+        + sample_members("000210000", "second copy", second, url="http://example.com/other.jpg")
+        + sample_members("000210002", "incomplete copy", second)[:2]  # no .txt
+        + sample_members("000210002", "complete copy", first),
+    )
+    keys = ("000210000", "000210001", "000210002")
+    pq.write_table(pa.Table.from_pylist([_meta(k, "listed", first) for k in keys]), source / "00021.parquet")
+    (source / "00021_stats.json").write_text(json.dumps({"count": 3, "successes": 3}))
+
+    result = run_assets([raw_shards, face_detections], make_resources(tmp_path / "home", source), instance, "00021")
+    assert result.success
+    rows = {r["key"]: r for r in pq.read_table(tmp_path / "home" / "raw_shards" / "00021.parquet").to_pylist()}
+    assert {k: (r["status"], r["error"], r["caption"]) for k, r in rows.items()} == {
+        "000210000": ("ok", None, "first copy"),
+        "000210000.dup2": ("invalid", "duplicate_key", "second copy"),
+        "000210001": ("ok", None, "other"),
+        "000210002": ("ok", None, "complete copy"),
+        "000210002.dup1": ("invalid", "duplicate_key", "incomplete copy"),
+    }
+    kept = rows["000210000"]
+    tar_bytes = (source / "00021.tar").read_bytes()
+    assert tar_bytes[kept["image_offset"] :][: kept["image_size"]] == first
+    assert kept["url"] == "http://example.com/000210000.jpg"
+
+    checks = check_evaluations(result)
+    unique = checks[("raw_shards", "unique_keys")]
+    # Noticed, but as a warning: every copy has its own row, so later stages can still run.
+    assert not unique.passed and unique.severity == AssetCheckSeverity.WARN
+    assert unique.metadata["duplicate_copies"].value == 2 and unique.metadata["duplicate_keys"].value == 0
+    assert not checks[("raw_shards", "matches_img2dataset_stats")].passed
+    assert checks[("face_detections", "unique_keys")].passed
+    assert checks[("face_detections", "every_sample_accounted_for")].passed
+    det = {r["key"]: r for r in pq.read_table(tmp_path / "home" / "face_detections" / "00021.parquet").to_pylist()}
+    assert det["000210000.dup2"]["drop_reason"] == det["000210002.dup1"]["drop_reason"] == "invalid_sample:duplicate_key"
+    assert det["000210000"]["kept"]
+
+
+@pytest.fixture(scope="module")
+def sidecar_source(tmp_path_factory) -> Path:
+    """Shards whose tar, parquet or stats file is missing or broken."""
+    source = tmp_path_factory.mktemp("sidecar_source")
+    face = _face_jpeg()
+    for shard in ("00022", "00023", "00025"):
+        write_tar(source / f"{shard}.tar", sample_members(f"{shard}0000", "a face", face))
+    (source / "00023.parquet").write_bytes(b"PAR1 not a parquet file PAR1")
+    (source / "00023_stats.json").write_text("{not json")
+    (source / "00024.tar").write_bytes(b"")
+    for shard in ("00024", "00025"):
+        pq.write_table(pa.Table.from_pylist([_meta(f"{shard}0000", "a face", face)]), source / f"{shard}.parquet")
+    (source / "00024_stats.json").write_text(json.dumps({"count": 1, "successes": 1}))
+    (source / "00025_stats.json").write_text("[1, 2]")
+    return source
+
+
+@pytest.mark.parametrize(
+    "shard, problems",
+    [
+        ("00022", ["00022.parquet missing", "00022_stats.json missing"]),
+        ("00023", ["00023.parquet unusable", "00023_stats.json unusable"]),
+        ("00024", ["00024.tar is empty"]),
+        ("00025", ["00025_stats.json unusable"]),
+    ],
+)
+def test_missing_or_broken_shard_files_fail_a_warning_check(sidecar_source, shard, problems, tmp_path, instance):
+    from flip_assets.s01_raw_shards import raw_shards
+
+    result = run_assets([raw_shards], make_resources(tmp_path, sidecar_source), instance, shard)
+    assert result.success
+    checks = check_evaluations(result)
+    intact = checks[("raw_shards", "shard_files_intact")]
+    assert not intact.passed and intact.severity == AssetCheckSeverity.WARN
+    found = intact.metadata["problems"].value
+    assert len(found) == len(problems) and all(f.startswith(p) for f, p in zip(found, problems)), found
+    assert result.asset_materializations_for_node("raw_shards")[0].metadata["shard_problems"].value == found
+    assert not checks[("raw_shards", "matches_img2dataset_stats")].passed
+    [row] = pq.read_table(tmp_path / "raw_shards" / f"{shard}.parquet").to_pylist()
+    if shard == "00024":
+        assert row["status"] == "invalid" and "missing_image" in row["error"] and "empty" in row["error"]
+    else:
+        assert row["status"] == "ok"
 
 
 def test_decompression_bomb_is_refused_before_decoding():

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from flip_assets.core.detectors import FaceDetector
 from flip_assets.core.images import ImageRejected, decode_rgb, resize_longest_side
-from flip_assets.core.shards import read_image_bytes
+from flip_assets.core.shards import read_sample_image
 
 FACE_TYPE = pa.struct(
     [
@@ -67,7 +67,7 @@ def detect_faces_in_shard(
         images, scales, decoded_rows = [], [], []
         for row in chunk:
             try:
-                decoded = decode_rgb(read_image_bytes(row["tar_path"], row["image_offset"], row["image_size"]), max_pixels)
+                decoded = decode_rgb(read_sample_image(row), max_pixels)
             except ImageRejected as exc:
                 out[row["key"]] = {"key": row["key"], "kept": False, "drop_reason": exc.reason}
                 continue
