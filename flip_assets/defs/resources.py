@@ -28,7 +28,7 @@ from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryP
 from flip_assets.core.llm_server import default_gguf
 from flip_assets.core.perplexity import PerplexityScorer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def env_or(name: str, default: str):

@@ -2,6 +2,6 @@
 
 from dagster import define_asset_job
 
-from flip_assets.partitions import shard_assets, shard_partitions
+from flip_assets.defs.curation.partitions import shard_assets, shard_partitions
 
 shard_pipeline_job = define_asset_job("shard_pipeline", selection=shard_assets, partitions_def=shard_partitions)
