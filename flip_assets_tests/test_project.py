@@ -1,9 +1,12 @@
-"""The project as a package: import cost."""
+"""The project as a package: import cost, package data."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
@@ -23,3 +26,47 @@ def packages_loaded_by(module: str) -> set[str]:
 def test_plain_logic_imports_without_dagster_torch_or_great_expectations(module):
     heavy = packages_loaded_by(module) & HEAVY
     assert not heavy, f"importing {module} loads {sorted(heavy)}"
+
+
+INSTALLED_CHECK = """
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import flip_assets
+from flip_assets.core.keywords import load_review
+from flip_assets.core.storage import sql_file
+from flip_assets.definitions import defs
+
+site, checkout_sql = Path(sys.argv[1]), sys.argv[2].split(",")
+assert Path(flip_assets.__file__).resolve().is_relative_to(site), flip_assets.__file__
+assert "raw_shards" in {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+assert sorted(p.name for p in files("flip_assets").joinpath("sql").iterdir()) == checkout_sql
+assert "select" in sql_file("raw_shards_summary.sql").lower()
+review = Path(defs.resources["keyword_mining"].review_file)
+assert review.resolve().is_relative_to(site), review
+assert load_review(review)
+print("installed package ok")
+"""
+
+
+def test_wheel_loads_definitions_and_package_data_outside_the_checkout(tmp_path):
+    # Built from a copy: setuptools reuses build/ in the source tree, which may hold stale modules.
+    src = tmp_path / "src"
+    shutil.copytree(REPO_ROOT / "flip_assets", src / "flip_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "pyproject.toml", src)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp_path / "dist", src], check=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", site, wheel], check=True)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}
+    env |= {"PYTHONPATH": str(site), "FLIP_HOME": str(tmp_path / "flip")}
+    checkout_sql = ",".join(sorted(p.name for p in (REPO_ROOT / "flip_assets" / "sql").glob("*.sql")))
+    done = subprocess.run(
+        [sys.executable, "-c", INSTALLED_CHECK, str(site.resolve()), checkout_sql],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "installed package ok" in done.stdout
