@@ -7,15 +7,16 @@ name to DOMAINS.
 
 from importlib import import_module
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from flip_assets.defs.resources import build_resources
 
 DOMAINS = ["curation"]
 
 # The resources are shared by the domains, so they are bound once: merge refuses two objects
-# under one key.
+# under one key. In-process is the default executor, also of the asset jobs that UI and CLI
+# materializations run, for the reason given in defs/curation/jobs.py.
 defs = Definitions.merge(
-    Definitions(resources=build_resources()),
+    Definitions(resources=build_resources(), executor=in_process_executor),
     *(import_module(f"flip_assets.defs.{name}.definitions").defs for name in DOMAINS),
 )

@@ -1,4 +1,4 @@
-"""The project as a package: import cost, package data."""
+"""The project as a package: import cost, package data, executors."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ def packages_loaded_by(module: str) -> set[str]:
 def test_plain_logic_imports_without_dagster_torch_or_great_expectations(module):
     heavy = packages_loaded_by(module) & HEAVY
     assert not heavy, f"importing {module} loads {sorted(heavy)}"
+
+
+def test_jobs_run_their_steps_in_one_process():
+    from flip_assets.definitions import defs
+
+    for job in (defs.resolve_job_def("shard_pipeline"), defs.resolve_implicit_global_asset_job_def()):
+        assert job.executor_def.name == "in_process", job.name
 
 
 INSTALLED_CHECK = """
