@@ -1,7 +1,8 @@
-"""The project as a package: import cost, package data, executors."""
+"""The project as a package and a dg project: import cost, package data, executors, the dg CLI."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -77,3 +78,14 @@ def test_wheel_loads_definitions_and_package_data_outside_the_checkout(tmp_path)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "installed package ok" in done.stdout
+
+
+def test_dg_lists_the_definitions(tmp_path):
+    dg = Path(sys.executable).parent / "dg"
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    done = subprocess.run([str(dg), "list", "defs", "--json"], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = json.loads(done.stdout)
+    assert {"raw_shards", "aigc_samples"} <= {a["asset_key"] for a in listed["assets"]}
+    assert "shard_pipeline" in {j["name"] for j in listed["jobs"]}
