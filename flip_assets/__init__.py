@@ -1,5 +1,5 @@
-"""flip-platform: a Dagster code location that curates a FLIP-80M style face-text dataset."""
+"""flip-platform: curates a FLIP-80M style face-text dataset.
 
-from flip_assets.definitions import defs
-
-__all__ = ["defs"]
+The Dagster code location is flip_assets.definitions; importing this package loads no Dagster,
+so the plain logic in flip_assets.core stays cheap to import.
+"""

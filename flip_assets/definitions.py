@@ -1,20 +1,22 @@
-"""The one Definitions object: stages in paper order, their resources, job and sensor."""
+"""The code location: every domain's definitions merged into one Definitions object.
 
-from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
+A domain is a package in flip_assets/defs/ whose definitions.py holds its `defs` (assets,
+checks, jobs, sensors); adding one (release, analytics, training, evaluation) is adding its
+name to DOMAINS.
+"""
 
-from flip_assets import s01_raw_shards, s02_face_detections
-from flip_assets import s03_face_keywords, s04_caption_classifier, s05_face_text_pairs
-from flip_assets import s06_denoised_captions, s07_aigc_samples
-from flip_assets.jobs import shard_pipeline_job
-from flip_assets.resources import build_resources
-from flip_assets.sensors import new_shards_sensor
+from importlib import import_module
 
-STAGES = [s01_raw_shards, s02_face_detections, s03_face_keywords, s04_caption_classifier, s05_face_text_pairs, s06_denoised_captions, s07_aigc_samples]
+from dagster import Definitions, in_process_executor
 
-defs = Definitions(
-    assets=load_assets_from_modules(STAGES),
-    asset_checks=load_asset_checks_from_modules(STAGES),
-    jobs=[shard_pipeline_job],
-    sensors=[new_shards_sensor],
-    resources=build_resources(),
+from flip_assets.defs.resources import build_resources
+
+DOMAINS = ["curation"]
+
+# The resources are shared by the domains, so they are bound once: merge refuses two objects
+# under one key. In-process is the default executor, also of the asset jobs that UI and CLI
+# materializations run, for the reason given in defs/curation/jobs.py.
+defs = Definitions.merge(
+    Definitions(resources=build_resources(), executor=in_process_executor),
+    *(import_module(f"flip_assets.defs.{name}.definitions").defs for name in DOMAINS),
 )

@@ -19,7 +19,7 @@ from dagster import AssetKey, DagsterInstance, Definitions
 
 from flip_assets.core.llm_server import local_server_unless_configured
 from flip_assets.core.shards import list_shards
-from flip_assets.partitions import shard_partitions
+from flip_assets.defs.curation.partitions import shard_partitions
 
 
 def register_shards(instance: DagsterInstance, source: Path) -> list[str]:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--register-only", action="store_true", help="only add the shards as partitions")
     args = parser.parse_args(argv)
 
-    from flip_assets import defs
+    from flip_assets.definitions import defs
 
     instance = DagsterInstance.get()
     shard_source = defs.resources["shard_source"].process_config_and_initialize()  # resolves EnvVars

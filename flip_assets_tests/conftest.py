@@ -18,7 +18,7 @@ RAW_SHARDS = DATA / "raw_shards"
 
 def run_assets(assets, resources: dict, instance: DagsterInstance, partition: str | None = None, selection=None):
     """Materialize assets (with their checks) on a real instance; the partition is registered first."""
-    from flip_assets.partitions import shard_partitions
+    from flip_assets.defs.curation.partitions import shard_partitions
 
     if partition is not None and not instance.has_dynamic_partition(shard_partitions.name, partition):
         instance.add_dynamic_partitions(shard_partitions.name, [partition])
@@ -34,7 +34,7 @@ def instance():
 
 
 def make_resources(flip_home: Path, source: Path = RAW_SHARDS, **face_detector) -> dict:
-    from flip_assets.resources import FaceDetectorResource, FlipStorage, ShardSource
+    from flip_assets.defs.resources import FaceDetectorResource, FlipStorage, ShardSource
 
     return {
         "flip_storage": FlipStorage(home=str(flip_home)),
@@ -47,8 +47,8 @@ def make_resources(flip_home: Path, source: Path = RAW_SHARDS, **face_detector) 
 def detected_home(tmp_path_factory) -> Path:
     """A FLIP_HOME in which raw_shards and face_detections are materialized for both sample
     shards, once per test session (later stages build on it)."""
-    from flip_assets.s01_raw_shards import raw_shards
-    from flip_assets.s02_face_detections import face_detections
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
+    from flip_assets.defs.curation.s02_face_detections import face_detections
 
     home = tmp_path_factory.mktemp("flip_home")
     with DagsterInstance.ephemeral() as inst:
@@ -90,7 +90,7 @@ def make_text_resources(
     """make_resources plus the textual filtering resources: Word2Vec as in the pipeline (so the
     repo's review file applies), the classifier on shorter tokens and a smaller test set, to
     train in about a minute on 2 CPU cores; caption_filter overrides CaptionFilterResource settings."""
-    from flip_assets.resources import (
+    from flip_assets.defs.resources import (
         LAION,
         LAION_CORPORA,
         REPO_ROOT,
@@ -136,9 +136,9 @@ def record_run(result, into: Materialized) -> None:
 def text_filtered(detected_home) -> Materialized:
     """detected_home with face_keywords, the caption classifier (dataset, model, face-description
     test) and face_text_pairs of both shards materialized, once per session."""
-    from flip_assets.s03_face_keywords import face_keywords
-    from flip_assets.s04_caption_classifier import caption_classifier, caption_classifier_dataset, face_description_test
-    from flip_assets.s05_face_text_pairs import face_text_pairs
+    from flip_assets.defs.curation.s03_face_keywords import face_keywords
+    from flip_assets.defs.curation.s04_caption_classifier import caption_classifier, caption_classifier_dataset, face_description_test
+    from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
 
     done = Materialized(detected_home)
     resources = make_text_resources(detected_home)

@@ -124,8 +124,8 @@ def _tiny_dataset(home, flipped_test: bool) -> None:
 
 
 def test_a_model_below_the_accuracy_floor_blocks_filtering(tmp_path, instance):
-    from flip_assets.s04_caption_classifier import caption_classifier
-    from flip_assets.s05_face_text_pairs import face_text_pairs
+    from flip_assets.defs.curation.s04_caption_classifier import caption_classifier
+    from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
 
     _tiny_dataset(tmp_path, flipped_test=True)
     resources = make_text_resources(tmp_path, epochs=1, max_length=16, min_test_accuracy=0.8)

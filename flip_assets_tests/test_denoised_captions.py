@@ -18,8 +18,8 @@ from flip_assets.core.denoiser import DenoiseSettings, build_messages, content_w
 from flip_assets.core.keywords import KeywordMatcher
 from flip_assets.core.llm_server import free_port
 from flip_assets.core.precleaning import preclean
-from flip_assets.resources import LLMResource, PerplexityResource
-from flip_assets.s06_denoised_captions import denoised_captions
+from flip_assets.defs.resources import LLMResource, PerplexityResource
+from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 
 SHARD = "00000"
 FACE_WORDS = ["woman", "girl", "man", "boy", "portrait", "smiling", "face", "eyes", "hair", "mujer"]
@@ -274,7 +274,7 @@ def test_pipeline_pairs_and_evaluation_set_through_the_real_model(text_filtered,
     caption classifier accepts; the evaluation reports the quality figures of the paper."""
     from dagster import DagsterInstance, materialize
 
-    from flip_assets.s06_denoised_captions import denoising_eval_set, denoising_evaluation
+    from flip_assets.defs.curation.s06_denoised_captions import denoising_eval_set, denoising_evaluation
 
     home = text_filtered.home
     res = {

@@ -49,8 +49,8 @@ def test_recall_on_300w(retinaface, name):
 
 def test_threshold_is_configurable(detected_home, tmp_path, instance):
     """A stricter threshold keeps no more photos, and the metadata says which threshold applied."""
-    from flip_assets.s01_raw_shards import raw_shards
-    from flip_assets.s02_face_detections import face_detections
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
+    from flip_assets.defs.curation.s02_face_detections import face_detections
 
     result = run_assets([raw_shards, face_detections], make_resources(tmp_path, keep_threshold=0.995), instance, "00000")
     assert result.success
@@ -90,9 +90,9 @@ def test_retinaface_resnet50_without_weights_says_where_to_put_them(tmp_path, mo
 
 
 def test_asset_run_with_missing_weights_fails_naming_the_file(tmp_path, instance):
-    from flip_assets.resources import FaceDetectorResource
-    from flip_assets.s01_raw_shards import raw_shards
-    from flip_assets.s02_face_detections import face_detections
+    from flip_assets.defs.resources import FaceDetectorResource
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
+    from flip_assets.defs.curation.s02_face_detections import face_detections
 
     resources = make_resources(tmp_path)
     resources["face_detector"] = FaceDetectorResource(models_dir=str(tmp_path / "no_models"))

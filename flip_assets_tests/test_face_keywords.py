@@ -130,7 +130,7 @@ def test_face_keywords_asset(text_filtered):
 def test_unreviewed_candidates_are_reported_for_review(tmp_path, detected_home, instance):
     """With an empty review file every candidate is unreviewed: listed in the metadata, ready
     to paste into the file; the asset still materializes, its review check warns."""
-    from flip_assets.s03_face_keywords import face_keywords
+    from flip_assets.defs.curation.s03_face_keywords import face_keywords
 
     for asset_key in ("raw_shards", "face_detections"):
         shutil.copytree(detected_home / asset_key, tmp_path / asset_key)

@@ -80,7 +80,7 @@ def bad_home(tmp_path, text_filtered):
 
 
 def test_bad_captions_get_a_score_or_a_drop_reason(bad_home, instance):
-    from flip_assets.s05_face_text_pairs import face_text_pairs
+    from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
 
     result = run_assets([face_text_pairs], make_text_resources(bad_home, max_caption_chars=10_000), instance, "99999")
     assert result.success
@@ -100,7 +100,7 @@ def test_bad_captions_get_a_score_or_a_drop_reason(bad_home, instance):
 
 
 def test_missing_classifier_fails_fast_naming_the_path(tmp_path, instance):
-    from flip_assets.s05_face_text_pairs import face_text_pairs
+    from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
 
     _bad_shard(tmp_path, "99999")
     result = run_assets([face_text_pairs], make_text_resources(tmp_path), instance, "99999")

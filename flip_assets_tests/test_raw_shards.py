@@ -162,8 +162,8 @@ def test_sample_shard_rows_match_img2dataset_stats():
 
 
 def test_damaged_shard_materializes_with_every_sample_accounted_for(broken_source, tmp_path, instance):
-    from flip_assets.s01_raw_shards import raw_shards
-    from flip_assets.s02_face_detections import face_detections
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
+    from flip_assets.defs.curation.s02_face_detections import face_detections
 
     result = run_assets([raw_shards, face_detections], make_resources(tmp_path, broken_source), instance, "00009")
     assert result.success
@@ -188,7 +188,7 @@ def test_damaged_shard_materializes_with_every_sample_accounted_for(broken_sourc
 
 
 def test_truncated_tar_keeps_what_was_readable(broken_source, tmp_path, instance):
-    from flip_assets.s01_raw_shards import raw_shards
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
 
     result = run_assets([raw_shards], make_resources(tmp_path, broken_source), instance, "00010")
     assert result.success

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib.resources import files
 from pathlib import Path
 
 import duckdb
@@ -58,4 +59,5 @@ def query(sql: str, **params) -> list[dict]:
 
 
 def sql_file(name: str) -> str:
-    return (Path(__file__).resolve().parents[2] / "sql" / name).read_text()
+    # Through the package, not the checkout: an installed wheel carries flip_assets/sql/.
+    return (files("flip_assets") / "sql" / name).read_text()

@@ -20,9 +20,9 @@ from flip_assets.core import storage
 from flip_assets.core.caption_classifier import classifier_model_dir
 from flip_assets.core.denoiser import DENOISED_SCHEMA, add_perplexities, denoise_rows
 from flip_assets.core.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
-from flip_assets.partitions import SHARD_TAG, shard_partitions
+from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
 from flip_assets.core.keywords import used_keywords
-from flip_assets.resources import CaptionCorpus, CaptionFilterResource, FlipStorage, LLMResource, PerplexityResource
+from flip_assets.defs.resources import CaptionCorpus, CaptionFilterResource, FlipStorage, LLMResource, PerplexityResource
 
 CHECKS = ("every_caption_accounted_for", "no_empty_text", "face_keywords_kept")
 

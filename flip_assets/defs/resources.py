@@ -12,6 +12,7 @@ Textual filtering: see CaptionCorpus, KeywordMiningResource and CaptionFilterRes
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Optional
 
@@ -28,7 +29,7 @@ from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryP
 from flip_assets.core.llm_server import default_gguf
 from flip_assets.core.perplexity import PerplexityScorer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def env_or(name: str, default: str):
@@ -137,7 +138,7 @@ def build_resources() -> dict:
             paths=env_or("FLIP_CAPTION_CORPUS", ",".join(str(LAION / name) for name in LAION_CORPORA))
         ),
         "keyword_mining": KeywordMiningResource(
-            review_file=env_or("FLIP_KEYWORD_REVIEW", str(REPO_ROOT / "flip_assets" / "face_keywords_review.csv")),
+            review_file=env_or("FLIP_KEYWORD_REVIEW", str(files("flip_assets") / "face_keywords_review.csv")),
             epochs=env_int("FLIP_W2V_EPOCHS", 20),
             seed=env_int("FLIP_W2V_SEED", 42),
         ),

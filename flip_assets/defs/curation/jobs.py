@@ -1,0 +1,11 @@
+"""Jobs: the per-shard part of the pipeline, run once per shard partition."""
+
+from dagster import define_asset_job, in_process_executor
+
+from flip_assets.defs.curation.partitions import shard_assets, shard_partitions
+
+# All steps in the run's one process: a step process of its own re-imports the package (Dagster,
+# torch; ~17 s under load), more than most of these steps take.
+shard_pipeline_job = define_asset_job(
+    "shard_pipeline", selection=shard_assets, partitions_def=shard_partitions, executor_def=in_process_executor
+)

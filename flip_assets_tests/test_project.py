@@ -1,0 +1,91 @@
+"""The project as a package and a dg project: import cost, package data, executors, the dg CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+HEAVY = {"dagster", "torch", "great_expectations"}
+
+
+def packages_loaded_by(module: str) -> set[str]:
+    """Top-level packages a fresh interpreter holds after importing `module` (run in the
+    checkout, so this tree's flip_assets is the one imported)."""
+    script = f"import sys, {module}; print(' '.join({{m.split('.')[0] for m in sys.modules}}))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+@pytest.mark.parametrize("module", ["flip_assets.core", "flip_assets.core.captions", "flip_assets.core.precleaning"])
+def test_plain_logic_imports_without_dagster_torch_or_great_expectations(module):
+    heavy = packages_loaded_by(module) & HEAVY
+    assert not heavy, f"importing {module} loads {sorted(heavy)}"
+
+
+def test_jobs_run_their_steps_in_one_process():
+    from flip_assets.definitions import defs
+
+    for job in (defs.resolve_job_def("shard_pipeline"), defs.resolve_implicit_global_asset_job_def()):
+        assert job.executor_def.name == "in_process", job.name
+
+
+INSTALLED_CHECK = """
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import flip_assets
+from flip_assets.core.keywords import load_review
+from flip_assets.core.storage import sql_file
+from flip_assets.definitions import defs
+
+site, checkout_sql = Path(sys.argv[1]), sys.argv[2].split(",")
+assert Path(flip_assets.__file__).resolve().is_relative_to(site), flip_assets.__file__
+assert "raw_shards" in {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+assert sorted(p.name for p in files("flip_assets").joinpath("sql").iterdir()) == checkout_sql
+assert "select" in sql_file("raw_shards_summary.sql").lower()
+review = Path(defs.resources["keyword_mining"].review_file)
+assert review.resolve().is_relative_to(site), review
+assert load_review(review)
+print("installed package ok")
+"""
+
+
+def test_wheel_loads_definitions_and_package_data_outside_the_checkout(tmp_path):
+    # Built from a copy: setuptools reuses build/ in the source tree, which may hold stale modules.
+    src = tmp_path / "src"
+    shutil.copytree(REPO_ROOT / "flip_assets", src / "flip_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "pyproject.toml", src)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp_path / "dist", src], check=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", site, wheel], check=True)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}
+    env |= {"PYTHONPATH": str(site), "FLIP_HOME": str(tmp_path / "flip")}
+    checkout_sql = ",".join(sorted(p.name for p in (REPO_ROOT / "flip_assets" / "sql").glob("*.sql")))
+    done = subprocess.run(
+        [sys.executable, "-c", INSTALLED_CHECK, str(site.resolve()), checkout_sql],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "installed package ok" in done.stdout
+
+
+def test_dg_lists_the_definitions(tmp_path):
+    dg = Path(sys.executable).parent / "dg"
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    done = subprocess.run([str(dg), "list", "defs", "--json"], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = json.loads(done.stdout)
+    assert {"raw_shards", "aigc_samples"} <= {a["asset_key"] for a in listed["assets"]}
+    assert "shard_pipeline" in {j["name"] for j in listed["jobs"]}
