@@ -1,22 +1,18 @@
 """The code location: every domain's definitions merged into one Definitions object.
 
 A domain is a package in flip_assets/defs/ whose definitions.py holds its `defs` (assets,
-checks, jobs, sensors); adding one (release, analytics, training, evaluation) is adding its
-name to DOMAINS.
+checks, jobs, sensors); adding one (release, analytics, training, evaluation) is one import
+and one entry in DOMAINS.
 """
-
-from importlib import import_module
 
 from dagster import Definitions, in_process_executor
 
+from flip_assets.defs.curation import definitions as curation
 from flip_assets.defs.resources import build_resources
 
-DOMAINS = ["curation"]
+DOMAINS = [curation.defs]
 
 # The resources are shared by the domains, so they are bound once: merge refuses two objects
 # under one key. In-process is the default executor, also of the asset jobs that UI and CLI
 # materializations run, for the reason given in defs/curation/jobs.py.
-defs = Definitions.merge(
-    Definitions(resources=build_resources(), executor=in_process_executor),
-    *(import_module(f"flip_assets.defs.{name}.definitions").defs for name in DOMAINS),
-)
+defs = Definitions.merge(Definitions(resources=build_resources(), executor=in_process_executor), *DOMAINS)

@@ -106,8 +106,8 @@ def test_asset_run_with_missing_weights_fails_naming_the_file(tmp_path, instance
 def test_rewritten_tar_fails_instead_of_scoring_another_picture(tmp_path, instance):
     """Offsets recorded by raw_shards go stale when the tar is rewritten; the image must not be
     read from them blindly."""
-    from flip_assets.s01_raw_shards import raw_shards
-    from flip_assets.s02_face_detections import face_detections
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
+    from flip_assets.defs.curation.s02_face_detections import face_detections
 
     face = _face_jpeg()
     grey = _encode(Image.new("RGB", Image.open(io.BytesIO(face)).size, "grey"), "JPEG")

@@ -199,7 +199,7 @@ def test_truncated_tar_keeps_what_was_readable(broken_source, tmp_path, instance
 
 
 def test_wrong_typed_fields_become_invalid_rows_naming_the_field(tmp_path, instance):
-    from flip_assets.s01_raw_shards import raw_shards
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
 
     source = tmp_path / "source"
     source.mkdir()
@@ -245,8 +245,8 @@ def test_wrong_typed_fields_become_invalid_rows_naming_the_field(tmp_path, insta
 
 
 def test_duplicate_keys_keep_the_first_complete_copy(tmp_path, instance):
-    from flip_assets.s01_raw_shards import raw_shards
-    from flip_assets.s02_face_detections import face_detections
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
+    from flip_assets.defs.curation.s02_face_detections import face_detections
 
     source = tmp_path / "source"
     source.mkdir()
@@ -318,7 +318,7 @@ def sidecar_source(tmp_path_factory) -> Path:
     ],
 )
 def test_missing_or_broken_shard_files_fail_a_warning_check(sidecar_source, shard, problems, tmp_path, instance):
-    from flip_assets.s01_raw_shards import raw_shards
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
 
     result = run_assets([raw_shards], make_resources(tmp_path, sidecar_source), instance, shard)
     assert result.success
