@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
-import tempfile
+import secrets
+import time
 from importlib.resources import files
 from pathlib import Path
 
@@ -19,17 +21,68 @@ def partition_path(home: Path, asset_key: str, partition: str | None = None) -> 
 
 
 def atomic_write_bytes(path: Path, write) -> Path:
-    """Call write(tmp_path), then rename over `path`: readers never see a partial file."""
+    """Call write(tmp_path), then rename over `path`: readers never see a partial file.
+
+    The data and the rename are fsynced, so a power cut leaves the old or the new file, never
+    an empty one. Temp files of writers that died mid-write are removed first (see _remove_stale_tmp).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    _remove_stale_tmp(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # os.open with 0o666 lets the umask decide the mode (mkstemp would force 0600).
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        write(Path(tmp))
+        write(tmp)
+        _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     return path
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# Temp files from before the writer's pid was in the name: stale once untouched this long.
+LEGACY_TMP_MAX_AGE_S = 3600
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Remove `path`'s temp files whose writer is gone.
+
+    A temp file is named .<name>.<pid>.<random>.tmp; its writer is gone when no process has that
+    pid. A live concurrent writer of the same file always has a live pid, so its temp file is
+    never touched; a reused pid only keeps a stale file a while longer. FLIP_HOME is on this
+    machine's disk, so pids are this machine's.
+    """
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        middle = tmp.name[len(path.name) + 2 : -len(".tmp")].split(".")
+        try:
+            if len(middle) == 2 and middle[0].isdigit():
+                if not pid_alive(int(middle[0])):
+                    tmp.unlink(missing_ok=True)
+            elif time.time() - tmp.stat().st_mtime > LEGACY_TMP_MAX_AGE_S:
+                tmp.unlink(missing_ok=True)
+        except FileNotFoundError:  # its writer renamed or removed it meanwhile
+            pass
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        pass
+    return True
 
 
 def write_table(path: Path, table: pa.Table) -> Path:

@@ -1,0 +1,77 @@
+"""The instance settings in dagster.yaml: runs whose process died are marked failed by the
+daemon's run monitoring, and retried once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+from dagster import DagsterInstance, DagsterRunStatus
+from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.workspace.load_target import EmptyWorkspaceTarget
+from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
+
+# A run that materializes one asset in its own process and sleeps in it.
+SLEEPING_RUN = """
+import sys, time
+from dagster import DagsterInstance, asset, materialize
+
+@asset
+def sleeper():
+    print("started", flush=True)
+    time.sleep(600)
+
+materialize([sleeper], instance=DagsterInstance.from_config(sys.argv[1]))
+"""
+
+
+@pytest.fixture
+def repo_instance(tmp_path, monkeypatch):
+    """An instance built from the repo's dagster.yaml, its storage in tmp_path."""
+    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.chdir(tmp_path)  # the storage paths in dagster.yaml are relative to the working directory
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        yield instance
+
+
+def test_run_monitoring_and_run_retries_are_on(repo_instance):
+    assert repo_instance.run_monitoring_enabled
+    assert repo_instance.run_launcher.supports_check_run_worker_health
+    assert repo_instance.run_monitoring_poll_interval_seconds == 60
+    assert repo_instance.run_monitoring_start_timeout_seconds == 300
+    assert repo_instance.run_monitoring_cancel_timeout_seconds == 180
+    # Dagster's default launcher cannot resume a run in a new process.
+    assert repo_instance.run_monitoring_max_resume_run_attempts == 0
+    assert repo_instance.run_retries_enabled
+    assert repo_instance.run_retries_max_retries == 1
+    assert not repo_instance.run_retries_retry_on_asset_or_op_failure
+
+
+def _monitor_once(instance: DagsterInstance) -> None:
+    """One pass of the daemon's run monitoring."""
+    with create_test_daemon_workspace_context(EmptyWorkspaceTarget(), instance) as context:
+        errors = [e for e in execute_run_monitoring_iteration(context, logging.getLogger("run_monitoring")) if e]
+    assert not errors, errors
+
+
+def test_a_run_whose_process_group_was_killed_is_marked_failed(repo_instance, tmp_path):
+    worker = subprocess.Popen(
+        [sys.executable, "-c", SLEEPING_RUN, str(tmp_path)], cwd=tmp_path, stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert worker.stdout.readline() == b"started\n"
+        [run] = repo_instance.get_runs()
+        _monitor_once(repo_instance)
+        assert repo_instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # alive: left alone
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert repo_instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # nothing left to report
+    _monitor_once(repo_instance)
+    assert repo_instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
