@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from gensim.models import Word2Vec
 
 from flip_assets.core.captions import TOKEN, strip_markup
-from flip_assets.core.storage import atomic_write_bytes
+from flip_assets.core.storage import atomic_write_bytes, require_file
 
 SEED_WORDS = (
     "smile", "nose", "eyes", "mouth", "cheek", "sad",
@@ -157,7 +157,7 @@ def keyword_table(candidates: list[Candidate], reviews: dict[str, Review], count
 
 def used_keywords(path: Path) -> list[str]:
     """The face keywords of a face_keywords file: seeds and accepted words."""
-    table = pq.read_table(path, columns=["word", "review"]).to_pylist()
+    table = pq.read_table(require_file(path), columns=["word", "review"]).to_pylist()
     return [row["word"] for row in table if row["review"] in USED_STATES]
 
 

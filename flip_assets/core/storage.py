@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import secrets
 import time
@@ -89,8 +90,60 @@ def write_table(path: Path, table: pa.Table) -> Path:
     return atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
+# A stage writes its new file under .staging/, checks it there, and only then publishes it.
+# Neither folder matches the `<asset>/*.parquet` globs that readers of all shards use.
+STAGING_DIR, REJECTED_DIR = ".staging", "rejected"
+
+
+class InputRejected(RuntimeError):
+    """An upstream file whose latest materialization failed a blocking check."""
+
+
+def staging_path(path: Path) -> Path:
+    return path.parent / STAGING_DIR / path.name
+
+
+def rejected_path(path: Path) -> Path:
+    return path.parent / REJECTED_DIR / path.name
+
+
+def _rejection_note(path: Path) -> Path:
+    return rejected_path(path).with_suffix(".json")
+
+
+def publish(path: Path, failed_checks: list[str], run_id: str) -> Path:
+    """Move the staged file of `path` into place when no blocking check failed, and return it.
+
+    Otherwise move it to rejected/ beside a note naming the checks, and withdraw the file an
+    earlier run published: a later, separate run must neither read what the checks refused nor
+    go on with data older than it. The note is written first, so a kill part way still refuses.
+    """
+    staged, note = staging_path(path), _rejection_note(path)
+    if not failed_checks:
+        os.replace(staged, path)
+        note.unlink(missing_ok=True)
+        rejected_path(path).unlink(missing_ok=True)
+        _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        return path
+    note.parent.mkdir(parents=True, exist_ok=True)
+    record = json.dumps({"failed_checks": failed_checks, "run_id": run_id})
+    atomic_write_bytes(note, lambda tmp: tmp.write_text(record))
+    os.replace(staged, rejected_path(path))
+    path.unlink(missing_ok=True)
+    return rejected_path(path)
+
+
 def require_file(path: Path) -> Path:
-    """An upstream asset's file, or an error saying to materialize that asset first."""
+    """An upstream asset's file, or an error saying to materialize that asset first, or that
+    its latest materialization failed a blocking check."""
+    note = _rejection_note(path)
+    if note.is_file():
+        record = json.loads(note.read_text())
+        raise InputRejected(
+            f"{path.parent.name} {path.stem}: its latest materialization (run {record['run_id']}) failed the "
+            f"blocking check(s) {', '.join(record['failed_checks'])}, so its output was not published "
+            f"(kept at {rejected_path(path)}). Fix the cause and materialize {path.parent.name} again."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: materialize the upstream asset first")
     return path

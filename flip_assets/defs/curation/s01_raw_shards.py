@@ -85,9 +85,8 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
         ),
     ]
     preview = table.filter(pc.equal(table["status"], "ok")).select(["key", "caption", "width", "height", "url"]).slice(0, 5)
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "samples": summary["samples"],
             "ok": summary["ok"],
             "success_rate": summary["ok"] / summary["samples"] if summary["samples"] else 0.0,
@@ -100,4 +99,4 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
             "preview": MetadataValue.md(preview.to_pandas().to_markdown(index=False)),
         },
         check_results=checks,
-    )
+    ))

@@ -55,9 +55,8 @@ def face_detections(
     outcomes = storage.query(storage.sql_file("face_detections_reasons.sql"), path=str(path))
     accounted = facts["kept"] + facts["dropped_with_reason"]
     kept = table.filter(table["kept"]).select(["key", "face_count", "best_score", "largest_face_share"])
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "detector": detector.name,
             "keep_threshold": face_detector.keep_threshold,
             "input_samples": facts["input_samples"],
@@ -87,4 +86,4 @@ def face_detections(
                 metadata={"duplicate_keys": facts["duplicate_keys"]},
             ),
         ],
-    )
+    ))

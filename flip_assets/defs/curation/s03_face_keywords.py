@@ -68,9 +68,8 @@ def face_keywords(
     path = flip_storage.write("face_keywords", None, table)
     facts = storage.query(storage.sql_file("face_keywords_checks.sql"), path=str(path), seeds=list(SEED_WORDS))[0]
     unreviewed = facts["unreviewed_words"] or []
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "word2vec_model": MetadataValue.path(str(model_path)),
             "review_file": MetadataValue.path(str(review_path)),
             "training_captions": len(sentences),
@@ -104,4 +103,4 @@ def face_keywords(
                 metadata={"unreviewed": len(unreviewed), "review_file": MetadataValue.path(str(review_path))},
             ),
         ],
-    )
+    ))

@@ -81,9 +81,8 @@ def caption_classifier_dataset(
     if facts["samples"] == 0:
         context.log.warning("no captions with a face keyword: the classifier dataset is empty")
     positives = table.filter(pc.equal(table["label"], 1)).select(["text", "origin", "keywords"]).slice(0, 8)
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "samples": facts["samples"],
             "positives": facts["positives"],
             "negatives": facts["negatives"],
@@ -107,7 +106,7 @@ def caption_classifier_dataset(
                           "duplicate_captions": facts["duplicate_captions"]},
             ),  # fmt: skip
         ],
-    )
+    ))
 
 
 @asset(
@@ -153,9 +152,8 @@ def caption_classifier(
     passed = test["accuracy"] >= caption_filter.min_test_accuracy
     model_dir = classifier_model_dir(Path(flip_storage.home))
     saved = save_classifier(model, tokenizer, model_dir if passed else model_dir.with_name("rejected_model"))
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "model": MetadataValue.path(str(saved)),
             "test_accuracy": test["accuracy"],
             "test_f1": test["f1"],
@@ -174,7 +172,7 @@ def caption_classifier(
                 metadata={"test_accuracy": test["accuracy"], "floor": caption_filter.min_test_accuracy},
             )
         ],
-    )
+    ))
 
 
 @asset(
@@ -193,7 +191,7 @@ def face_description_test(
     attributes written out by a grammar (positives) against as many captions that do not
     describe a face: of photos face_detections found no face in, and held-out corpus captions."""
     home = Path(flip_storage.home)
-    model, tokenizer = load_classifier(classifier_model_dir(home))
+    model, tokenizer = load_classifier(flip_storage.caption_classifier_dir())
     keywords = frozenset(used_keywords(flip_storage.path("face_keywords")))
     seen = {normalized(t) for t in flip_storage.read("caption_classifier_dataset").column("text").to_pylist()}
     descriptions = celeba_descriptions(Path(caption_filter.celeba_attr), caption_filter.eval_samples, caption_filter.seed)
@@ -213,9 +211,8 @@ def face_description_test(
         for (text, label, origin), s in zip(rows, scores)
         if (s > caption_filter.keep_threshold) != (label == 1)
     ]
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "accuracy": overall["accuracy"],
             "f1": overall["f1"],
             "samples": overall["samples"],
@@ -231,4 +228,4 @@ def face_description_test(
                 metadata={"accuracy": overall["accuracy"], "target": caption_filter.eval_target_accuracy},
             )
         ],
-    )
+    ))

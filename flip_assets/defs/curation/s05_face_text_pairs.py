@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from flip_assets.core import expectations, storage
-from flip_assets.core.caption_classifier import classifier_model_dir, load_classifier
+from flip_assets.core.caption_classifier import load_classifier
 from flip_assets.core.face_text_pairs import DROP_REASONS, FACE_TEXT_PAIRS_SCHEMA, filter_face_pairs
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
@@ -52,7 +52,7 @@ def face_text_pairs(
     kept when the score is above the threshold, else dropped with a reason."""
     shard = context.partition_key
     # Loaded before any work: a missing or broken model fails the run naming its folder.
-    model, tokenizer = load_classifier(classifier_model_dir(Path(flip_storage.home)))
+    model, tokenizer = load_classifier(flip_storage.caption_classifier_dir())
     raw_path, detections_path = flip_storage.path("raw_shards", shard), flip_storage.path("face_detections", shard)
     for upstream in (raw_path, detections_path):
         storage.require_file(upstream)
@@ -78,9 +78,8 @@ def face_text_pairs(
     suite = expectations.validate(storage.read_table(path).to_pandas(), "face_text_pairs", CONTRACT_SUITE)
     kept = table.filter(table["kept"]).select(EXAMPLE_COLUMNS).slice(0, 5)
     dropped = table.filter(pc.invert(table["kept"])).select(EXAMPLE_COLUMNS).slice(0, 5)
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "face_samples": facts["face_samples"],
             "kept": facts["kept"],
             "kept_share": facts["kept"] / facts["face_samples"] if facts["face_samples"] else 0.0,
@@ -109,4 +108,4 @@ def face_text_pairs(
                 metadata={"failures": MetadataValue.json(suite.failures)},
             ),
         ],
-    )
+    ))

@@ -17,7 +17,6 @@ from dagster import (
 )
 
 from flip_assets.core import storage
-from flip_assets.core.caption_classifier import classifier_model_dir
 from flip_assets.core.denoiser import DENOISED_SCHEMA, add_perplexities, denoise_rows
 from flip_assets.core.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
@@ -66,9 +65,8 @@ def _denoise(
         {"caption": r["caption"][:120], "denoised": (r["denoised"] or "")[:120], "outcome": r["outcome"]}
         for r in out[:10]
     ]
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "model": model,
             "base_url": llm.base_url,
             "perplexity_model": scorer.name,
@@ -107,7 +105,7 @@ def _denoise(
                 metadata={"lost_keywords": facts["lost_keywords"]},
             ),
         ],
-    )
+    ))
 
 
 def quality_metadata(quality: dict, prefix: str = "") -> dict:
@@ -167,7 +165,7 @@ def denoising_eval_set(
     that the caption classifier accepts, in a seeded random order, up to max_captions."""
     table, facts = sample_accepted_captions(
         corpora=caption_corpus.files,
-        classifier_dir=classifier_model_dir(Path(flip_storage.home)),
+        classifier_dir=flip_storage.caption_classifier_dir(),
         keywords=used_keywords(flip_storage.path("face_keywords")),
         max_captions=config.max_captions,
         seed=config.seed,
@@ -177,9 +175,8 @@ def denoising_eval_set(
     )
     path = flip_storage.write("denoising_eval_set", None, table)
     context.log.info(f"{table.num_rows} accepted captions out of {facts['scored']} scored")
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "captions": table.num_rows,
             "scored": facts["scored"],
             "accepted_share_of_scored": table.num_rows / facts["scored"] if facts["scored"] else 0.0,
@@ -187,7 +184,7 @@ def denoising_eval_set(
             "keep_threshold": caption_filter.keep_threshold,
             "schema": MetadataValue.md(", ".join(EVAL_SET_SCHEMA.names)),
         }
-    )
+    ))
 
 
 @asset(

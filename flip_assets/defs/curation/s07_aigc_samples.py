@@ -73,9 +73,8 @@ def aigc_samples(
     path = flip_storage.write("aigc_samples", None, pa.Table.from_pylist(rows, schema=AIGC_SCHEMA))
     facts = storage.query(storage.sql_file("aigc_samples_checks.sql"), path=str(path))[0]
     preview = [{"source_key": r["source_key"], "caption": (r["caption"] or "")[:160], "status": r["status"]} for r in rows[:10]]
-    return MaterializeResult(
+    return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(path)),
             "samples": facts["samples"],
             "ok": facts["ok"],
             "cost_usd": float(facts["cost_usd"]),
@@ -95,4 +94,4 @@ def aigc_samples(
                 metadata={"size": f"{IMAGE_SIZE}x{IMAGE_SIZE}", "wrong_size": facts["wrong_size"], "ok_incomplete": facts["ok_incomplete"]},
             ),
         ],
-    )
+    ))
