@@ -24,7 +24,7 @@ from flip_assets.core.detectors import RetinaFaceDetector, build_detector, pad_b
 from flip_assets.core.face_eval import evaluate, load_300w
 from flip_assets.core.face_filter import detect_faces_in_shard
 from flip_assets.core.images import decode_rgb
-from flip_assets.core.shards import list_shards, read_image_bytes, read_shard
+from flip_assets.core.shards import list_shards, read_sample_image, read_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FLIP_DATA", ROOT.parent / "shared" / "data"))
@@ -57,7 +57,7 @@ def main() -> None:
     source = DATA / "raw_shards"
     rows = [r for s in list_shards(source) for r in read_shard(source, s)[0].to_pylist()]
     ok = [r for r in rows if r["status"] == "ok"]
-    images = [decode_rgb(read_image_bytes(r["tar_path"], r["image_offset"], r["image_size"]), 40_000_000).rgb for r in ok]
+    images = [decode_rgb(read_sample_image(r), 40_000_000).rgb for r in ok]
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": "cpu"}
 
     detector = RetinaFaceDetector(MODELS / "retinaface_mobilenet0.25.pth", batch_size=args.batch_size)

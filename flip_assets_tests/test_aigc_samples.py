@@ -7,6 +7,7 @@ import io
 import shutil
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import make_resources, run_assets
 from dagster import DagsterInstance
@@ -117,7 +118,9 @@ def test_wrong_image_size_fails_the_blocking_check(pairs_home, fake_openai, inst
     result = materialize([aigc_samples], aigc_resources(pairs_home, fake_openai.base_url), instance, run_config(samples=1, seed=99))
     assert not result.success
     assert checks(result)["images_decode_at_1024"] is False
-    [row] = storage.read_table(storage.partition_path(pairs_home, "aigc_samples")).to_pylist()
+    # Not published (blocking check failed): the refused file is kept aside for inspection.
+    assert not storage.partition_path(pairs_home, "aigc_samples").exists()
+    [row] = pq.read_table(storage.rejected_path(storage.partition_path(pairs_home, "aigc_samples"))).to_pylist()
     assert row["status"] == "image:size 512x512"
 
 

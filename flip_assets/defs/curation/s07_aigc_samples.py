@@ -15,7 +15,7 @@ from dagster import (
 
 from flip_assets.core import storage
 from flip_assets.core.aigc import AIGC_SCHEMA, IMAGE_SIZE, Prices, generate_samples, sample_pairs
-from flip_assets.core.shards import read_image_bytes
+from flip_assets.core.shards import read_sample_image
 from flip_assets.defs.resources import AIGCResource, FlipStorage
 
 NO_BACKEND = (
@@ -57,7 +57,7 @@ def aigc_samples(
             candidates = storage.query(storage.sql_file("aigc_candidates.sql"), pairs=str(pairs), raw=str(raw))
         chosen = sample_pairs(candidates, config.samples, config.seed)
         for pair in chosen:
-            pair["image"] = read_image_bytes(pair["tar_path"], pair["image_offset"], pair["image_size"])
+            pair["image"] = read_sample_image(pair)
         client = aigc.client(flip_storage.directory("llm_cache"))
         try:
             rows, spent = generate_samples(
