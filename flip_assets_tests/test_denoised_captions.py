@@ -200,6 +200,24 @@ def test_caption_cannot_close_its_delimiters():
         ("Pantalón corto shorts para mujer", "Short running shorts for women.", [], "new_words:running"),
         ("smiling woman with red hair at a party", "A woman at a party.", ["smiling", "woman"], "dropped_content"),
         ("smiling young woman with long red hair", "Young woman with long red hair.", ["smiling"], "lost_keywords:smiling"),
+        # Inverted meaning: negations are stopwords to the word counts, not to the meaning.
+        ("man with beard", "Man without beard.", ["man"], "negation_changed:without beard"),
+        ("smiling woman with glasses", "Woman not smiling, with no glasses.", ["smiling", "woman"], "negation_changed:no glasses,not smile"),
+        ("woman without makeup", "Woman with makeup.", ["woman"], "negation_changed:without makeup"),
+        ("girl who isn't smiling at the camera in the park", "Girl who is smiling at the camera in the park.", ["girl"], "negation_changed:not smile"),
+        ("boy not wearing glasses, smiling", "Boy wearing glasses, not smiling.", ["boy"], "negation_changed:not smile,not wearing"),
+        # A face attribute swapped, added or dropped, where the word counts let it pass.
+        (
+            "portrait of a bearded man with short dark hair and blue eyes wearing a grey suit in an office",
+            "Portrait of a man with a mustache, short dark hair and blue eyes, wearing a grey suit in an office.",
+            [], "attribute_changed:beard,mustache",
+        ),  # fmt: skip
+        (
+            "portrait of a young woman with long brown hair posing in a photo studio on a white background",
+            "Portrait of a smiling young woman with long brown hair posing in a photo studio on a white background.",
+            [], "attribute_changed:smile",
+        ),  # fmt: skip
+        ("Happy young woman listening to music using headphones and dancing in a park", "Young woman listening to music using headphones and dancing in a park.", [], "attribute_changed:happy"),
     ],
 )
 def test_validator_rejects(source, answer, keywords, reason):
@@ -215,6 +233,11 @@ def test_validator_rejects(source, answer, keywords, reason):
         ("beautful young woman smiling ,at camera", "Beautiful young woman smiling at the camera.", "Beautiful young woman smiling at the camera."),
         ("portrait of man w/ beard", '"Portrait of a man with a beard."', "Portrait of a man with a beard."),
         ("I'm sorry for the smiling woman", "I'm sorry for the smiling woman.", "I'm sorry for the smiling woman."),
+        # Negations and attributes kept, in other words where the meaning is the same.
+        ("man without beard ,not smiling", "Man without beard, not smiling.", "Man without beard, not smiling."),
+        ("blonde girl with freckles ,not smiling at the camera", "Blond girl with freckles, not smiling at the camera.", "Blond girl with freckles, not smiling at the camera."),
+        ("young woman who isn't smiling, with curly hair and earrings", "Young woman who is not smiling, with curly hair and earrings.", "Young woman who is not smiling, with curly hair and earrings."),
+        ("smiling man with moustache and glasses in a red hat", "Smiling man with a mustache and glasses in a red hat.", "Smiling man with a mustache and glasses in a red hat."),
     ],
 )
 def test_validator_accepts_corrections(source, answer, expected):

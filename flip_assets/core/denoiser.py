@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -68,6 +69,30 @@ STOPWORDS = frozenset(
     him them me us who whom which what where when while very some any all each both no not near next
     s t""".split()
 )  # fmt: skip
+# Negations are stopwords to the word counts, not to the meaning ("man with beard" -> "man without
+# beard"): an answer must keep each one, negating the same word. Contractions read as "isn" "t".
+_NOT = frozenset(
+    "not cannot isnt arent wasnt werent dont doesnt didnt cant wont couldnt shouldnt wouldnt hasnt havent hadnt".split()
+)
+NEGATIONS = _NOT | frozenset("no without never nor neither none nobody nothing non".split())
+_CONTRACTED = frozenset("isn aren wasn weren don doesn didn can won couldn shouldn wouldn hasn haven hadn ain".split())
+# Face attributes (CelebA's, expressions, age and gender) by canonical form: an answer must name
+# the same ones, so a spelling variant passes ("moustache"/"mustache") and a swap does not.
+_ATTRIBUTE_FORMS = {
+    "smile": "smile smiles smiled smiling smiley", "laugh": "laugh laughs laughed laughing",
+    "frown": "frown frowns frowning", "cry": "cry cries crying tearful", "happy": "happy cheerful", "sad": "sad",
+    "angry": "angry", "surprised": "surprised", "scared": "scared afraid fearful", "disgusted": "disgusted",
+    "serious": "serious", "beard": "beard bearded", "mustache": "mustache moustache", "goatee": "goatee",
+    "stubble": "stubble unshaven", "sideburns": "sideburns", "bald": "bald balding", "bangs": "bangs fringe",
+    "blond": "blond blonde", "brunette": "brunette", "redhead": "redhead redheaded", "curly": "curly",
+    "wavy": "wavy", "glasses": "glasses eyeglasses spectacles", "sunglasses": "sunglasses",
+    "earrings": "earring earrings", "necklace": "necklace", "hat": "hat", "lipstick": "lipstick",
+    "makeup": "makeup", "freckles": "freckles freckled", "wrinkles": "wrinkles wrinkled", "young": "young",
+    "old": "old elderly", "senior": "senior", "child": "child kid", "baby": "baby",
+    "teen": "teen teenage teenager", "man": "man male gentleman guy", "woman": "woman female lady",
+    "men": "men", "women": "women", "boy": "boy", "girl": "girl",
+}  # fmt: skip
+ATTRIBUTES = {form: name for name, forms in _ATTRIBUTE_FORMS.items() for form in forms.split()}
 
 
 @dataclass(frozen=True)
@@ -140,6 +165,28 @@ def _is_known(word: str, source: set[str], source_normalized: set[str]) -> bool:
     return len(word) >= 4 and bool(difflib.get_close_matches(word, source, n=1, cutoff=0.8))
 
 
+def _canonical(word: str) -> str:
+    return ATTRIBUTES.get(word) or ATTRIBUTES.get(_normalize_word(word)) or _normalize_word(word)
+
+
+def attributes(text: str) -> set[str]:
+    """The face attributes a text names, in canonical form."""
+    return {_canonical(w) for w in words(text) if w in ATTRIBUTES or _normalize_word(w) in ATTRIBUTES}
+
+
+def negations(text: str) -> Counter:
+    """Each negation with the word it negates: ("without", "beard"), ("not", "smile")."""
+    tokens = words(text)
+    found: Counter = Counter()
+    for i, token in enumerate(tokens):
+        contracted = token == "t" and i > 0 and tokens[i - 1] in _CONTRACTED
+        if contracted or token in NEGATIONS:
+            target = next((t for t in tokens[i + 1 :] if t not in STOPWORDS and t not in NEGATIONS), "")
+            word = "not" if contracted or token in _NOT else token
+            found[(word, _canonical(target) if target else "")] += 1
+    return found
+
+
 def kept_keywords(text: str, keywords: Sequence[str]) -> set[str]:
     present = set(words(text))
     return {k for k in keywords if k in present}
@@ -167,6 +214,12 @@ def validate_answer(source: str, answer: str | None, keywords: Sequence[str], se
     lost = sorted(kept_keywords(source, keywords) - kept_keywords(text, keywords))
     if lost:
         return None, "lost_keywords:" + ",".join(lost)
+    before, after = negations(source), negations(text)
+    if before != after:
+        return None, "negation_changed:" + ",".join(sorted(f"{n} {w}".strip() for n, w in (before - after) + (after - before)))
+    changed = attributes(source) ^ attributes(text)
+    if changed:
+        return None, "attribute_changed:" + ",".join(sorted(changed))
     return " ".join(text.split()), None
 
 
