@@ -3,6 +3,8 @@
 What every stage needs around the bare `openai` client:
 - a persistent response cache (SQLite) keyed by endpoint, model and request, so a re-run
   or a retried shard pays nothing twice; only the calling thread writes it (one writer);
+- a deadline on each attempt as a whole (connect, send, headers, body): the HTTP client's
+  timeout bounds each read, and a server that trickles a byte at a time never trips it;
 - retries with exponential backoff on 429, 5xx, timeouts and refused connections, honouring
   Retry-After; a server still unreachable after them raises LLMUnavailable, since answering
   every caption with a fallback would hide an outage;
@@ -21,12 +23,15 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpcore2
+import httpx2
 import openai
 
 # Sent to servers that need no key (llama.cpp, vLLM on loopback): the openai client insists on one.
@@ -62,6 +67,74 @@ def check_endpoint(base_url: str, api_key: str | None, url_setting: str = "OPENA
         raise LLMConfigError(
             f"OPENAI_API_KEY is not set, but {url_setting} points to the remote host {parsed.hostname}: "
             "set the key, or point the URL at a local server"
+        )
+
+
+class _Deadline(threading.local):
+    """When the calling thread's request must be done (time.monotonic()); None: no deadline."""
+
+    at: float | None = None
+
+
+_DEADLINE = _Deadline()
+
+
+def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """The timeout of one socket operation: the HTTP client's, cut to what is left of the deadline."""
+    if _DEADLINE.at is None:
+        return timeout
+    left = _DEADLINE.at - time.monotonic()
+    if left <= 0:
+        raise expired("the request ran past its deadline")
+    return left if timeout is None else min(timeout, left)
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """What this thread sends inside must be done within `seconds` from now."""
+    _DEADLINE.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _DEADLINE.at = None
+
+
+class _DeadlineStream(httpcore2.NetworkStream):
+    def __init__(self, stream: httpcore2.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore2.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout, httpcore2.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname: str | None = None, timeout: float | None = None):
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout, httpcore2.ConnectTimeout)))
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore2.SyncBackend):
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        timeout = _time_left(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(super().connect_tcp(host, port, timeout, local_address, socket_options))
+
+
+class _DeadlineTransport(httpx2.HTTPTransport):
+    """httpx2's transport on sockets whose every connect, write and read waits at most what is
+    left of the calling thread's deadline. Passing a transport makes httpx2 ignore proxies from
+    the environment, so requests go direct, as they do to a local server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # httpx2 has no setting for the network backend: a pool of its kind, on ours.
+        self._pool = httpcore2.ConnectionPool(
+            ssl_context=httpx2.create_ssl_context(), max_connections=None, keepalive_expiry=5.0, network_backend=_DeadlineBackend()
         )
 
 
@@ -180,10 +253,14 @@ class LLMClient:
         self.budget = budget or Budget()
         self.concurrency = max(1, concurrency)
         self.retry = retry
+        self.timeout_s = timeout_s
         self.stats = CallStats()
         self._lock = threading.Lock()
         # Retries are ours (they know the budget and the cache); the client's own are off.
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0)
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0,
+            http_client=openai.DefaultHttpxClient(transport=_DeadlineTransport()),
+        )  # fmt: skip
 
     def close(self) -> None:
         self._client.close()
@@ -191,7 +268,8 @@ class LLMClient:
 
     def list_models(self) -> list[str]:
         try:
-            return [m.id for m in self._client.models.list()]
+            with _deadline(self.timeout_s):
+                return [m.id for m in self._client.models.list()]
         except openai.APIConnectionError as exc:
             raise LLMUnavailable(f"cannot reach {self.base_url}: {type(exc).__name__}") from exc
         except (openai.APIError, ValueError, TypeError, AttributeError) as exc:
@@ -292,7 +370,8 @@ class LLMClient:
                 self.stats.requests_sent += 1
             retry_after = None
             try:
-                reply = call(request)
+                with _deadline(self.timeout_s):
+                    reply = call(request)
             except (openai.RateLimitError, openai.InternalServerError) as exc:
                 problem = f"HTTP {exc.status_code}"
                 retry_after = exc.response.headers.get("retry-after")
