@@ -38,6 +38,7 @@ import openai
 NO_KEY = "no-key-needed"
 BUDGET_EXHAUSTED = "budget_exhausted"
 BAD_RESPONSE = "bad_response"
+CHAT = "chat.completions"  # the endpoint, as the cache keys name it
 
 
 class LLMConfigError(ValueError):
@@ -157,6 +158,9 @@ class ResponseCache:
     def get(self, key: str) -> dict | None:
         row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def forget(self, key: str) -> None:
+        self._db.execute("DELETE FROM replies WHERE key = ?", (key,))
 
     def put(self, key: str, reply: dict) -> None:
         self._db.execute(
@@ -294,10 +298,7 @@ class LLMClient:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Reply]:
         """One reply per conversation, in order; cached ones first, the rest `concurrency` at a time."""
-        requests = [
-            {"messages": messages, "max_tokens": int(limit), "temperature": temperature}
-            for messages, limit in zip(conversations, max_tokens, strict=True)
-        ]
+        requests = self._chat_requests(conversations, max_tokens, temperature)
 
         def call(request: dict) -> Reply:
             response = self._client.chat.completions.create(model=model, **request)
@@ -311,7 +312,21 @@ class LLMClient:
                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             )
 
-        return self._run("chat.completions", model, requests, call, progress)
+        return self._run(CHAT, model, requests, call, progress)
+
+    def forget_chats(
+        self, model: str, conversations: Sequence[list[dict]], max_tokens: Sequence[int], temperature: float = 0.0
+    ) -> None:
+        """Drop the cached replies to these conversations (found useless), so that a re-run asks again."""
+        for request in self._chat_requests(conversations, max_tokens, temperature):
+            self.cache.forget(ResponseCache.key(CHAT, model, request))
+
+    @staticmethod
+    def _chat_requests(conversations: Sequence[list[dict]], max_tokens: Sequence[int], temperature: float) -> list[dict]:
+        return [
+            {"messages": messages, "max_tokens": int(limit), "temperature": temperature}
+            for messages, limit in zip(conversations, max_tokens, strict=True)
+        ]
 
     # -- images -------------------------------------------------------------------------------
     def generate_images(self, model: str, prompts: Sequence[str], size: str = "1024x1024") -> list[Reply]:
