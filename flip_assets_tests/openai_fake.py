@@ -5,7 +5,8 @@ It answers /v1/models, /v1/chat/completions and /v1/images/generations like Open
 to 1024x1024 PNG, returned as b64_json, and a vision request is answered with a description
 built from the CelebA attributes of the next image. Faults are scripted per request:
 an HTTP status such as "429", "500" or "400" (with Retry-After 0), "garbage" (a 200 that is not JSON), "sleep" (slower
-than any client timeout in the tests), or a callable answer for chat. Never a default: only
+than any client timeout in the tests), "trickle" (the whole response, status line first, one byte every
+trickle_s, so that no single read waits long; given up after sleep_s), or a callable answer for chat. Never a default: only
 tests start it.
 """
 
@@ -55,6 +56,7 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         self.sleep_s = 5.0
+        self.trickle_s = 0.2
         self._lock = threading.Lock()
         self._next_face = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -123,6 +125,17 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _trickle(self, status: int, payload) -> None:
+                data = json.dumps(payload).encode()
+                head = f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                give_up = time.monotonic() + fake.sleep_s
+                for byte in head.encode() + data:
+                    if time.monotonic() > give_up:
+                        break
+                    self.wfile.write(bytes([byte]))
+                    time.sleep(fake.trickle_s)
+                self.close_connection = True
+
             def _serve(self, body: dict) -> None:
                 with fake._lock:
                     fake.requests.append((self.path, body))
@@ -136,6 +149,8 @@ class FakeOpenAI:
                         self._send(int(fault), {"error": {"message": "try again", "type": "server_error"}}, {"Retry-After": "0"})
                     elif fault == "garbage":
                         self._send(200, b"<html>502 Bad Gateway</html>")
+                    elif fault == "trickle":
+                        self._trickle(*fake._answer(self.path, body))
                     else:
                         self._send(*fake._answer(self.path, body))
                 except (BrokenPipeError, ConnectionResetError):

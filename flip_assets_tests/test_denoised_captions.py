@@ -18,7 +18,7 @@ from flip_assets.core.denoiser import DenoiseSettings, build_messages, content_w
 from flip_assets.core.keywords import KeywordMatcher
 from flip_assets.core.llm_server import free_port
 from flip_assets.core.precleaning import preclean
-from flip_assets.defs.resources import LLMResource, PerplexityResource
+from flip_assets.defs.resources import LLMResource, PerplexityResource, build_resources
 from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 
 SHARD = "00000"
@@ -130,7 +130,10 @@ def denoised_twice(real_pairs_home, llm_server):
 def test_denoises_real_pairs_and_accounts_for_every_caption(denoised_twice):
     first, _, table, _ = denoised_twice
     assert first.success
-    assert checks(first) == {"every_caption_accounted_for": True, "no_empty_text": True, "face_keywords_kept": True}
+    assert checks(first) == {
+        "every_caption_accounted_for": True, "no_empty_text": True, "face_keywords_kept": True,
+        "fallback_share_below_outage": True,
+    }  # fmt: skip
     rows = {r["caption"]: r for r in table.to_pylist()}
     assert len(rows) == 9
     assert rows[UNKEPT]["outcome"] == "dropped" and rows[UNKEPT]["reason"] == "not_a_face_caption"
@@ -155,6 +158,8 @@ def test_denoises_real_pairs_and_accounts_for_every_caption(denoised_twice):
     assert meta["ppl_before_mean"] > 1 and meta["ppl_after_mean"] > 1
     assert meta["llm_requests_sent"] == 6 and meta["llm_prompt_tokens"] > 6 * 200  # 5 LAION + injection
     assert meta["model"] == "SmolLM2-135M-Instruct"
+    # The injection may fall back; the five LAION captions mostly do not.
+    assert meta["captions_put_to_llm"] == 6 and meta["llm_fallback_share"] <= 0.5
 
 
 def test_second_run_is_served_from_the_cache(denoised_twice):
@@ -200,6 +205,24 @@ def test_caption_cannot_close_its_delimiters():
         ("Pantalón corto shorts para mujer", "Short running shorts for women.", [], "new_words:running"),
         ("smiling woman with red hair at a party", "A woman at a party.", ["smiling", "woman"], "dropped_content"),
         ("smiling young woman with long red hair", "Young woman with long red hair.", ["smiling"], "lost_keywords:smiling"),
+        # Inverted meaning: negations are stopwords to the word counts, not to the meaning.
+        ("man with beard", "Man without beard.", ["man"], "negation_changed:without beard"),
+        ("smiling woman with glasses", "Woman not smiling, with no glasses.", ["smiling", "woman"], "negation_changed:no glasses,not smile"),
+        ("woman without makeup", "Woman with makeup.", ["woman"], "negation_changed:without makeup"),
+        ("girl who isn't smiling at the camera in the park", "Girl who is smiling at the camera in the park.", ["girl"], "negation_changed:not smile"),
+        ("boy not wearing glasses, smiling", "Boy wearing glasses, not smiling.", ["boy"], "negation_changed:not smile,not wearing"),
+        # A face attribute swapped, added or dropped, where the word counts let it pass.
+        (
+            "portrait of a bearded man with short dark hair and blue eyes wearing a grey suit in an office",
+            "Portrait of a man with a mustache, short dark hair and blue eyes, wearing a grey suit in an office.",
+            [], "attribute_changed:beard,mustache",
+        ),  # fmt: skip
+        (
+            "portrait of a young woman with long brown hair posing in a photo studio on a white background",
+            "Portrait of a smiling young woman with long brown hair posing in a photo studio on a white background.",
+            [], "attribute_changed:smile",
+        ),  # fmt: skip
+        ("Happy young woman listening to music using headphones and dancing in a park", "Young woman listening to music using headphones and dancing in a park.", [], "attribute_changed:happy"),
     ],
 )
 def test_validator_rejects(source, answer, keywords, reason):
@@ -215,24 +238,79 @@ def test_validator_rejects(source, answer, keywords, reason):
         ("beautful young woman smiling ,at camera", "Beautiful young woman smiling at the camera.", "Beautiful young woman smiling at the camera."),
         ("portrait of man w/ beard", '"Portrait of a man with a beard."', "Portrait of a man with a beard."),
         ("I'm sorry for the smiling woman", "I'm sorry for the smiling woman.", "I'm sorry for the smiling woman."),
+        # Negations and attributes kept, in other words where the meaning is the same.
+        ("man without beard ,not smiling", "Man without beard, not smiling.", "Man without beard, not smiling."),
+        ("blonde girl with freckles ,not smiling at the camera", "Blond girl with freckles, not smiling at the camera.", "Blond girl with freckles, not smiling at the camera."),
+        ("young woman who isn't smiling, with curly hair and earrings", "Young woman who is not smiling, with curly hair and earrings.", "Young woman who is not smiling, with curly hair and earrings."),
+        ("smiling man with moustache and glasses in a red hat", "Smiling man with a mustache and glasses in a red hat.", "Smiling man with a mustache and glasses in a red hat."),
     ],
 )
 def test_validator_accepts_corrections(source, answer, expected):
     assert validate_answer(source, answer, ["smiling"], DenoiseSettings()) == (expected, None)
 
 
-def test_garbage_from_the_server_falls_back_with_the_reason(tmp_path, instance, fake_openai):
-    write_pairs(tmp_path, [(laion_caption(LAION_CAPTIONS[1]), True), (laion_caption(UNKEPT), False)])
+def failure_metadata(result) -> dict:
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return {k: v.value for k, v in failure.step_failure_data.user_failure_data.metadata.items()}
+
+
+def test_garbage_from_the_server_fails_as_an_outage(tmp_path, instance, fake_openai):
+    write_pairs(tmp_path, [(laion_caption(c), True) for c in LAION_CAPTIONS[:2]] + [(laion_caption(UNKEPT), False)])
     fake_openai.always = "garbage"
     res = resources(tmp_path, fake_openai.base_url, max_retries=1, model="fake-model")
     result = run_assets([denoised_captions], res, instance, SHARD)
+    assert not result.success
+    message = failure_text(result)
+    assert "outage: 100% of the 2 captions put to fake-model fell back (llm_error:bad_response 100%)" in message
+    assert "above FLIP_LLM_MAX_FALLBACK_SHARE=0.5" in message
+    meta = failure_metadata(result)
+    assert meta["llm_fallback_share"] == 1.0 and meta["llm_fallback_shares"] == {"llm_error:bad_response": 1.0}
+    assert not storage.partition_path(tmp_path, "denoised_captions", SHARD).exists()
+
+
+def test_nonsense_answers_fail_as_an_outage_and_leave_the_cache(tmp_path, instance, fake_openai):
+    """Well-formed replies that all fail validation are an outage too; they are dropped from the
+    cache, so that once the server is fixed a re-run asks again instead of failing again."""
+    write_pairs(tmp_path, [(laion_caption(c), True) for c in LAION_CAPTIONS[:4]])
+    fake_openai.chat_answer = lambda text: "Lorem ipsum dolor sit amet, consectetur."
+    res = resources(tmp_path, fake_openai.base_url, model="fake-model")
+    result = run_assets([denoised_captions], res, instance, SHARD)
+    assert not result.success and "100% of the 4 captions put to fake-model fell back (new_words 100%)" in failure_text(result)
+
+    fake_openai.chat_answer = lambda text: text.replace("<caption>", "").replace("</caption>", "").strip()
+    result = run_assets([denoised_captions], res, instance, SHARD)
+    assert result.success and all(checks(result).values())
+    meta = materialization(result)
+    assert meta["by_llm"] == 4 and meta["llm_requests_sent"] == 4 and meta["llm_cache_hits"] == 0
+    assert meta["llm_fallback_share"] == 0.0
+
+
+def test_inverted_meaning_and_control_characters_through_the_stage(tmp_path, instance, fake_openai):
+    """An answer that inverts the caption falls back; control characters reach neither the
+    denoised text nor the stored answer; the share of fallbacks is shown by a check."""
+    captions = ["man with beard", "\x1b[31mSmiling woman\x1b[0m with glasses\x07", *LAION_CAPTIONS[:2]]
+    write_pairs(tmp_path, [(c, True) for c in captions])
+
+    def answer(text: str) -> str:
+        caption = text.replace("<caption>", "").replace("</caption>", "").strip()
+        return "Man without beard." if "beard" in caption else f"\x1b[1m{caption}\x00\x07"
+
+    fake_openai.chat_answer = answer
+    result = run_assets([denoised_captions], resources(tmp_path, fake_openai.base_url, model="fake-model"), instance, SHARD)
     assert result.success and all(checks(result).values())
     rows = storage.read_table(storage.partition_path(tmp_path, "denoised_captions", SHARD)).to_pylist()
-    assert [(r["outcome"], r["reason"], r["reason_detail"]) for r in rows] == [
-        ("fallback", "llm_error", "bad_response"),
-        ("dropped", "not_a_face_caption", None),
-    ]
-    assert rows[0]["denoised"] == "Portrait of dreamy girl with pink flowers"
+    beard = rows[0]
+    assert (beard["outcome"], beard["reason"], beard["reason_detail"]) == ("fallback", "negation_changed", "without beard")
+    assert beard["denoised"] == "man with beard"
+    assert rows[1]["precleaned"] == rows[1]["denoised"] == rows[1]["llm_answer"] == "Smiling woman with glasses"
+    assert [r["outcome"] for r in rows[1:]] == ["llm"] * 3
+    for r in rows:
+        assert all(c.isprintable() for field in ("denoised", "llm_answer") for c in r[field]), r
+    meta = materialization(result)
+    assert meta["llm_fallback_share"] == 0.25 and meta["llm_fallback_shares"] == {"negation_changed": 0.25}
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "fallback_share_below_outage"]
+    assert check.passed and check.metadata["fallback_share"].value == 0.25
+    assert check.metadata["max_fallback_share"].value == 0.5
 
 
 def test_budget_exhausted_falls_back_and_is_recorded(tmp_path, instance, fake_openai):
@@ -242,6 +320,8 @@ def test_budget_exhausted_falls_back_and_is_recorded(tmp_path, instance, fake_op
     meta = materialization(result)
     assert meta["llm_requests_sent"] == 2 and meta["by_llm"] == 2 and meta["fallback"] == 2
     assert json.loads(json.dumps(meta["outcomes"])) == {"llm": 2, "fallback:llm_error": 2}
+    # The budget, not the server, kept those from the model: no outage, no share.
+    assert meta["llm_fallback_share"] == 0.0
 
 
 def test_server_down_fails_the_run_and_writes_nothing(tmp_path, instance):
@@ -312,3 +392,13 @@ def test_bad_limits_fail_fast_naming_the_setting(tmp_path, instance):
     assert not result.success and "FLIP_LLM_CONCURRENCY=0 must be at least 1" in failure_text(result)
     result = run_assets([denoised_captions], resources(tmp_path, "not a url"), instance, SHARD)
     assert not result.success and "OPENAI_BASE_URL='not a url' is not an http(s) URL" in failure_text(result)
+    result = run_assets([denoised_captions], resources(tmp_path, "http://127.0.0.1:8080/v1", max_fallback_share=1.5), instance, SHARD)
+    assert not result.success and "FLIP_LLM_MAX_FALLBACK_SHARE=1.5 must lie in [0, 1]" in failure_text(result)
+
+
+def test_fallback_share_setting_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FLIP_LLM_MAX_FALLBACK_SHARE", "0.2")
+    assert build_resources()["llm"].max_fallback_share == 0.2
+    monkeypatch.setenv("FLIP_LLM_MAX_FALLBACK_SHARE", "a lot")
+    with pytest.raises(ValueError, match="FLIP_LLM_MAX_FALLBACK_SHARE='a lot' is not a number"):
+        build_resources()

@@ -93,6 +93,22 @@ def test_slow_server_times_out(fake_openai, tmp_path):
         client.chat_many("fake-model", [conversation("a face")], [20])
 
 
+def test_trickling_server_is_cut_off_at_the_deadline(fake_openai, tmp_path):
+    # One byte every 0.2 s: no read waits the 1 s timeout, so only a deadline on the whole
+    # request stops an attempt (the fake gives up after 6 s, bounding the test).
+    fake_openai.always, fake_openai.trickle_s, fake_openai.sleep_s = "trickle", 0.2, 6.0
+    client = make_client(fake_openai.base_url, tmp_path, timeout_s=1.0, retry=RetryPolicy(max_retries=1, backoff_s=0.01))
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailable, match="timeout after 2 attempts"):
+        client.chat_many("fake-model", [conversation("a face")], [20])
+    assert 2.0 <= time.monotonic() - started < 4.0
+    assert fake_openai.count("/chat/completions") == 2
+    # A prompt server is unaffected: the deadline is per attempt, not left over from the last.
+    fake_openai.always = None
+    [reply] = client.chat_many("fake-model", [conversation("a face")], [20])
+    assert reply.text == "a face"
+
+
 def test_real_server_too_slow_for_the_timeout_and_then_fine(llm_server, tmp_path):
     impatient = make_client(llm_server.base_url, tmp_path, timeout_s=0.001, retry=RetryPolicy(max_retries=0))
     with pytest.raises(LLMUnavailable, match="timeout"):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from flip_assets.core.precleaning import preclean
+from flip_assets.core.precleaning import preclean, strip_controls
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,25 @@ def test_preclean_keeps_clean_captions_and_face_words():
     clean = "Close-up portrait of a young woman with freckles smiling at the camera."
     assert preclean(clean) == clean
     assert preclean(preclean("Happy girl -- stock photo!!")) == preclean("Happy girl -- stock photo!!")
+
+
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [
+        ("Smiling\x00 woman with glasses\x07", "Smiling woman with glasses"),
+        ("\x1b[31mRed-haired girl\x1b[0m portrait", "Red-haired girl portrait"),
+        ("\x1b]0;pwned\x07man with\tbeard\r\n", "man with beard"),
+        ("boy \\u001b[1mlaughing\\u0007", "boy laughing"),  # controls that unescaping makes
+        ("C1 \x9b\x85control\x7f", "C1 control"),
+        # Ordinary Unicode text stays: accents, CJK, emoji (with zero-width joiners); spaces are spaces.
+        ("Café señora sonriente, 微笑的女人 👩\u200d🦰 à\xa0Paris", "Café señora sonriente, 微笑的女人 👩\u200d🦰 à Paris"),
+    ],
+)
+def test_control_characters_and_terminal_escapes_are_stripped(caption, expected):
+    assert preclean(caption) == expected
+    assert strip_controls(expected) == expected
+
+
+def test_strip_controls_keeps_text_and_separates_on_whitespace_controls():
+    assert strip_controls("smiling\nwoman\x1b[2J\x00") == "smiling woman"
+    assert strip_controls("naïve 笑顔 😀") == "naïve 笑顔 😀"

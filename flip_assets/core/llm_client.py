@@ -3,6 +3,8 @@
 What every stage needs around the bare `openai` client:
 - a persistent response cache (SQLite) keyed by endpoint, model and request, so a re-run
   or a retried shard pays nothing twice; only the calling thread writes it (one writer);
+- a deadline on each attempt as a whole (connect, send, headers, body): the HTTP client's
+  timeout bounds each read, and a server that trickles a byte at a time never trips it;
 - retries with exponential backoff on 429, 5xx, timeouts and refused connections, honouring
   Retry-After; a server still unreachable after them raises LLMUnavailable, since answering
   every caption with a fallback would hide an outage;
@@ -21,18 +23,22 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpcore2
+import httpx2
 import openai
 
 # Sent to servers that need no key (llama.cpp, vLLM on loopback): the openai client insists on one.
 NO_KEY = "no-key-needed"
 BUDGET_EXHAUSTED = "budget_exhausted"
 BAD_RESPONSE = "bad_response"
+CHAT = "chat.completions"  # the endpoint, as the cache keys name it
 
 
 class LLMConfigError(ValueError):
@@ -65,6 +71,74 @@ def check_endpoint(base_url: str, api_key: str | None, url_setting: str = "OPENA
         )
 
 
+class _Deadline(threading.local):
+    """When the calling thread's request must be done (time.monotonic()); None: no deadline."""
+
+    at: float | None = None
+
+
+_DEADLINE = _Deadline()
+
+
+def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """The timeout of one socket operation: the HTTP client's, cut to what is left of the deadline."""
+    if _DEADLINE.at is None:
+        return timeout
+    left = _DEADLINE.at - time.monotonic()
+    if left <= 0:
+        raise expired("the request ran past its deadline")
+    return left if timeout is None else min(timeout, left)
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """What this thread sends inside must be done within `seconds` from now."""
+    _DEADLINE.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _DEADLINE.at = None
+
+
+class _DeadlineStream(httpcore2.NetworkStream):
+    def __init__(self, stream: httpcore2.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore2.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout, httpcore2.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname: str | None = None, timeout: float | None = None):
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout, httpcore2.ConnectTimeout)))
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore2.SyncBackend):
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        timeout = _time_left(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(super().connect_tcp(host, port, timeout, local_address, socket_options))
+
+
+class _DeadlineTransport(httpx2.HTTPTransport):
+    """httpx2's transport on sockets whose every connect, write and read waits at most what is
+    left of the calling thread's deadline. Passing a transport makes httpx2 ignore proxies from
+    the environment, so requests go direct, as they do to a local server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # httpx2 has no setting for the network backend: a pool of its kind, on ours.
+        self._pool = httpcore2.ConnectionPool(
+            ssl_context=httpx2.create_ssl_context(), max_connections=None, keepalive_expiry=5.0, network_backend=_DeadlineBackend()
+        )
+
+
 class ResponseCache:
     """Successful replies by request key, in one SQLite file that survives runs."""
 
@@ -84,6 +158,9 @@ class ResponseCache:
     def get(self, key: str) -> dict | None:
         row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def forget(self, key: str) -> None:
+        self._db.execute("DELETE FROM replies WHERE key = ?", (key,))
 
     def put(self, key: str, reply: dict) -> None:
         self._db.execute(
@@ -180,10 +257,14 @@ class LLMClient:
         self.budget = budget or Budget()
         self.concurrency = max(1, concurrency)
         self.retry = retry
+        self.timeout_s = timeout_s
         self.stats = CallStats()
         self._lock = threading.Lock()
         # Retries are ours (they know the budget and the cache); the client's own are off.
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0)
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0,
+            http_client=openai.DefaultHttpxClient(transport=_DeadlineTransport()),
+        )  # fmt: skip
 
     def close(self) -> None:
         self._client.close()
@@ -191,7 +272,8 @@ class LLMClient:
 
     def list_models(self) -> list[str]:
         try:
-            return [m.id for m in self._client.models.list()]
+            with _deadline(self.timeout_s):
+                return [m.id for m in self._client.models.list()]
         except openai.APIConnectionError as exc:
             raise LLMUnavailable(f"cannot reach {self.base_url}: {type(exc).__name__}") from exc
         except (openai.APIError, ValueError, TypeError, AttributeError) as exc:
@@ -216,10 +298,7 @@ class LLMClient:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Reply]:
         """One reply per conversation, in order; cached ones first, the rest `concurrency` at a time."""
-        requests = [
-            {"messages": messages, "max_tokens": int(limit), "temperature": temperature}
-            for messages, limit in zip(conversations, max_tokens, strict=True)
-        ]
+        requests = self._chat_requests(conversations, max_tokens, temperature)
 
         def call(request: dict) -> Reply:
             response = self._client.chat.completions.create(model=model, **request)
@@ -233,7 +312,21 @@ class LLMClient:
                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             )
 
-        return self._run("chat.completions", model, requests, call, progress)
+        return self._run(CHAT, model, requests, call, progress)
+
+    def forget_chats(
+        self, model: str, conversations: Sequence[list[dict]], max_tokens: Sequence[int], temperature: float = 0.0
+    ) -> None:
+        """Drop the cached replies to these conversations (found useless), so that a re-run asks again."""
+        for request in self._chat_requests(conversations, max_tokens, temperature):
+            self.cache.forget(ResponseCache.key(CHAT, model, request))
+
+    @staticmethod
+    def _chat_requests(conversations: Sequence[list[dict]], max_tokens: Sequence[int], temperature: float) -> list[dict]:
+        return [
+            {"messages": messages, "max_tokens": int(limit), "temperature": temperature}
+            for messages, limit in zip(conversations, max_tokens, strict=True)
+        ]
 
     # -- images -------------------------------------------------------------------------------
     def generate_images(self, model: str, prompts: Sequence[str], size: str = "1024x1024") -> list[Reply]:
@@ -292,7 +385,8 @@ class LLMClient:
                 self.stats.requests_sent += 1
             retry_after = None
             try:
-                reply = call(request)
+                with _deadline(self.timeout_s):
+                    reply = call(request)
             except (openai.RateLimitError, openai.InternalServerError) as exc:
                 problem = f"HTTP {exc.status_code}"
                 retry_after = exc.response.headers.get("retry-after")

@@ -1,9 +1,9 @@
 """The deterministic pre-clean of a caption (paper 3.1, before the language model).
 
-Removes what is noise whatever the caption says: HTML tags and entities, literal escape
-sequences, URLs and domains, file names, stock-photo and shop boilerplate, prices, long
-IDs, repeated punctuation and stray separators. It never rewrites words, so it cannot add
-or change a fact; the language model pass does the rest.
+Removes what is noise whatever the caption says: control characters and terminal escape
+sequences, HTML tags and entities, literal escape sequences, URLs and domains, file names,
+stock-photo and shop boilerplate, prices, long IDs, repeated punctuation and stray separators.
+It never rewrites words, so it cannot add or change a fact; the language model pass does the rest.
 
 Speed matters (every caption of every shard passes here), so each rule is one compiled
 regex, and a rule only runs when a cheap substring test finds what it needs in the caption.
@@ -21,6 +21,10 @@ _INLINE_TAGS = frozenset("a abbr b em font i small span strong sub sup u".split(
 # Literal escape sequences left by broken scrapers and JSON double-encoding: "\n", "\u00e9".
 _UNICODE_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
 _OTHER_ESCAPE = re.compile(r"\\[nrt\\\"']")
+# Terminal escape sequences (CSI such as colours "\x1b[31m", OSC up to BEL or ST, two-byte
+# ones) and C0/C1 control characters (NUL, BEL, ...): invisible as text, and harmful in a
+# terminal or a parser downstream. Format characters (zero-width joiners of emoji) stay.
+_CONTROL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -~])?|[\x00-\x1f\x7f-\x9f]")
 _TLDS = ("com", "net", "org", "co.uk", "de", "fr", "ru", "info", "biz", "io", "us")
 _TLD_PATTERN = "|".join(t.replace(".", r"\.") for t in _TLDS)
 # Hints: one quick search on the lower-cased caption decides whether the full rule runs.
@@ -86,6 +90,14 @@ def _collapse_separators(match: re.Match) -> str:
     return " "
 
 
+def strip_controls(text: str) -> str:
+    """text without control characters and terminal escape sequences; a control that
+    separates (tab, newline, ...) becomes a space."""
+    if text.isprintable():  # the common case, one pass in C
+        return text
+    return _CONTROL.sub(lambda m: " " if m.group(0).isspace() else "", text)
+
+
 def preclean(text: str | None) -> str:
     """The caption without markup, links, file names, boilerplate and symbol noise; '' when
     nothing is left."""
@@ -96,6 +108,8 @@ def preclean(text: str | None) -> str:
         text = html.unescape(html.unescape(text))  # captions are often HTML-escaped twice
     if "\\" in text:
         text = _unescape_sequences(text)
+    # After unescaping: "&#27;" and "\\u001b" decode to controls.
+    text = strip_controls(text)
     if "<" in text:
         text = _TAG.sub(lambda m: "" if (m.group(1) or "").lower() in _INLINE_TAGS else " ", text)
     lower = text.lower()

@@ -23,6 +23,7 @@ from pydantic import PrivateAttr
 
 from flip_assets.core import storage
 from flip_assets.core.caption_classifier import TrainingSettings, classifier_model_dir
+from flip_assets.core.denoiser import DenoiseSettings
 from flip_assets.core.detectors import BACKENDS, FaceDetector, build_detector
 from flip_assets.core.keywords import Word2VecSettings
 from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
@@ -144,6 +145,7 @@ def build_resources() -> dict:
             timeout_s=env_int("FLIP_LLM_TIMEOUT_S", 60),
             max_requests=env_int("FLIP_LLM_MAX_REQUESTS", 0),
             max_tokens=env_int("FLIP_LLM_MAX_TOKENS", 0),
+            max_fallback_share=env_float("FLIP_LLM_MAX_FALLBACK_SHARE", DenoiseSettings.max_fallback_share),
         ),
         "aigc": AIGCResource(
             base_url=env_or("FLIP_AIGC_BASE_URL", ""),
@@ -239,14 +241,19 @@ class LLMResource(_OpenAICompatible):
     OPENAI_BASE_URL (required; `make pipeline` serves SmolLM2 with llama.cpp when unset)
     OPENAI_API_KEY (required when the URL is not loopback)
     FLIP_LLM_MODEL [the one model the server serves]
-    FLIP_LLM_CONCURRENCY [2]  FLIP_LLM_MAX_RETRIES [4]  FLIP_LLM_TIMEOUT_S [60]
+    FLIP_LLM_CONCURRENCY [2]  FLIP_LLM_MAX_RETRIES [4]
+    FLIP_LLM_TIMEOUT_S [60]  seconds one attempt of a request may take, from connect to last byte
     FLIP_LLM_MAX_REQUESTS, FLIP_LLM_MAX_TOKENS [0: unlimited] per run
+    FLIP_LLM_MAX_FALLBACK_SHARE [0.5]  above this share of answers falling back, a shard fails as an outage
     """
 
     model: str = ""
+    max_fallback_share: float = DenoiseSettings.max_fallback_share
 
     def setup_for_execution(self, context) -> None:
         self._check("OPENAI_BASE_URL", "FLIP_LLM")
+        if not 0.0 <= self.max_fallback_share <= 1.0:
+            raise ValueError(f"FLIP_LLM_MAX_FALLBACK_SHARE={self.max_fallback_share} must lie in [0, 1]")
 
 
 class AIGCResource(_OpenAICompatible):

@@ -11,19 +11,28 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
 from flip_assets.core import storage
-from flip_assets.core.denoiser import DENOISED_SCHEMA, add_perplexities, denoise_rows
+from flip_assets.core.denoiser import (
+    DENOISED_SCHEMA,
+    DenoiseSettings,
+    DenoisingOutage,
+    FallbackShares,
+    add_perplexities,
+    denoise_rows,
+    fallback_shares,
+)
 from flip_assets.core.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
 from flip_assets.core.keywords import used_keywords
 from flip_assets.defs.resources import CaptionCorpus, CaptionFilterResource, FlipStorage, LLMResource, PerplexityResource
 
-CHECKS = ("every_caption_accounted_for", "no_empty_text", "face_keywords_kept")
+CHECKS = ("every_caption_accounted_for", "no_empty_text", "face_keywords_kept", "fallback_share_below_outage")
 
 
 def _check_specs(asset_key: str) -> list[AssetCheckSpec]:
@@ -50,9 +59,13 @@ def _denoise(
             if done == total or done % 25 == 0:
                 context.log.info(f"{asset_key} {partition or ''}: {done}/{total} captions through {model}")
 
-        out = denoise_rows(rows, client, model, progress=progress)
+        settings = DenoiseSettings(max_fallback_share=llm.max_fallback_share)
+        out = denoise_rows(rows, client, model, settings, progress=progress)
+    except DenoisingOutage as outage:
+        raise Failure(description=str(outage), metadata=fallback_metadata(outage.shares)) from outage
     finally:
         client.close()
+    shares = fallback_shares(out)
     scorer = perplexity.get_scorer()
     add_perplexities(out, scorer.score_many)
     path = flip_storage.write(asset_key, partition, pa.Table.from_pylist(out, schema=DENOISED_SCHEMA))
@@ -75,6 +88,7 @@ def _denoise(
             "fallback": facts["fallback"],
             "dropped": facts["dropped"],
             "outcomes": MetadataValue.json({o["outcome"]: o["captions"] for o in outcomes}),
+            **fallback_metadata(shares),
             **quality_metadata(quality),
             **{f"llm_{k}": v for k, v in client.stats.as_dict().items()},
             "preview": MetadataValue.md(pa.Table.from_pylist(preview).to_pandas().to_markdown(index=False)) if preview else "",
@@ -104,8 +118,26 @@ def _denoise(
                 passed=facts["lost_keywords"] == 0,
                 metadata={"lost_keywords": facts["lost_keywords"]},
             ),
+            AssetCheckResult(
+                asset_key=asset_key,
+                check_name="fallback_share_below_outage",
+                # Above the share the asset has failed already (an outage); the check shows how close it came.
+                passed=shares.share <= llm.max_fallback_share,
+                metadata={
+                    "fallback_share": shares.share, "max_fallback_share": llm.max_fallback_share,
+                    "captions_put_to_llm": shares.asked, "by_reason": MetadataValue.json(shares.by_reason),
+                },  # fmt: skip
+            ),
         ],
     ))
+
+
+def fallback_metadata(shares: FallbackShares) -> dict:
+    return {
+        "llm_fallback_share": shares.share,
+        "llm_fallback_shares": MetadataValue.json(shares.by_reason),
+        "captions_put_to_llm": shares.asked,
+    }
 
 
 def quality_metadata(quality: dict, prefix: str = "") -> dict:
