@@ -41,26 +41,30 @@ def _empty() -> Detections:
 
 
 def pad_batches(images: list[np.ndarray], batch_size: int, multiple: int = 32):
-    """Group images of similar size and pad each group to one shape.
+    """Batch images that pad to the same shape.
 
-    Yields (indices, BGR float tensor N x 3 x H x W). Sorting by size keeps the padding small;
-    padding with the channel mean makes padded pixels zero after normalisation.
+    Yields (indices, BGR float tensor N x 3 x H x W). Each image is padded to its own size
+    rounded up to `multiple`, whatever its neighbours: padding changes what the network sees
+    near the image's edges (biases make padded pixels non-zero after the first layer), so a
+    shared, larger padding would make a score depend on the other images in the batch.
+    Padding with the channel mean makes padded pixels zero after normalisation.
     """
-    order = sorted(range(len(images)), key=lambda i: images[i].shape[:2])
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        h, w = image.shape[:2]
+        buckets.setdefault((-(-h // multiple) * multiple, -(-w // multiple) * multiple), []).append(i)
     bgr_mean = np.array(BGR_MEAN, np.float32)[:, None, None]
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        h = max(images[i].shape[0] for i in idx)
-        w = max(images[i].shape[1] for i in idx)
-        h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        batch = np.empty((len(idx), 3, h, w), np.float32)
-        for row, i in enumerate(idx):
-            ih, iw = images[i].shape[:2]
-            # One pass per image: RGB->BGR, HWC->CHW, uint8->float and mean subtraction together.
-            np.subtract(images[i][..., ::-1].transpose(2, 0, 1), bgr_mean, out=batch[row, :, :ih, :iw])
-            batch[row, :, ih:, :] = 0
-            batch[row, :, :ih, iw:] = 0
-        yield idx, torch.from_numpy(batch)
+    for (h, w), bucket in sorted(buckets.items()):
+        for start in range(0, len(bucket), batch_size):
+            idx = bucket[start : start + batch_size]
+            batch = np.empty((len(idx), 3, h, w), np.float32)
+            for row, i in enumerate(idx):
+                ih, iw = images[i].shape[:2]
+                # One pass per image: RGB->BGR, HWC->CHW, uint8->float and mean subtraction together.
+                np.subtract(images[i][..., ::-1].transpose(2, 0, 1), bgr_mean, out=batch[row, :, :ih, :iw])
+                batch[row, :, ih:, :] = 0
+                batch[row, :, :ih, iw:] = 0
+            yield idx, torch.from_numpy(batch)
 
 
 class RetinaFaceDetector:
