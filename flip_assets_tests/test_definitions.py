@@ -34,7 +34,7 @@ def test_core_logic_has_no_dagster_import():
 
 
 def test_sensor_registers_new_shards_and_requests_their_runs():
-    from flip_assets.defs.resources import ShardSource
+    from flip_assets.defs.curation.resources import ShardSource
     from flip_assets.defs.curation.sensors import new_shards_sensor
 
     with DagsterInstance.ephemeral() as instance:

@@ -90,7 +90,7 @@ def test_retinaface_resnet50_without_weights_says_where_to_put_them(tmp_path, mo
 
 
 def test_asset_run_with_missing_weights_fails_naming_the_file(tmp_path, instance):
-    from flip_assets.defs.resources import FaceDetectorResource
+    from flip_assets.defs.curation.resources import FaceDetectorResource
     from flip_assets.defs.curation.s01_raw_shards import raw_shards
     from flip_assets.defs.curation.s02_face_detections import face_detections
 

@@ -123,7 +123,7 @@ class TrainingSettings:
     # Small batches, brisk rate: ~300 training captions give few steps per epoch.
     batch_size: int = 8
     learning_rate: float = 1e-4
-    max_length: int = 64
+    max_length: int = 48  # tokens; longer captions are truncated
     seed: int = 42
     warmup_share: float = 0.1
     # The embeddings and this many lowest transformer layers keep their pretrained weights:

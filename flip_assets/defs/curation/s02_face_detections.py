@@ -13,7 +13,8 @@ from dagster import (
 from flip_assets.core import storage
 from flip_assets.core.face_filter import detect_faces_in_shard
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
-from flip_assets.defs.resources import FaceDetectorResource, FlipStorage
+from flip_assets.defs.curation.resources import FaceDetectorResource
+from flip_assets.defs.resources import FlipStorage
 
 
 @asset(

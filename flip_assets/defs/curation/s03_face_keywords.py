@@ -29,7 +29,8 @@ from flip_assets.core.keywords import (
     save_word2vec,
     train_word2vec,
 )
-from flip_assets.defs.resources import CaptionCorpus, FlipStorage, KeywordMiningResource
+from flip_assets.defs.curation.resources import CaptionCorpus, KeywordMiningResource
+from flip_assets.defs.resources import FlipStorage
 
 
 @asset(

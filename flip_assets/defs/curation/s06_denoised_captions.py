@@ -30,7 +30,8 @@ from flip_assets.core.denoiser import (
 from flip_assets.core.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
 from flip_assets.core.keywords import used_keywords
-from flip_assets.defs.resources import CaptionCorpus, CaptionFilterResource, FlipStorage, LLMResource, PerplexityResource
+from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, LLMResource, PerplexityResource
+from flip_assets.defs.resources import FlipStorage
 
 CHECKS = ("every_caption_accounted_for", "no_empty_text", "face_keywords_kept", "fallback_share_below_outage")
 
