@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from conftest import REPO_ROOT, RAW_SHARDS
 from dagster import DagsterInstance, build_sensor_context
 
@@ -46,6 +47,8 @@ def test_sensor_registers_new_shards_and_requests_their_runs():
         assert again.run_requests == [] and again.dynamic_partitions_requests == []
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_cli_materializes_one_shard(tmp_path):
     """The README's command line: register shards, then `dagster asset materialize`."""
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "FLIP_HOME": str(tmp_path / "flip"),
