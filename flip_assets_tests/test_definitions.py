@@ -15,13 +15,10 @@ from dagster import DagsterInstance, build_sensor_context
 
 
 def test_definitions_load_and_validate():
+    """Resources, jobs and sensors resolve; what the graph holds is test_graph_snapshot's."""
     from flip_assets.definitions import defs
 
     defs.validate_loadable(defs)
-    graph = defs.resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"raw_shards", "face_detections"} <= keys
-    assert defs.resolve_job_def("shard_pipeline") is not None
 
 
 def test_core_logic_has_no_dagster_import():
