@@ -123,6 +123,7 @@ def _tiny_dataset(home, flipped_test: bool) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=DATASET_SCHEMA), home / "caption_classifier_dataset" / "all.parquet")
 
 
+@pytest.mark.slow
 def test_a_model_below_the_accuracy_floor_blocks_filtering(tmp_path, instance):
     from flip_assets.defs.curation.s04_caption_classifier import caption_classifier
     from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
