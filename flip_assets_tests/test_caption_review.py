@@ -10,6 +10,7 @@ import pytest
 from flip_assets.core.caption_review import (
     REVIEW_COLUMNS,
     STRATA,
+    bootstrap_interval,
     caption_id,
     choose_threshold,
     draw_sample,
@@ -120,3 +121,17 @@ def test_load_review_reads_the_repo_file_and_fails_on_a_broken_row(tmp_path):
             load_review(tmp_path / "bad.csv")
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         load_review(tmp_path / "missing.csv")
+
+
+def test_bootstrap_interval_resamples_within_strata():
+    # Perfectly separated scores: every resample has precision and recall 1.
+    scores, labels = [0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0]
+    interval = bootstrap_interval(scores, labels, [1, 1, 5, 5], ["a", "a", "b", "b"], 0.5, samples=200)
+    assert interval == {"precision": (1.0, 1.0), "recall": (1.0, 1.0)}
+    # One wrong acceptance in a heavy stratum: precision varies with how often it is drawn.
+    scores, labels = [0.9, 0.8, 0.7, 0.1, 0.1, 0.1], [1, 1, 0, 0, 0, 0]
+    strata, weights = ["a", "a", "b", "b", "b", "b"], [1, 1, 10, 10, 10, 10]
+    low, high = bootstrap_interval(scores, labels, weights, strata, 0.5, samples=500, seed=1)["precision"]
+    point = weighted_point(scores, labels, weights, 0.5).precision
+    assert low < point < high == 1.0
+    assert bootstrap_interval(scores, labels, weights, strata, 0.5, samples=500, seed=1)["precision"] == (low, high)

@@ -189,6 +189,35 @@ def weighted_pr_curve(scores: Sequence[float], labels: Sequence[int], weights: S
     return curve
 
 
+def bootstrap_interval(
+    scores: Sequence[float],
+    labels: Sequence[int],
+    weights: Sequence[float],
+    strata: Sequence[str],
+    threshold: float,
+    samples: int = 1000,
+    level: float = 0.9,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of weighted precision and recall at a threshold, resampling the
+    captions within each stratum as they were drawn. A split holds only a few positives of the
+    heavily weighted strata, so one caption more or less moves the estimate by several points."""
+    s, y, w = _arrays(scores, labels, weights)
+    strata = np.asarray(strata)
+    groups = [np.flatnonzero(strata == stratum) for stratum in np.unique(strata)]
+    kept = s > threshold
+    rng = np.random.default_rng(seed)
+    precision, recall = np.empty(samples), np.empty(samples)
+    for i in range(samples):
+        index = np.concatenate([rng.choice(g, len(g)) for g in groups])
+        k, t, v = kept[index], y[index], w[index]
+        tp, fp, fn = v[k & t].sum(), v[k & ~t].sum(), v[~k & t].sum()
+        precision[i] = tp / (tp + fp) if tp + fp else 1.0
+        recall[i] = tp / (tp + fn) if tp + fn else 0.0
+    tails = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    return {name: tuple(float(x) for x in np.percentile(values, tails)) for name, values in (("precision", precision), ("recall", recall))}
+
+
 def choose_threshold(curve: Sequence[OperatingPoint], min_precision: float | None = None) -> tuple[OperatingPoint, str]:
     """The operating point to filter with, and why (a sentence for the UI). Chosen on the dev
     split only. Rule: with `min_precision`, the point of highest recall whose precision reaches
