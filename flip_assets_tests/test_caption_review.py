@@ -14,6 +14,7 @@ from flip_assets.core.caption_review import (
     caption_id,
     choose_threshold,
     draw_sample,
+    evaluate_review,
     load_review,
     split_of,
     weighted_point,
@@ -135,3 +136,21 @@ def test_bootstrap_interval_resamples_within_strata():
     point = weighted_point(scores, labels, weights, 0.5).precision
     assert low < point < high == 1.0
     assert bootstrap_interval(scores, labels, weights, strata, 0.5, samples=500, seed=1)["precision"] == (low, high)
+
+
+def test_evaluate_review_chooses_on_dev_and_measures_test_there():
+    def row(split, label, stratum="other", weight=2.0):
+        return {"split": split, "label": label, "stratum": stratum, "weight": weight}
+
+    rows = [row("dev", 1), row("dev", 0), row("dev", 1), row("test", 1), row("test", 0), row("test", 1)]
+    scores = [0.9, 0.6, 0.7, 0.8, 0.95, 0.2]
+    result = evaluate_review(rows, scores)
+    # Dev: accepting 0.9 and 0.7 (threshold halfway to 0.6) is perfect; test is measured there.
+    assert result.threshold == pytest.approx(0.65) and result.dev.f1 == 1.0
+    assert result.test.counts == (1, 1, 1, 0)
+    assert (result.test.precision, result.test.recall) == (0.5, 0.5)
+    assert len(result.test_curve) == 4 and set(result.test_interval) == {"precision", "recall"}
+    with pytest.raises(ValueError, match="5 scores for 6"):
+        evaluate_review(rows, scores[:5])
+    with pytest.raises(ValueError, match="test split has no face caption"):
+        evaluate_review([row("dev", 1), row("test", 0)], [0.5, 0.5])

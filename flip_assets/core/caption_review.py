@@ -238,6 +238,45 @@ def choose_threshold(curve: Sequence[OperatingPoint], min_precision: float | Non
     return point, f"highest weighted recall ({point.recall:.3f}) at weighted precision >= {min_precision:.2f} on the dev split"
 
 
+@dataclass(frozen=True)
+class ReviewEvaluation:
+    """A classifier on the reviewed captions: the threshold chosen on dev and why, the dev and
+    test operating points there (test with its bootstrap interval), and both PR curves."""
+
+    threshold: float
+    why: str
+    dev: OperatingPoint
+    test: OperatingPoint
+    test_interval: dict[str, tuple[float, float]]
+    dev_curve: list[OperatingPoint]
+    test_curve: list[OperatingPoint]
+
+
+def evaluate_review(rows: Sequence[dict], scores: Sequence[float], min_precision: float | None = None) -> ReviewEvaluation:
+    """Choose the threshold on the dev rows (choose_threshold's rule), then measure the test rows
+    at it; test never influences the choice. `scores` are the classifier's, in the order of `rows`."""
+    if len(rows) != len(scores):
+        raise ValueError(f"{len(scores)} scores for {len(rows)} reviewed captions")
+    parts = {}
+    for split in REVIEW_SPLITS:
+        index = [i for i, row in enumerate(rows) if row["split"] == split]
+        if not any(rows[i]["label"] == 1 for i in index):
+            raise ValueError(f"the reviewed {split} split has no face caption: precision and recall are undefined")
+        parts[split] = ([scores[i] for i in index], [rows[i]["label"] for i in index], [rows[i]["weight"] for i in index],
+                        [rows[i]["stratum"] for i in index])  # fmt: skip
+    dev_curve = weighted_pr_curve(*parts["dev"][:3])
+    chosen, why = choose_threshold(dev_curve, min_precision)
+    return ReviewEvaluation(
+        threshold=chosen.threshold,
+        why=why,
+        dev=chosen,
+        test=weighted_point(*parts["test"][:3], chosen.threshold),
+        test_interval=bootstrap_interval(*parts["test"], chosen.threshold),
+        dev_curve=dev_curve,
+        test_curve=weighted_pr_curve(*parts["test"][:3]),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["sample"])
