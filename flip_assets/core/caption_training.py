@@ -115,6 +115,7 @@ NAMED_PERSON = re.compile(
     r"on the red carpet|at the premiere|during an interview)\b"
 )
 PERSON_WORD = re.compile(rf"\b({PERSON_NOUNS})\b", re.IGNORECASE)
+PRODUCT_WORD = re.compile(rf"\b({PRODUCT_NOUNS})\b", re.IGNORECASE)
 FACE_WORD = re.compile(r"\b(" + "|".join(sorted(FACE_VOCABULARY)) + r")\b", re.IGNORECASE)
 
 
@@ -129,7 +130,7 @@ def object_cue(text: str) -> str | None:
         return "graphic"
     if ANIMAL.search(text):
         return "animal"
-    if re.search(rf"\b({PRODUCT_NOUNS})\b", text, re.IGNORECASE) and not PERSON_WORD.search(text):
+    if PRODUCT_WORD.search(text) and not PERSON_WORD.search(text):
         return "product"
     return None
 
@@ -147,11 +148,12 @@ def person_photo_cue(text: str) -> str | None:
 
 def silver_label(text: str, keywords: Sequence[str]) -> tuple[int | None, str, str]:
     """(label, role, cue) of a cleaned caption by the cues: 1, 0, or None when the cues disagree
-    or a face/person word stands without any cue (such captions are neither: as negatives they
-    would teach the model that faces are negatives)."""
+    or a face word stands without any cue (such captions are neither: as negatives they would
+    teach the model that faces are negatives). A listing or a graphic outweighs a person cue
+    ("portrait of a girl, vector illustration"); a title, animal or product ties with it."""
     obj, person = object_cue(text), person_photo_cue(text)
     if obj:
-        if person and not (obj == "listing" or obj == "graphic"):
+        if person and obj not in ("listing", "graphic"):
             return None, "", f"{person}+{obj}"
         face_or_person = keywords or FACE_WORD.search(text) or PERSON_WORD.search(text)
         return (0, HARD_NEGATIVE, obj) if face_or_person else (0, RANDOM_NEGATIVE, obj)
@@ -228,10 +230,8 @@ def _web_caption(person: str, adjective: str, details: list[str], action: str, r
 
 def describe_celeba(attributes: dict[str, int], rng: random.Random) -> str:
     female = attributes.get("Male") != 1
-    if female:
-        smile_phrases = ("smiling", "with a warm smile", "laughing") if attributes.get("Smiling") == 1 else ("", "looking serious")
-    else:
-        smile_phrases = ("smiling", "grinning", "laughing") if attributes.get("Smiling") == 1 else ("", "looking serious")
+    warm = "with a warm smile" if female else "grinning"
+    smile_phrases = ("smiling", warm, "laughing") if attributes.get("Smiling") == 1 else ("", "looking serious")
     details = [phrase for name, phrase in CELEBA_LOOKS.items() if attributes.get(name) == 1]
     rng.shuffle(details)
     adjective = rng.choice(("", "young", "beautiful" if female else "handsome")) if attributes.get("Young") == 1 else ""
