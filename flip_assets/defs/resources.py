@@ -5,6 +5,7 @@ FLIP_SOURCE [../shared/data/raw_shards]  img2dataset webdataset shards
 FLIP_MODELS [../shared/models]      offline detector weights
 FLIP_DETECTOR [retinaface]          retinaface | yunet | retinaface_resnet50
 FLIP_FACE_THRESHOLD [0.9]           keep a sample when its best face scores above this
+FLIP_DEVICE [cpu]                   cpu | cuda | cuda:N, where RetinaFace and the caption classifier run
 Language models and paid APIs: see LLMResource, AIGCResource and PerplexityResource.
 Textual filtering: see CaptionCorpus, KeywordMiningResource and CaptionFilterResource.
 """
@@ -25,6 +26,7 @@ from flip_assets.core import storage
 from flip_assets.core.caption_classifier import TrainingSettings, classifier_model_dir
 from flip_assets.core.denoiser import DenoiseSettings
 from flip_assets.core.detectors import BACKENDS, FaceDetector, build_detector
+from flip_assets.core.devices import torch_device
 from flip_assets.core.keywords import Word2VecSettings
 from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
 from flip_assets.core.llm_server import default_gguf
@@ -108,6 +110,7 @@ class FaceDetectorResource(ConfigurableResource):
     max_pixels: int = 40_000_000
     # Images are shrunk to this longest side before detection; boxes are mapped back.
     max_side: int = 1024
+    device: str = "cpu"
 
     _detector: FaceDetector | None = PrivateAttr(default=None)
 
@@ -116,11 +119,14 @@ class FaceDetectorResource(ConfigurableResource):
             raise ValueError(f"FLIP_DETECTOR={self.backend!r} is not one of {BACKENDS}")
         if not 0.0 < self.keep_threshold < 1.0:
             raise ValueError(f"FLIP_FACE_THRESHOLD={self.keep_threshold} must lie in (0, 1)")
+        torch_device(self.device)
 
     def get_detector(self) -> FaceDetector:
         # Built once per process: loading checks the weights' SHA-256 and fails fast naming the file.
         if self._detector is None:
-            self._detector = build_detector(self.backend, Path(self.models_dir), self.batch_size, self.min_face_score)
+            self._detector = build_detector(
+                self.backend, Path(self.models_dir), self.batch_size, self.min_face_score, self.device
+            )
         return self._detector
 
 
@@ -134,6 +140,7 @@ def build_resources() -> dict:
             backend=env_or("FLIP_DETECTOR", "retinaface"),
             models_dir=env_or("FLIP_MODELS", str(REPO_ROOT.parent / "shared" / "models")),
             keep_threshold=float(os.environ.get("FLIP_FACE_THRESHOLD", "0.9")),
+            device=env_or("FLIP_DEVICE", "cpu"),
         ),
         # Always an EnvVar: the pipeline may start the local server after this module is imported.
         "llm": LLMResource(
@@ -179,6 +186,7 @@ def build_resources() -> dict:
             keep_threshold=env_float("FLIP_TEXT_THRESHOLD", 0.5),
             celeba_attr=env_or("FLIP_CELEBA_ATTR", str(REPO_ROOT.parent / "shared" / "data" / "eval" / "celeba_attr.parquet")),
             eval_samples=env_int("FLIP_FACE_EVAL_SAMPLES", 500),
+            device=env_or("FLIP_DEVICE", "cpu"),
         ),
     }
 
@@ -362,6 +370,7 @@ class CaptionFilterResource(ConfigurableResource):
     FLIP_CLASSIFIER_MIN_ACCURACY [0.8]  test-split accuracy a model needs before it filters data
     FLIP_TEXT_THRESHOLD [0.5]  keep a face-text pair when its caption scores above this
     FLIP_CELEBA_ATTR [../shared/data/eval/celeba_attr.parquet]  FLIP_FACE_EVAL_SAMPLES [500]
+    FLIP_DEVICE [cpu]  where it trains and scores (cpu | cuda | cuda:N)
     """
 
     base_model: str
@@ -382,6 +391,7 @@ class CaptionFilterResource(ConfigurableResource):
     celeba_attr: str
     eval_samples: int = 500
     eval_target_accuracy: float = 0.97
+    device: str = "cpu"
 
     def training_settings(self) -> TrainingSettings:
         return TrainingSettings(
@@ -403,3 +413,4 @@ class CaptionFilterResource(ConfigurableResource):
             raise ValueError(f"FLIP_TEXT_THRESHOLD={self.keep_threshold} must lie in (0, 1)")
         if not 0.0 <= self.min_test_accuracy <= 1.0:
             raise ValueError(f"FLIP_CLASSIFIER_MIN_ACCURACY={self.min_test_accuracy} must lie in [0, 1]")
+        torch_device(self.device)
