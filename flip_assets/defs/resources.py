@@ -29,7 +29,7 @@ from flip_assets.core.detectors import BACKENDS, FaceDetector, build_detector
 from flip_assets.core.devices import torch_device
 from flip_assets.core.keywords import Word2VecSettings
 from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
-from flip_assets.core.llm_server import default_gguf
+from flip_assets.core.llm_server import LOCAL_IDLE_S, MODEL_ALIAS, SharedLLMServer, default_gguf
 from flip_assets.core.perplexity import PerplexityScorer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -142,9 +142,10 @@ def build_resources() -> dict:
             keep_threshold=float(os.environ.get("FLIP_FACE_THRESHOLD", "0.9")),
             device=env_or("FLIP_DEVICE", "cpu"),
         ),
-        # Always an EnvVar: the pipeline may start the local server after this module is imported.
         "llm": LLMResource(
-            base_url=EnvVar("OPENAI_BASE_URL"),
+            base_url=env_or("OPENAI_BASE_URL", ""),
+            server_dir=str(Path(os.environ.get("FLIP_HOME") or REPO_ROOT / ".flip_home") / "llm_server"),
+            local_idle_s=env_int("FLIP_LLM_LOCAL_IDLE_S", LOCAL_IDLE_S),
             api_key=_api_key(),
             model=env_or("FLIP_LLM_MODEL", ""),
             concurrency=env_int("FLIP_LLM_CONCURRENCY", 2),
@@ -222,7 +223,8 @@ class _OpenAICompatible(ConfigurableResource):
     max_tokens: int = 0
 
     def _check(self, url_setting: str, env_prefix: str) -> None:
-        check_endpoint(self.base_url, self.api_key, url_setting)
+        if self.base_url:
+            check_endpoint(self.base_url, self.api_key, url_setting)
         for name in ("concurrency", "timeout_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{env_prefix}_{name.upper()}={getattr(self, name)} must be at least 1")
@@ -230,10 +232,14 @@ class _OpenAICompatible(ConfigurableResource):
             if getattr(self, name) < 0:
                 raise ValueError(f"{env_prefix}_{name.upper()}={getattr(self, name)} must not be negative")
 
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
+
     def client(self, cache_dir: Path) -> LLMClient:
         """A client with the persistent reply cache in cache_dir and a fresh per-run budget."""
         return LLMClient(
-            self.base_url,
+            self.endpoint,
             self.api_key,
             ResponseCache(cache_dir / "replies.sqlite"),
             Budget(max_requests=self.max_requests, max_tokens=self.max_tokens),
@@ -246,22 +252,52 @@ class _OpenAICompatible(ConfigurableResource):
 class LLMResource(_OpenAICompatible):
     """The language model that denoises captions, behind an OpenAI-compatible chat API.
 
-    OPENAI_BASE_URL (required; `make pipeline` serves SmolLM2 with llama.cpp when unset)
+    OPENAI_BASE_URL [unset: a local llama.cpp server serving SmolLM2, shared by the runs]
     OPENAI_API_KEY (required when the URL is not loopback)
     FLIP_LLM_MODEL [the one model the server serves]
+    FLIP_LLM_LOCAL_IDLE_S [120]  the local server stops after this long without a run using it
     FLIP_LLM_CONCURRENCY [2]  FLIP_LLM_MAX_RETRIES [4]
     FLIP_LLM_TIMEOUT_S [60]  seconds one attempt of a request may take, from connect to last byte
     FLIP_LLM_MAX_REQUESTS, FLIP_LLM_MAX_TOKENS [0: unlimited] per run
     FLIP_LLM_MAX_FALLBACK_SHARE [0.5]  above this share of answers falling back, a shard fails as an outage
     """
 
+    base_url: str = ""
     model: str = ""
     max_fallback_share: float = DenoiseSettings.max_fallback_share
+    # Where runs share the local server (FLIP_HOME/llm_server): see SharedLLMServer.
+    server_dir: str = ""
+    local_idle_s: int = LOCAL_IDLE_S
+
+    _local: SharedLLMServer | None = PrivateAttr(default=None)
+    _local_url: str = PrivateAttr(default="")
+
+    @property
+    def endpoint(self) -> str:
+        """OPENAI_BASE_URL, or the local server's URL while this run uses it."""
+        return self.base_url or self._local_url
 
     def setup_for_execution(self, context) -> None:
         self._check("OPENAI_BASE_URL", "FLIP_LLM")
         if not 0.0 <= self.max_fallback_share <= 1.0:
             raise ValueError(f"FLIP_LLM_MAX_FALLBACK_SHARE={self.max_fallback_share} must lie in [0, 1]")
+        if self.local_idle_s < 0:
+            raise ValueError(f"FLIP_LLM_LOCAL_IDLE_S={self.local_idle_s} must not be negative")
+        if self.base_url:
+            return
+        if not self.server_dir:
+            raise ValueError("OPENAI_BASE_URL is not set and LLMResource has no server_dir to share a local server in")
+        if self.model and self.model != MODEL_ALIAS:
+            raise ValueError(f"FLIP_LLM_MODEL={self.model!r}, but without OPENAI_BASE_URL the local server serves {MODEL_ALIAS}")
+        self._local = SharedLLMServer(Path(self.server_dir), self.local_idle_s)
+        self._local_url = self._local.acquire()
+        context.log.info(f"OPENAI_BASE_URL not set: {MODEL_ALIAS} on the local llama.cpp server {self._local_url}")
+
+    def teardown_after_execution(self, context) -> None:
+        # Only lets go of the server: it stops itself once no run has used it for local_idle_s.
+        if self._local is not None:
+            self._local.release()
+            self._local = None
 
 
 class AIGCResource(_OpenAICompatible):

@@ -81,7 +81,7 @@ def _denoise(
     return flip_storage.publish(context, MaterializeResult(
         metadata={
             "model": model,
-            "base_url": llm.base_url,
+            "base_url": llm.endpoint,
             "perplexity_model": scorer.name,
             "input_captions": facts["input_captions"],
             "by_llm": facts["llm"],
