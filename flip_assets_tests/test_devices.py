@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import DATA, MODELS, make_resources, make_text_resources, run_assets
 from PIL import Image
+from test_denoised_captions import failure_text
 
 from flip_assets.core.caption_classifier import TrainingSettings, load_classifier, save_classifier, score_texts, train_classifier
 from flip_assets.core.detectors import build_detector
@@ -90,7 +91,3 @@ def test_the_setting_is_read_from_the_environment(monkeypatch):
         with pytest.raises(Exception, match=f"FLIP_DEVICE='{MISSING}'"):
             build_resources()[key].process_config_and_initialize()
 
-
-def failure_text(result) -> str:
-    errors = [getattr(e.event_specific_data, "error", None) for e in result.all_events if e.is_failure or e.event_type_value == "RESOURCE_INIT_FAILURE"]
-    return "\n".join(error.to_string() for error in errors if error is not None)
