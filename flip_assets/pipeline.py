@@ -17,7 +17,6 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, Definitions
 
-from flip_assets.core.llm_server import local_server_unless_configured
 from flip_assets.core.shards import list_shards
 from flip_assets.defs.curation.partitions import shard_partitions
 
@@ -79,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"shards: {', '.join(shards) or 'none'}")
     if args.register_only:
         return 0
-    # The language model stages need an OpenAI-compatible server: without OPENAI_BASE_URL,
-    # a local llama.cpp server runs for the duration of the run.
-    with local_server_unless_configured():
-        failures = run(instance, defs, shards)
+    failures = run(instance, defs, shards)
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -1,4 +1,4 @@
-"""The code location as Dagster and its users see it: definitions, CLI, sensor, layering."""
+"""The code location as Dagster and its users see it: definitions, CLI, layering (the sensor: test_sensor.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT, RAW_SHARDS
-from dagster import DagsterInstance, build_sensor_context
 
 
 def test_definitions_load_and_validate():
@@ -29,19 +28,6 @@ def test_core_logic_has_no_dagster_import():
         modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not any(m.split(".")[0] == "dagster" for m in modules), path
         assert not any(m.startswith(("flip_assets.defs", "flip_assets.pipeline")) for m in modules), path
-
-
-def test_sensor_registers_new_shards_and_requests_their_runs():
-    from flip_assets.defs.curation.resources import ShardSource
-    from flip_assets.defs.curation.sensors import new_shards_sensor
-
-    with DagsterInstance.ephemeral() as instance:
-        context = build_sensor_context(instance=instance, resources={"shard_source": ShardSource(directory=str(RAW_SHARDS))})
-        result = new_shards_sensor(context)
-        assert [r.partition_key for r in result.run_requests] == ["00000", "00001"]
-        instance.add_dynamic_partitions("shards", result.dynamic_partitions_requests[0].partition_keys)
-        again = new_shards_sensor(build_sensor_context(instance=instance, resources={"shard_source": ShardSource(directory=str(RAW_SHARDS))}))
-        assert again.run_requests == [] and again.dynamic_partitions_requests == []
 
 
 @pytest.mark.slow

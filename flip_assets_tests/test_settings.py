@@ -87,7 +87,8 @@ def test_unset_variables_leave_the_field_defaults(monkeypatch):
     for key, resource in build_resources().items():
         for field, name in type(resource).ENV.items():
             info = type(resource).model_fields[field]
-            if not info.is_required():
+            # FLIP_HOME defaults to the checkout's folder, for the LLM's local server as for storage.
+            if not info.is_required() and name != "FLIP_HOME":
                 assert getattr(resource, field) == info.default, f"{key}.{field} ({name})"
 
 
@@ -104,7 +105,7 @@ def test_every_variable_reaches_its_field(monkeypatch, tmp_path):
     valid = {
         "FLIP_DETECTOR": "yunet", "OPENAI_BASE_URL": LOCAL, "FLIP_AIGC_BASE_URL": LOCAL,
         "FLIP_CLASSIFIER_BASE": str(tmp_path / "base"), "FLIP_CAPTION_CORPUS": str(tmp_path / "corpus.parquet"),
-        "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"),
+        "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"), "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"),
     }  # fmt: skip
     expected = {}
     for i, (name, targets) in enumerate(sorted(env_fields().items())):
@@ -136,6 +137,8 @@ def set_up(resource) -> None:
         ("caption_filter", {"FLIP_CLASSIFIER_MAX_LENGTH": "4"}, "FLIP_CLASSIFIER_MAX_LENGTH=4 must lie in [8, 512]"),
         ("caption_filter", {"FLIP_FACE_EVAL_SAMPLES": "0"}, "FLIP_FACE_EVAL_SAMPLES=0 must be at least 1"),
         ("caption_filter", {"FLIP_TEXT_THRESHOLD": "1"}, "FLIP_TEXT_THRESHOLD=1.0 must lie in (0, 1)"),
+        ("face_detector", {"FLIP_DEVICE": "gpu"}, "FLIP_DEVICE='gpu' is not a device"),
+        ("llm", {"FLIP_LLM_LOCAL_IDLE_S": "-1"}, "FLIP_LLM_LOCAL_IDLE_S=-1 must not be negative"),
     ],
 )
 def test_invalid_settings_fail_naming_their_variable(monkeypatch, key, env, message):

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from flip_assets.core.captions import clean_caption
+from flip_assets.core.devices import torch_device
 from flip_assets.core.keywords import KeywordMatcher
 
 # Models come from packages or FLIP_HOME; nothing may ask the hub.
@@ -151,8 +152,8 @@ def token_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: 
 
 
 def forward_scores(model, encoding) -> torch.Tensor:
-    """P(face description) for one token batch."""
-    return torch.softmax(model(**encoding).logits, dim=-1)[:, 1]
+    """P(face description) for one token batch, on the model's device."""
+    return torch.softmax(model(**encoding.to(model.device)).logits, dim=-1)[:, 1]
 
 
 def score_texts(
@@ -163,7 +164,7 @@ def score_texts(
     model.eval()
     with torch.inference_mode():
         for indices, encoding in token_batches(tokenizer, texts, batch_size, max_length):
-            scores[indices] = forward_scores(model, encoding).float().numpy()
+            scores[indices] = forward_scores(model, encoding).float().cpu().numpy()
     return scores
 
 
@@ -173,11 +174,13 @@ def train_classifier(
     validation: tuple[list[str], list[int]],
     settings: TrainingSettings,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> tuple[BertForSequenceClassification, object, list[dict]]:
-    """Fine-tune; returns model, tokenizer and the training curve (one row per epoch)."""
+    """Fine-tune on `device`; returns model (there), tokenizer and the training curve (one row per epoch)."""
+    device = torch_device(device)
     torch.manual_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base_model))
-    model = BertForSequenceClassification.from_pretrained(str(base_model), num_labels=2)
+    model = BertForSequenceClassification.from_pretrained(str(base_model), num_labels=2).to(device)
     for module in [model.bert.embeddings, *model.bert.encoder.layer[: settings.frozen_layers]]:
         module.requires_grad_(False)
     texts, labels = train
@@ -196,8 +199,8 @@ def train_classifier(
             encoding = tokenizer(
                 [texts[i] for i in batch], padding=True, truncation=True, max_length=settings.max_length,
                 return_tensors="pt",
-            )  # fmt: skip
-            loss = model(**encoding, labels=torch.tensor([labels[i] for i in batch])).loss
+            ).to(device)  # fmt: skip
+            loss = model(**encoding, labels=torch.tensor([labels[i] for i in batch], device=device)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -257,9 +260,10 @@ def save_classifier(model, tokenizer, directory: Path) -> Path:
     return directory
 
 
-def load_classifier(directory: Path):
-    """(model, tokenizer) from a saved classifier; fails naming the folder when it is missing,
-    incomplete or unreadable."""
+def load_classifier(directory: Path, device: str = "cpu"):
+    """(model on `device`, tokenizer) from a saved classifier; fails naming the folder when it is
+    missing, incomplete or unreadable."""
+    device = torch_device(device)
     if not directory.is_dir():
         raise FileNotFoundError(f"caption classifier not found: {directory} (materialize caption_classifier first)")
     missing = [f for f in REQUIRED_FILES if not (directory / f).is_file()]
@@ -274,6 +278,5 @@ def load_classifier(directory: Path):
         raise ValueError(f"caption classifier {directory} is unreadable: {exc}") from exc
     if model.config.num_labels != 2:
         raise ValueError(f"caption classifier {directory} has {model.config.num_labels} labels, expected 2")
-    model.eval()
-    return model, tokenizer
+    return model.to(device).eval(), tokenizer
 

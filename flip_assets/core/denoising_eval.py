@@ -54,12 +54,13 @@ def sample_accepted_captions(
     max_chars: int,
     max_length: int,
     chunk: int = 512,
+    device: str = "cpu",
 ) -> tuple[pa.Table, dict]:
     """Up to max_captions captions the classifier scores above threshold (EVAL_SET_SCHEMA),
     and facts: pool size and how many captions were scored."""
     pool = caption_pool(corpora, max_chars)
     random.Random(seed).shuffle(pool)
-    model, tokenizer = load_classifier(classifier_dir)
+    model, tokenizer = load_classifier(classifier_dir, device)
     matcher = KeywordMatcher(keywords)
     accepted: list[dict] = []
     scored = 0

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from flip_assets.core.devices import torch_device
 from flip_assets.core.retinaface import (
     BGR_MEAN,
     AnchorCache,
@@ -70,8 +71,11 @@ def pad_batches(images: list[np.ndarray], batch_size: int, multiple: int = 32):
 class RetinaFaceDetector:
     name = "retinaface"
 
-    def __init__(self, weights: Path, batch_size: int = 8, min_score: float = 0.5, threads: int | None = None):
-        self.model = load_retinaface(weights)
+    def __init__(
+        self, weights: Path, batch_size: int = 8, min_score: float = 0.5, threads: int | None = None, device: str = "cpu"
+    ):
+        self.device = torch_device(device)
+        self.model = load_retinaface(weights, device=self.device)
         self.batch_size = batch_size
         self.min_score = min_score
         self.anchors = AnchorCache()
@@ -80,13 +84,14 @@ class RetinaFaceDetector:
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor):
-        return self.model(batch)
+        return self.model(batch.to(self.device))
 
     @torch.inference_mode()
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         results: list[Detections] = [_empty() for _ in images]
         for idx, batch in pad_batches(images, self.batch_size):
-            loc, scores, landms = self.model(batch)
+            # Decoding and NMS touch a few candidate anchors, with a Python loop: on the CPU.
+            loc, scores, landms = (t.cpu() for t in self.forward(batch))
             anchors = self.anchors.get(batch.shape[2], batch.shape[3])
             for i, det in zip(idx, postprocess(loc, scores, landms, anchors, self.min_score)):
                 h, w = images[i].shape[:2]
@@ -170,9 +175,12 @@ class RetinaFaceResNet50Detector:
         return out
 
 
-def build_detector(backend: str, models_dir: Path, batch_size: int = 8, min_score: float = 0.5) -> FaceDetector:
+def build_detector(
+    backend: str, models_dir: Path, batch_size: int = 8, min_score: float = 0.5, device: str = "cpu"
+) -> FaceDetector:
+    """device applies to `retinaface`; YuNet (OpenCV) and the retina-face package run on the CPU."""
     if backend == "retinaface":
-        return RetinaFaceDetector(Path(models_dir) / "retinaface_mobilenet0.25.pth", batch_size, min_score)
+        return RetinaFaceDetector(Path(models_dir) / "retinaface_mobilenet0.25.pth", batch_size, min_score, device=device)
     if backend == "yunet":
         return YuNetDetector(Path(models_dir) / "face_detection_yunet_2026may.onnx", min_score)
     if backend == "retinaface_resnet50":

@@ -155,8 +155,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_retinaface(weights: Path, expected_sha256: str = RETINAFACE_SHA256) -> RetinaFace:
-    """Build the network and load the checkpoint after checking its SHA-256."""
+def load_retinaface(weights: Path, expected_sha256: str = RETINAFACE_SHA256, device: torch.device | str = "cpu") -> RetinaFace:
+    """Build the network on `device` and load the checkpoint after checking its SHA-256."""
     weights = Path(weights)
     if not weights.is_file():
         raise WeightsError(f"RetinaFace weights not found: {weights}")
@@ -166,11 +166,11 @@ def load_retinaface(weights: Path, expected_sha256: str = RETINAFACE_SHA256) -> 
             f"RetinaFace weights {weights} have SHA-256 {actual}, expected {expected_sha256}"
         )
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = torch.load(weights, map_location=device, weights_only=True)
     except Exception as exc:  # a truncated or foreign file
         raise WeightsError(f"cannot read RetinaFace weights {weights}: {exc}") from exc
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = RetinaFace()
+    model = RetinaFace().to(device)
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -88,7 +88,7 @@ def build_resources() -> dict:
         "flip_storage": FlipStorage.from_env(home=str(REPO_ROOT / ".flip_home")),
         "shard_source": ShardSource.from_env(directory=str(SHARED / "data" / "raw_shards")),
         "face_detector": FaceDetectorResource.from_env(models_dir=str(SHARED / "models")),
-        "llm": LLMResource.from_env(),
+        "llm": LLMResource.from_env(flip_home=str(REPO_ROOT / ".flip_home")),
         "aigc": AIGCResource.from_env(),
         "perplexity": PerplexityResource.from_env(),
         "caption_corpus": CaptionCorpus.from_env(paths=",".join(str(LAION / name) for name in LAION_CORPORA)),

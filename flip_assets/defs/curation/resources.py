@@ -12,9 +12,11 @@ from pydantic import PrivateAttr
 from flip_assets.core.caption_classifier import TrainingSettings
 from flip_assets.core.denoiser import DenoiseSettings
 from flip_assets.core.detectors import BACKENDS, FaceDetector, build_detector
+from flip_assets.core.devices import SETTING as DEVICE_SETTING
+from flip_assets.core.devices import torch_device
 from flip_assets.core.keywords import Word2VecSettings
 from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
-from flip_assets.core.llm_server import default_gguf
+from flip_assets.core.llm_server import LOCAL_IDLE_S, MODEL_ALIAS, SharedLLMServer, default_gguf
 from flip_assets.core.perplexity import PerplexityScorer
 from flip_assets.defs.settings import EnvSettings, prefixed
 
@@ -34,7 +36,10 @@ class ShardSource(EnvSettings):
 class FaceDetectorResource(EnvSettings):
     """The face detector and the thresholds of the visual filter."""
 
-    ENV = {"backend": "FLIP_DETECTOR", "models_dir": "FLIP_MODELS", "keep_threshold": "FLIP_FACE_THRESHOLD"}
+    ENV = {
+        "backend": "FLIP_DETECTOR", "models_dir": "FLIP_MODELS", "keep_threshold": "FLIP_FACE_THRESHOLD",
+        "device": DEVICE_SETTING,
+    }  # fmt: skip
 
     backend: str = "retinaface"
     models_dir: str
@@ -46,17 +51,22 @@ class FaceDetectorResource(EnvSettings):
     max_pixels: int = 40_000_000
     # Images are shrunk to this longest side before detection; boxes are mapped back.
     max_side: int = 1024
+    # cpu | cuda | cuda:N (core/devices.py)
+    device: str = "cpu"
 
     _detector: FaceDetector | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context) -> None:
         self.require("backend", self.backend in BACKENDS, f"is not one of {BACKENDS}")
         self.require("keep_threshold", 0.0 < self.keep_threshold < 1.0, "must lie in (0, 1)")
+        torch_device(self.device)  # fails naming FLIP_DEVICE when this machine lacks it
 
     def get_detector(self) -> FaceDetector:
         # Built once per process: loading checks the weights' SHA-256 and fails fast naming the file.
         if self._detector is None:
-            self._detector = build_detector(self.backend, Path(self.models_dir), self.batch_size, self.min_face_score)
+            self._detector = build_detector(
+                self.backend, Path(self.models_dir), self.batch_size, self.min_face_score, self.device
+            )
         return self._detector
 
 
@@ -77,16 +87,21 @@ class _OpenAICompatible(EnvSettings):
     max_tokens: int = Budget.max_tokens
 
     def _check(self) -> None:
-        check_endpoint(self.base_url, self.api_key, self.setting("base_url"))
+        if self.base_url:
+            check_endpoint(self.base_url, self.api_key, self.setting("base_url"))
         for name in ("concurrency", "timeout_s"):
             self.require(name, getattr(self, name) >= 1, "must be at least 1")
         for name in ("max_retries", "max_requests", "max_tokens"):
             self.require(name, getattr(self, name) >= 0, "must not be negative")
 
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
+
     def client(self, cache_dir: Path) -> LLMClient:
         """A client with the persistent reply cache in cache_dir and a fresh per-run budget."""
         return LLMClient(
-            self.base_url,
+            self.endpoint,
             self.api_key,
             ResponseCache(cache_dir / "replies.sqlite"),
             Budget(max_requests=self.max_requests, max_tokens=self.max_tokens),
@@ -99,24 +114,51 @@ class _OpenAICompatible(EnvSettings):
 class LLMResource(_OpenAICompatible):
     """The language model that denoises captions, behind an OpenAI-compatible chat API.
 
-    OPENAI_BASE_URL is required (`make pipeline` serves SmolLM2 with llama.cpp when unset);
-    OPENAI_API_KEY too when the URL is not loopback. timeout_s bounds one attempt of a request,
-    from connect to last byte; above max_fallback_share of answers falling back, a shard fails
-    as an outage.
+    Without OPENAI_BASE_URL, the runs share a local llama.cpp server serving SmolLM2 (state in
+    FLIP_HOME/llm_server, see SharedLLMServer), which stops itself local_idle_s after the last run
+    let go of it. OPENAI_API_KEY is needed when the URL is not loopback. timeout_s bounds one
+    attempt of a request, from connect to last byte; above max_fallback_share of answers falling
+    back, a shard fails as an outage.
     """
 
     ENV = {
-        "base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY",
-        **prefixed("FLIP_LLM", "model", *_LIMITS, "max_fallback_share"),
+        "base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY", "flip_home": "FLIP_HOME",
+        **prefixed("FLIP_LLM", "model", *_LIMITS, "max_fallback_share", "local_idle_s"),
     }  # fmt: skip
 
+    base_url: str = ""
     # Empty: the one model the server serves.
     model: str = ""
     max_fallback_share: float = DenoiseSettings.max_fallback_share
+    # Where runs share the local server: FLIP_HOME/llm_server.
+    flip_home: str = ""
+    local_idle_s: int = LOCAL_IDLE_S
+
+    _local: SharedLLMServer | None = PrivateAttr(default=None)
+    _local_url: str = PrivateAttr(default="")
+
+    @property
+    def endpoint(self) -> str:
+        """OPENAI_BASE_URL, or the local server's URL while this run uses it."""
+        return self.base_url or self._local_url
 
     def setup_for_execution(self, context) -> None:
         self._check()
         self.require("max_fallback_share", 0.0 <= self.max_fallback_share <= 1.0, "must lie in [0, 1]")
+        self.require("local_idle_s", self.local_idle_s >= 0, "must not be negative")
+        if self.base_url:
+            return
+        self.require("flip_home", bool(self.flip_home), "is empty, but OPENAI_BASE_URL is not set: the local server lives there")
+        self.require("model", self.model in ("", MODEL_ALIAS), f"but without OPENAI_BASE_URL the local server serves {MODEL_ALIAS}")
+        self._local = SharedLLMServer(Path(self.flip_home) / "llm_server", self.local_idle_s)
+        self._local_url = self._local.acquire()
+        context.log.info(f"OPENAI_BASE_URL not set: {MODEL_ALIAS} on the local llama.cpp server {self._local_url}")
+
+    def teardown_after_execution(self, context) -> None:
+        # Only lets go of the server: it stops itself once no run has used it for local_idle_s.
+        if self._local is not None:
+            self._local.release()
+            self._local = None
 
 
 class AIGCResource(_OpenAICompatible):
@@ -218,7 +260,7 @@ class CaptionFilterResource(EnvSettings):
     ENV = {
         "base_model": "FLIP_CLASSIFIER_BASE", **prefixed("FLIP_CLASSIFIER", "max_samples", "epochs", "max_length"),
         "min_test_accuracy": "FLIP_CLASSIFIER_MIN_ACCURACY", "keep_threshold": "FLIP_TEXT_THRESHOLD",
-        "celeba_attr": "FLIP_CELEBA_ATTR", "eval_samples": "FLIP_FACE_EVAL_SAMPLES",
+        "celeba_attr": "FLIP_CELEBA_ATTR", "eval_samples": "FLIP_FACE_EVAL_SAMPLES", "device": DEVICE_SETTING,
     }  # fmt: skip
 
     base_model: str
@@ -240,6 +282,8 @@ class CaptionFilterResource(EnvSettings):
     celeba_attr: str
     eval_samples: int = 500
     eval_target_accuracy: float = 0.97
+    # Where it trains and scores: cpu | cuda | cuda:N (core/devices.py)
+    device: str = "cpu"
 
     def training_settings(self) -> TrainingSettings:
         return TrainingSettings(
@@ -256,3 +300,4 @@ class CaptionFilterResource(EnvSettings):
         self.require("max_length", 8 <= self.max_length <= 512, "must lie in [8, 512]")
         self.require("keep_threshold", 0.0 < self.keep_threshold < 1.0, "must lie in (0, 1)")
         self.require("min_test_accuracy", 0.0 <= self.min_test_accuracy <= 1.0, "must lie in [0, 1]")
+        torch_device(self.device)

@@ -134,6 +134,7 @@ def caption_classifier(
         ([r["text"] for r in splits["validation"]], [r["label"] for r in splits["validation"]]),
         settings,
         log=context.log.info,
+        device=caption_filter.device,
     )
     train_seconds = time.perf_counter() - started
     evaluated = splits["validation"] + splits["test"]
@@ -192,7 +193,7 @@ def face_description_test(
     attributes written out by a grammar (positives) against as many captions that do not
     describe a face: of photos face_detections found no face in, and held-out corpus captions."""
     home = Path(flip_storage.home)
-    model, tokenizer = load_classifier(flip_storage.caption_classifier_dir())
+    model, tokenizer = load_classifier(flip_storage.caption_classifier_dir(), caption_filter.device)
     keywords = frozenset(used_keywords(flip_storage.path("face_keywords")))
     seen = {normalized(t) for t in flip_storage.read("caption_classifier_dataset").column("text").to_pylist()}
     descriptions = celeba_descriptions(Path(caption_filter.celeba_attr), caption_filter.eval_samples, caption_filter.seed)

@@ -53,7 +53,7 @@ def face_text_pairs(
     kept when the score is above the threshold, else dropped with a reason."""
     shard = context.partition_key
     # Loaded before any work: a missing or broken model fails the run naming its folder.
-    model, tokenizer = load_classifier(flip_storage.caption_classifier_dir())
+    model, tokenizer = load_classifier(flip_storage.caption_classifier_dir(), caption_filter.device)
     raw_path, detections_path = flip_storage.path("raw_shards", shard), flip_storage.path("face_detections", shard)
     for upstream in (raw_path, detections_path):
         storage.require_file(upstream)

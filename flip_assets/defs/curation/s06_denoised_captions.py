@@ -82,7 +82,7 @@ def _denoise(
     return flip_storage.publish(context, MaterializeResult(
         metadata={
             "model": model,
-            "base_url": llm.base_url,
+            "base_url": llm.endpoint,
             "perplexity_model": scorer.name,
             "input_captions": facts["input_captions"],
             "by_llm": facts["llm"],
@@ -205,6 +205,7 @@ def denoising_eval_set(
         threshold=caption_filter.keep_threshold,
         max_chars=caption_filter.max_caption_chars,
         max_length=caption_filter.max_length,
+        device=caption_filter.device,
     )
     path = flip_storage.write("denoising_eval_set", None, table)
     context.log.info(f"{table.num_rows} accepted captions out of {facts['scored']} scored")

@@ -1,6 +1,6 @@
 """Sensors: register new shards as partitions and run the shard pipeline on them."""
 
-from dagster import RunRequest, SensorEvaluationContext, SensorResult, sensor
+from dagster import AssetKey, AssetPartitionStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
 
 from flip_assets.core.shards import list_shards
 from flip_assets.defs.curation.jobs import shard_pipeline_job
@@ -10,10 +10,20 @@ from flip_assets.defs.curation.resources import ShardSource
 
 @sensor(job=shard_pipeline_job, minimum_interval_seconds=60)
 def new_shards_sensor(context: SensorEvaluationContext, shard_source: ShardSource) -> SensorResult:
-    """Adds a partition for every NNNNN.tar that appeared in FLIP_SOURCE and requests its run."""
+    """Adds a partition for every NNNNN.tar that appeared in FLIP_SOURCE, and requests a run for
+    every shard whose raw_shards partition was never materialized.
+
+    What to run comes from what has run, not from what is registered: a tick that registered a
+    shard and then failed to launch its run is made good by the next tick. The run key is one
+    per shard, and the daemon launches a run key once, so a shard is never run twice by the sensor.
+    """
+    shards = list_shards(shard_source.path)
     known = set(context.instance.get_dynamic_partitions(shard_partitions.name))
-    new = [s for s in list_shards(shard_source.path) if s not in known]
+    new = [s for s in shards if s not in known]
+    # None until raw_shards has any materialization at all.
+    status = context.instance.get_status_by_partition(AssetKey("raw_shards"), shards, shard_partitions) or {}
+    not_run = [s for s in shards if status.get(s) != AssetPartitionStatus.MATERIALIZED]
     return SensorResult(
-        run_requests=[RunRequest(run_key=f"shard-{s}", partition_key=s) for s in new],
+        run_requests=[RunRequest(run_key=f"shard-{s}", partition_key=s) for s in not_run],
         dynamic_partitions_requests=[shard_partitions.build_add_request(new)] if new else [],
     )

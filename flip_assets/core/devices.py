@@ -1,0 +1,28 @@
+"""Where the PyTorch models (RetinaFace, the caption classifier) run: FLIP_DEVICE.
+
+cpu (default) | cuda | cuda:N. The models, their inputs and their weights go to that device;
+outputs come back to the CPU before NumPy reads them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SETTING = "FLIP_DEVICE"
+
+
+def torch_device(name: str | torch.device) -> torch.device:
+    """The device `name` names, or ValueError naming the setting when this machine lacks it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"{SETTING}={name!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ValueError(f"{SETTING}={name!r}: only cpu, cuda or cuda:N are supported")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{SETTING}={name!r}, but torch {torch.__version__} finds no CUDA device on this machine")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{SETTING}={name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
