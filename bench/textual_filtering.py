@@ -23,11 +23,13 @@ from flip_assets.core.caption_classifier import classifier_model_dir, load_class
 from flip_assets.core.captions import clean_caption, read_caption_corpus
 from flip_assets.core.face_text_pairs import filter_face_pairs
 from flip_assets.core.keywords import SEED_WORDS, KeywordMatcher, used_keywords
+from flip_assets.defs.curation.resources import CaptionFilterResource
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FLIP_DATA", ROOT.parent / "shared" / "data"))
 HOME = Path(os.environ.get("FLIP_HOME", ROOT / ".flip_home"))
-BATCH_SIZE, MAX_LENGTH = 64, 48  # the defaults of CaptionFilterResource
+# The pipeline's settings: the defaults of CaptionFilterResource.
+BATCH_SIZE, MAX_LENGTH = (CaptionFilterResource.model_fields[f].default for f in ("score_batch_size", "max_length"))
 
 
 def _best_seconds(fns, repeats: int) -> list[float]:

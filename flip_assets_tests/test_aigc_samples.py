@@ -15,7 +15,7 @@ from PIL import Image
 
 from flip_assets.core import storage
 from flip_assets.core.aigc import FACE_PROMPT, GENERAL_PROMPT, sample_pairs
-from flip_assets.defs.resources import AIGCResource
+from flip_assets.defs.curation.resources import AIGCResource
 from flip_assets.defs.curation.s01_raw_shards import raw_shards
 from flip_assets.defs.curation.s07_aigc_samples import NO_BACKEND, aigc_samples
 from test_denoised_captions import PAIRS_SCHEMA, checks, failure_text, materialization

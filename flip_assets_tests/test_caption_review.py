@@ -4,7 +4,22 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-from flip_assets.core.caption_review import REVIEW_COLUMNS, STRATA, caption_id, draw_sample, split_of
+import numpy as np
+import pytest
+
+from flip_assets.core.caption_review import (
+    REVIEW_COLUMNS,
+    STRATA,
+    bootstrap_interval,
+    caption_id,
+    choose_threshold,
+    draw_sample,
+    evaluate_review,
+    load_review,
+    split_of,
+    weighted_point,
+    weighted_pr_curve,
+)
 
 REVIEW = Path(__file__).resolve().parents[1] / "flip_assets" / "face_caption_review.csv"
 
@@ -37,3 +52,105 @@ def test_draw_sample_weights_and_duplicates():
     assert len(by_stratum["face_keyword"]) == 1  # the two spellings are one caption
     assert len(by_stratum["person_word"]) == 1
     assert [r["weight"] for r in by_stratum["other"]] == [1.5, 1.5]  # 3 captions, 2 drawn
+
+
+# Four reviewed captions, hand-computable: weights 1, 2, 3, 4; positives at 0.9 and 0.3.
+SCORES, LABELS, WEIGHTS = [0.9, 0.8, 0.3, 0.1], [1, 0, 1, 0], [1.0, 2.0, 3.0, 4.0]
+
+
+def test_weighted_point_counts_each_caption_with_its_weight():
+    point = weighted_point(SCORES, LABELS, WEIGHTS, 0.5)
+    assert (point.tp, point.fp, point.fn, point.tn) == (1, 2, 3, 4)
+    assert point.counts == (1, 1, 1, 1)
+    assert point.precision == pytest.approx(1 / 3)
+    assert point.recall == pytest.approx(1 / 4)
+    assert point.f1 == pytest.approx(2 / 7)
+    # Unweighted these would be 0.5 and 0.5: the weights are what the estimate rests on.
+    # A score equal to the threshold is rejected, as the pipeline filters (score > threshold).
+    assert weighted_point(SCORES, LABELS, WEIGHTS, 0.9).counts == (0, 0, 2, 2)
+
+
+def test_weighted_pr_curve_points_and_their_thresholds():
+    curve = weighted_pr_curve(SCORES, LABELS, WEIGHTS)
+    assert [round(p.threshold, 6) for p in curve[:4]] == [0.9, 0.85, 0.55, 0.2]
+    assert curve[-1].threshold < 0.1 and curve[-1].threshold == pytest.approx(0.1)
+    assert [p.precision for p in curve] == pytest.approx([1, 1, 1 / 3, 4 / 6, 0.4])
+    assert [p.recall for p in curve] == pytest.approx([0, 0.25, 0.25, 1, 1])
+    assert [p.f1 for p in curve] == pytest.approx([0, 0.4, 2 / 7, 0.8, 8 / 14])
+    # Each point's threshold accepts exactly that point's captions.
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 20, 200) / 20  # many ties
+    labels, weights = rng.integers(0, 2, 200), rng.choice([1.0, 4.3, 39.2], 200)
+    curve = weighted_pr_curve(scores, labels, weights)
+    assert len(curve) == len(set(scores)) + 1
+    for p in curve:
+        again = weighted_point(scores, labels, weights, p.threshold)
+        assert again.counts == p.counts
+        assert [again.tp, again.fp, again.fn, again.tn] == pytest.approx([p.tp, p.fp, p.fn, p.tn])
+
+
+def test_choose_threshold_rules():
+    curve = weighted_pr_curve(SCORES, LABELS, WEIGHTS)
+    point, why = choose_threshold(curve)
+    assert point.threshold == pytest.approx(0.2) and "F1" in why
+    point, why = choose_threshold(curve, min_precision=0.9)
+    assert point.threshold == pytest.approx(0.85) and "precision >= 0.90" in why
+    # No point with recall above 0 reaches the precision: highest F1, and the reason says so.
+    curve = weighted_pr_curve([0.9, 0.1], [0, 1], [1.0, 1.0])
+    point, why = choose_threshold(curve, min_precision=0.6)
+    assert point.recall == 1 and point.precision == 0.5 and why.startswith("no threshold reaches")
+    with pytest.raises(ValueError, match="no operating points"):
+        choose_threshold([])
+
+
+def test_load_review_reads_the_repo_file_and_fails_on_a_broken_row(tmp_path):
+    rows = load_review(REVIEW)
+    assert len(rows) >= 1000 and {r["label"] for r in rows} == {0, 1}
+    assert all(isinstance(r["weight"], float) and r["weight"] > 0 for r in rows)
+    header = ",".join(REVIEW_COLUMNS)
+    good = f"{caption_id('A smiling woman')},{split_of('A smiling woman')},face_keyword,1.5,A smiling woman,1,"
+    (tmp_path / "ok.csv").write_text(f"{header}\n{good}\n")
+    assert load_review(tmp_path / "ok.csv")[0]["weight"] == 1.5
+    for broken, message in (
+        (good.replace(",1,", ",,"), "label must be 0 or 1"),
+        (good.replace("1.5", "0"), "weight must be a positive number"),
+        (good.replace("face_keyword", "faces"), "stratum must be one of"),
+        (good.replace(",A smiling", ",The smiling"), "caption_id is not the caption's"),
+    ):
+        (tmp_path / "bad.csv").write_text(f"{header}\n{good}\n{broken}\n")
+        with pytest.raises(ValueError, match=f"bad.csv line 3: {message}"):
+            load_review(tmp_path / "bad.csv")
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        load_review(tmp_path / "missing.csv")
+
+
+def test_bootstrap_interval_resamples_within_strata():
+    # Perfectly separated scores: every resample has precision and recall 1.
+    scores, labels = [0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0]
+    interval = bootstrap_interval(scores, labels, [1, 1, 5, 5], ["a", "a", "b", "b"], 0.5, samples=200)
+    assert interval == {"precision": (1.0, 1.0), "recall": (1.0, 1.0)}
+    # One wrong acceptance in a heavy stratum: precision varies with how often it is drawn.
+    scores, labels = [0.9, 0.8, 0.7, 0.1, 0.1, 0.1], [1, 1, 0, 0, 0, 0]
+    strata, weights = ["a", "a", "b", "b", "b", "b"], [1, 1, 10, 10, 10, 10]
+    low, high = bootstrap_interval(scores, labels, weights, strata, 0.5, samples=500, seed=1)["precision"]
+    point = weighted_point(scores, labels, weights, 0.5).precision
+    assert low < point < high == 1.0
+    assert bootstrap_interval(scores, labels, weights, strata, 0.5, samples=500, seed=1)["precision"] == (low, high)
+
+
+def test_evaluate_review_chooses_on_dev_and_measures_test_there():
+    def row(split, label, stratum="other", weight=2.0):
+        return {"split": split, "label": label, "stratum": stratum, "weight": weight}
+
+    rows = [row("dev", 1), row("dev", 0), row("dev", 1), row("test", 1), row("test", 0), row("test", 1)]
+    scores = [0.9, 0.6, 0.7, 0.8, 0.95, 0.2]
+    result = evaluate_review(rows, scores)
+    # Dev: accepting 0.9 and 0.7 (threshold halfway to 0.6) is perfect; test is measured there.
+    assert result.threshold == pytest.approx(0.65) and result.dev.f1 == 1.0
+    assert result.test.counts == (1, 1, 1, 0)
+    assert (result.test.precision, result.test.recall) == (0.5, 0.5)
+    assert len(result.test_curve) == 4 and set(result.test_interval) == {"precision", "recall"}
+    with pytest.raises(ValueError, match="5 scores for 6"):
+        evaluate_review(rows, scores[:5])
+    with pytest.raises(ValueError, match="test split has no face caption"):
+        evaluate_review([row("dev", 1), row("test", 0)], [0.5, 0.5])

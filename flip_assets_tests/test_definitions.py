@@ -9,18 +9,16 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from conftest import REPO_ROOT, RAW_SHARDS
 from dagster import DagsterInstance, build_sensor_context
 
 
 def test_definitions_load_and_validate():
+    """Resources, jobs and sensors resolve; what the graph holds is test_graph_snapshot's."""
     from flip_assets.definitions import defs
 
     defs.validate_loadable(defs)
-    graph = defs.resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"raw_shards", "face_detections"} <= keys
-    assert defs.resolve_job_def("shard_pipeline") is not None
 
 
 def test_core_logic_has_no_dagster_import():
@@ -34,7 +32,7 @@ def test_core_logic_has_no_dagster_import():
 
 
 def test_sensor_registers_new_shards_and_requests_their_runs():
-    from flip_assets.defs.resources import ShardSource
+    from flip_assets.defs.curation.resources import ShardSource
     from flip_assets.defs.curation.sensors import new_shards_sensor
 
     with DagsterInstance.ephemeral() as instance:
@@ -46,6 +44,8 @@ def test_sensor_registers_new_shards_and_requests_their_runs():
         assert again.run_requests == [] and again.dynamic_partitions_requests == []
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_cli_materializes_one_shard(tmp_path):
     """The README's command line: register shards, then `dagster asset materialize`."""
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "FLIP_HOME": str(tmp_path / "flip"),

@@ -18,7 +18,8 @@ from flip_assets.core.denoiser import DenoiseSettings, build_messages, content_w
 from flip_assets.core.keywords import KeywordMatcher
 from flip_assets.core.llm_server import free_port
 from flip_assets.core.precleaning import preclean
-from flip_assets.defs.resources import LLMResource, PerplexityResource, build_resources
+from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
+from flip_assets.defs.resources import build_resources
 from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 
 SHARD = "00000"

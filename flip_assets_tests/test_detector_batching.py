@@ -33,6 +33,7 @@ def photos() -> dict[str, np.ndarray]:
         }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", KEYS)
 def test_a_photo_gets_the_same_faces_alone_and_next_to_a_larger_one(detector, photos, key):
     [alone] = detector.detect([photos[key]])

@@ -40,6 +40,7 @@ def test_sample_shards_keep_only_clear_faces(detected_home):
                 assert 0 < r["largest_face_share"] <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["faces_300w_afw", "faces_300w_helen_test"])
 def test_recall_on_300w(retinaface, name):
     result = evaluate(name, load_300w(DATA / "eval" / f"{name}.parquet"), retinaface, threshold=0.9)
@@ -90,7 +91,7 @@ def test_retinaface_resnet50_without_weights_says_where_to_put_them(tmp_path, mo
 
 
 def test_asset_run_with_missing_weights_fails_naming_the_file(tmp_path, instance):
-    from flip_assets.defs.resources import FaceDetectorResource
+    from flip_assets.defs.curation.resources import FaceDetectorResource
     from flip_assets.defs.curation.s01_raw_shards import raw_shards
     from flip_assets.defs.curation.s02_face_detections import face_detections
 
@@ -103,6 +104,7 @@ def test_asset_run_with_missing_weights_fails_naming_the_file(tmp_path, instance
     assert not (tmp_path / "face_detections" / "00000.parquet").exists()
 
 
+@pytest.mark.slow
 def test_rewritten_tar_fails_instead_of_scoring_another_picture(tmp_path, instance):
     """Offsets recorded by raw_shards go stale when the tar is rewritten; the image must not be
     read from them blindly."""

@@ -93,6 +93,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_word2vec_and_keywords_are_the_same_when_trained_twice_with_other_hash_seeds():
     """Two fresh interpreters with different string-hash salts (PYTHONHASHSEED) train the
     same model and find the same candidates."""

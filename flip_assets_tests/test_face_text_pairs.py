@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_text_resources, run_assets
-from flip_assets.core.caption_classifier import classifier_model_dir
 from flip_assets.core.face_filter import FACE_DETECTIONS_SCHEMA
 from flip_assets.core.face_text_pairs import (
     CAPTION_TOO_LONG,
@@ -74,7 +73,7 @@ def _bad_shard(home, shard: str) -> None:
 def bad_home(tmp_path, text_filtered):
     """A FLIP_HOME with the session's keywords and classifier and one shard of bad captions."""
     shutil.copytree(text_filtered.home / "face_keywords", tmp_path / "face_keywords")
-    shutil.copytree(classifier_model_dir(text_filtered.home), classifier_model_dir(tmp_path))
+    shutil.copytree(text_filtered.home / "caption_classifier", tmp_path / "caption_classifier")
     _bad_shard(tmp_path, "99999")
     return tmp_path
 
@@ -106,5 +105,6 @@ def test_missing_classifier_fails_fast_naming_the_path(tmp_path, instance):
     result = run_assets([face_text_pairs], make_text_resources(tmp_path), instance, "99999")
     assert not result.success
     failures = [str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure]
-    assert any(str(classifier_model_dir(tmp_path)) in f for f in failures), failures
+    # The classifier is used only once caption_classifier published it (its checks passed).
+    assert any(str(tmp_path / "caption_classifier") in f for f in failures), failures
     assert not (tmp_path / "face_text_pairs").exists()

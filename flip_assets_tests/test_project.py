@@ -58,6 +58,7 @@ print("installed package ok")
 """
 
 
+@pytest.mark.slow
 def test_wheel_loads_definitions_and_package_data_outside_the_checkout(tmp_path):
     # Built from a copy: setuptools reuses build/ in the source tree, which may hold stale modules.
     src = tmp_path / "src"
@@ -80,6 +81,7 @@ def test_wheel_loads_definitions_and_package_data_outside_the_checkout(tmp_path)
     assert "installed package ok" in done.stdout
 
 
+@pytest.mark.slow
 def test_dg_lists_the_definitions(tmp_path):
     dg = Path(sys.executable).parent / "dg"
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

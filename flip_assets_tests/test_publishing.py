@@ -12,6 +12,8 @@ from flip_assets.defs.curation.partitions import shard_partitions
 from flip_assets.defs.curation.s02_face_detections import face_detections
 from flip_assets.defs.resources import FlipStorage
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # detects faces on a whole shard, across separate runs
+
 
 class Verdict(Config):
     schema_ok: bool = True

@@ -161,6 +161,7 @@ def test_sample_shard_rows_match_img2dataset_stats():
     assert decode_rgb(Path(ok[0]["tar_path"]).read_bytes()[ok[0]["image_offset"]:][: ok[0]["image_size"]], 10**8).rgb.shape[2] == 3
 
 
+@pytest.mark.slow
 def test_damaged_shard_materializes_with_every_sample_accounted_for(broken_source, tmp_path, instance):
     from flip_assets.defs.curation.s01_raw_shards import raw_shards
     from flip_assets.defs.curation.s02_face_detections import face_detections
@@ -244,6 +245,7 @@ def test_wrong_typed_fields_become_invalid_rows_naming_the_field(tmp_path, insta
     assert breakdown["bad_field:status"] == 1 and breakdown["ok"] == 2 and sum(breakdown.values()) == 10
 
 
+@pytest.mark.slow
 def test_duplicate_keys_keep_the_first_complete_copy(tmp_path, instance):
     from flip_assets.defs.curation.s01_raw_shards import raw_shards
     from flip_assets.defs.curation.s02_face_detections import face_detections

@@ -117,21 +117,28 @@ def build_dataset(
         elif not keywords:
             negatives.append((text, record, keywords))
     per_label = min(len(positives), len(negatives), max_samples // 2)
+    rows = [
+        {
+            "text": text, "label": label, "origin": record.origin, "source_id": record.source_id,
+            "keywords": keywords, "split": split,
+        }
+        for label, (text, record, keywords), split in split_balanced(positives, negatives, per_label, seed, fractions)
+    ]  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=DATASET_SCHEMA)
+
+
+def split_balanced(
+    positives: Sequence, negatives: Sequence, per_label: int, seed: int, fractions: tuple[float, float, float]
+) -> Iterator[tuple[int, object, str]]:
+    """(label, item, split): `per_label` random items of each pool, split per label by
+    `fractions` (train, validation, test), so that every split is balanced too."""
     rng = random.Random(seed)
-    rows = []
     for label, pool in ((1, positives), (0, negatives)):
         chosen = rng.sample(pool, per_label)
         n_train = round(per_label * fractions[0])
         n_validation = round(per_label * fractions[1])
-        for i, (text, record, keywords) in enumerate(chosen):
-            split = "train" if i < n_train else "validation" if i < n_train + n_validation else "test"
-            rows.append(
-                {
-                    "text": text, "label": label, "origin": record.origin, "source_id": record.source_id,
-                    "keywords": keywords, "split": split,
-                }
-            )  # fmt: skip
-    return pa.Table.from_pylist(rows, schema=DATASET_SCHEMA)
+        for i, item in enumerate(chosen):
+            yield label, item, "train" if i < n_train else "validation" if i < n_train + n_validation else "test"
 
 
 def predictions_table(rows: Iterable[tuple[str, int, str]], scores: Sequence[float]) -> pa.Table:
@@ -156,7 +163,7 @@ class TrainingSettings:
     # Small batches, brisk rate: ~300 training captions give few steps per epoch.
     batch_size: int = 8
     learning_rate: float = 1e-4
-    max_length: int = 64
+    max_length: int = 48  # tokens; longer captions are truncated
     seed: int = 42
     warmup_share: float = 0.1
     # The embeddings and this many lowest transformer layers keep their pretrained weights:

@@ -1,4 +1,4 @@
-"""The curation domain: the paper's stages in order, their job and sensor (resources: ../resources.py)."""
+"""The curation domain: the paper's stages in order, their job and sensor (resources: resources.py)."""
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 

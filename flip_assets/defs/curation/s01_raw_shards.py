@@ -9,7 +9,8 @@ from flip_assets.core import expectations, storage
 from flip_assets.core.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard
 from flip_assets.defs.checks import AssetChecks, Check, Facts, expectations_pass
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
-from flip_assets.defs.resources import FlipStorage, ShardSource
+from flip_assets.defs.curation.resources import ShardSource
+from flip_assets.defs.resources import FlipStorage
 
 RAW_SHARDS_SUITE = [
     gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=RAW_SHARD_SCHEMA.names),

@@ -7,7 +7,8 @@ from flip_assets.core import storage
 from flip_assets.core.face_filter import detect_faces_in_shard
 from flip_assets.defs.checks import AssetChecks, Check, Facts
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
-from flip_assets.defs.resources import FaceDetectorResource, FlipStorage
+from flip_assets.defs.curation.resources import FaceDetectorResource
+from flip_assets.defs.resources import FlipStorage
 
 
 def _kept_plus_dropped(facts: Facts) -> int:

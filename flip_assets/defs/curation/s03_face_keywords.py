@@ -22,7 +22,8 @@ from flip_assets.core.keywords import (
     train_word2vec,
 )
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.resources import CaptionCorpus, FlipStorage, KeywordMiningResource
+from flip_assets.defs.curation.resources import CaptionCorpus, KeywordMiningResource
+from flip_assets.defs.resources import FlipStorage
 
 # Judged from face_keywords_checks.sql and the review file's path.
 CHECKS = AssetChecks(

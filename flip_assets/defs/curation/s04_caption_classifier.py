@@ -26,7 +26,8 @@ from flip_assets.core.captions import normalized, read_caption_corpus, shard_cap
 from flip_assets.core.face_descriptions import celeba_descriptions, face_description_set
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.resources import CaptionFilterResource, CaptionCorpus, FlipStorage
+from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource
+from flip_assets.defs.resources import FlipStorage
 
 # Judged from caption_classifier_dataset_checks.sql.
 DATASET_CHECKS = AssetChecks(

@@ -5,7 +5,7 @@ from dagster import RunRequest, SensorEvaluationContext, SensorResult, sensor
 from flip_assets.core.shards import list_shards
 from flip_assets.defs.curation.jobs import shard_pipeline_job
 from flip_assets.defs.curation.partitions import shard_partitions
-from flip_assets.defs.resources import ShardSource
+from flip_assets.defs.curation.resources import ShardSource
 
 
 @sensor(job=shard_pipeline_job, minimum_interval_seconds=60)

