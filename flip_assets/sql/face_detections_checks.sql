@@ -8,7 +8,7 @@ SELECT
     (SELECT count(*) FROM det WHERE NOT kept AND drop_reason IS NOT NULL) AS dropped_with_reason,
     (SELECT count(*) FROM raw ANTI JOIN det USING (key))                 AS missing_from_output,
     (SELECT count(*) - count(DISTINCT key) FROM det)                     AS duplicate_keys,
-    (SELECT count(*) FROM faces WHERE f.score < 0 OR f.score > 1)        AS scores_out_of_range,
+    (SELECT count(*) FROM faces WHERE f.score < 0 OR f.score > 1)        AS faces_out_of_range,
     (SELECT count(*) FROM det WHERE best_score < 0 OR best_score > 1)    AS best_scores_out_of_range,
     (SELECT count(*) FROM faces
       WHERE f.box[1] < 0 OR f.box[2] < 0 OR f.box[3] > w OR f.box[4] > h

@@ -3,18 +3,11 @@
 
 import great_expectations as gx
 import pyarrow.compute as pc
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core import expectations, storage
 from flip_assets.core.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard
+from flip_assets.defs.checks import AssetChecks, Check, Facts, expectations_pass
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
 from flip_assets.defs.curation.resources import ShardSource
 from flip_assets.defs.resources import FlipStorage
@@ -28,19 +21,50 @@ RAW_SHARDS_SUITE = [
 ]
 
 
+def _img2dataset_counts(facts: Facts) -> dict:
+    stats = facts["img2dataset_stats"] or {}
+    return {"stats_count": stats.get("count"), "stats_successes": stats.get("successes")}
+
+
+# Judged from raw_shards_summary.sql, read_shard's facts and the suite's result.
+CHECKS = AssetChecks(
+    "raw_shards",
+    # Copies of a key in the tar already have rows of their own (KEY.dupN, invalid): noticed as
+    # a warning, which does not block later stages; a key twice in the table is an error.
+    Check(
+        "unique_keys",
+        "No key twice in the table (error). Further copies of a key in the tar, each kept as an "
+        "invalid row KEY.dupN, fail it as a warning only.",
+        blocking=True, zero=("duplicate_keys", "duplicate_copies"),
+        severity=lambda f: AssetCheckSeverity.ERROR if f["duplicate_keys"] else AssetCheckSeverity.WARN,
+    ),  # fmt: skip
+    expectations_pass(
+        "schema_and_values",
+        "The columns of raw_shards in order; every key set; status ok, failed_to_download or invalid; "
+        f"width and height from 1 to {MAX_SIDE} pixels.",
+    ),
+    Check(
+        "matches_img2dataset_stats",
+        "As many samples and successes as img2dataset's _stats.json counted (a warning).",
+        passed=lambda f: _img2dataset_counts(f) == {"stats_count": f["samples"], "stats_successes": f["ok"]},
+        metadata=lambda f: {**_img2dataset_counts(f), "stats_problem": f["stats_problem"] or ""},
+        severity=AssetCheckSeverity.WARN,
+    ),
+    Check(
+        "shard_files_intact",
+        "The shard's tar, .parquet and _stats.json are present and readable (a warning: what was readable is kept).",
+        passed=lambda f: not f["problems"], metadata=lambda f: {"problems": MetadataValue.json(f["problems"])},
+        severity=AssetCheckSeverity.WARN,
+    ),  # fmt: skip
+)
+
+
 @asset(
     partitions_def=shard_partitions,
     tags=SHARD_TAG,
     group_name="visual_filtering",
     kinds={"parquet"},
-    check_specs=[
-        AssetCheckSpec("unique_keys", asset="raw_shards", blocking=True),
-        AssetCheckSpec("schema_and_values", asset="raw_shards", blocking=True),
-        AssetCheckSpec("matches_img2dataset_stats", asset="raw_shards"),
-        AssetCheckSpec(
-            "shard_files_intact", asset="raw_shards", description="the tar, .parquet and _stats.json are present and readable"
-        ),
-    ],
+    check_specs=CHECKS.specs,
 )
 def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_source: ShardSource) -> MaterializeResult:
     """Every sample of the shard (successful or not) with its caption, metadata, status and the
@@ -52,39 +76,7 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
     errors = storage.query(storage.sql_file("raw_shards_errors.sql"), path=str(path))
     for problem in facts["problems"]:
         context.log.warning(f"shard {shard}: {problem}")
-
     suite = expectations.validate(table.to_pandas(), "raw_shards", RAW_SHARDS_SUITE)
-    stats = facts["img2dataset_stats"] or {}
-    checks = [
-        # Copies of a key in the tar already have rows of their own (KEY.dupN, invalid): noticed as
-        # a warning, which does not block later stages; a key twice in the table is an error.
-        AssetCheckResult(
-            check_name="unique_keys",
-            passed=summary["duplicate_keys"] == 0 and summary["duplicate_copies"] == 0,
-            severity=AssetCheckSeverity.ERROR if summary["duplicate_keys"] else AssetCheckSeverity.WARN,
-            metadata={"duplicate_keys": summary["duplicate_keys"], "duplicate_copies": summary["duplicate_copies"]},
-        ),
-        AssetCheckResult(
-            check_name="schema_and_values", passed=suite.success,
-            metadata={"failures": MetadataValue.json(suite.failures)},
-        ),
-        AssetCheckResult(
-            check_name="matches_img2dataset_stats",
-            passed=stats.get("count") == summary["samples"] and stats.get("successes") == summary["ok"],
-            severity=AssetCheckSeverity.WARN,
-            metadata={
-                "stats_count": stats.get("count"),
-                "stats_successes": stats.get("successes"),
-                "stats_problem": facts["stats_problem"] or "",
-            },
-        ),
-        AssetCheckResult(
-            check_name="shard_files_intact",
-            passed=not facts["problems"],
-            severity=AssetCheckSeverity.WARN,
-            metadata={"problems": MetadataValue.json(facts["problems"])},
-        ),
-    ]
     preview = table.filter(pc.equal(table["status"], "ok")).select(["key", "caption", "width", "height", "url"]).slice(0, 5)
     return flip_storage.publish(context, MaterializeResult(
         metadata={
@@ -99,5 +91,5 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
             "shard_problems": MetadataValue.json(facts["problems"]),
             "preview": MetadataValue.md(preview.to_pandas().to_markdown(index=False)),
         },
-        check_results=checks,
+        check_results=CHECKS.results({**summary, **facts, "suite": suite}),
     ))

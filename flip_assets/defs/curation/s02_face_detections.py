@@ -1,20 +1,40 @@
 """Stage 2: face_detections, the visual filter (RetinaFace, best face score > 0.9)."""
 
 
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core import storage
 from flip_assets.core.face_filter import detect_faces_in_shard
+from flip_assets.defs.checks import AssetChecks, Check, Facts
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
 from flip_assets.defs.curation.resources import FaceDetectorResource
 from flip_assets.defs.resources import FlipStorage
+
+
+def _kept_plus_dropped(facts: Facts) -> int:
+    return facts["kept"] + facts["dropped_with_reason"]
+
+
+# Judged from face_detections_checks.sql.
+CHECKS = AssetChecks(
+    "face_detections",
+    Check(
+        "every_sample_accounted_for",
+        "Every sample of raw_shards has a row here: kept, or dropped with a reason.",
+        blocking=True, zero=("missing_from_output",),
+        passed=lambda f: _kept_plus_dropped(f) == f["input_samples"],
+        metadata=lambda f: {"input": f["input_samples"], "kept_plus_dropped": _kept_plus_dropped(f)},
+    ),  # fmt: skip
+    Check(
+        "scores_in_range", "Every face score and every sample's best score lies in [0, 1].",
+        blocking=True, zero=("faces_out_of_range", "best_scores_out_of_range"),
+    ),  # fmt: skip
+    Check(
+        "boxes_inside_image", "Every face box lies inside its image, its corners in order.",
+        blocking=True, zero=("boxes_outside_image",),
+    ),  # fmt: skip
+    Check("unique_keys", "No key twice.", blocking=True, zero=("duplicate_keys",)),
+)
 
 
 @asset(
@@ -23,12 +43,7 @@ from flip_assets.defs.resources import FlipStorage
     deps=["raw_shards"],
     group_name="visual_filtering",
     kinds={"pytorch", "parquet"},
-    check_specs=[
-        AssetCheckSpec("every_sample_accounted_for", asset="face_detections", blocking=True),
-        AssetCheckSpec("scores_in_range", asset="face_detections", blocking=True),
-        AssetCheckSpec("boxes_inside_image", asset="face_detections", blocking=True),
-        AssetCheckSpec("unique_keys", asset="face_detections", blocking=True),
-    ],
+    check_specs=CHECKS.specs,
 )
 def face_detections(
     context: AssetExecutionContext, flip_storage: FlipStorage, face_detector: FaceDetectorResource
@@ -54,7 +69,6 @@ def face_detections(
     path = flip_storage.write("face_detections", shard, table)
     facts = storage.query(storage.sql_file("face_detections_checks.sql"), path=str(path), raw_path=str(raw_path))[0]
     outcomes = storage.query(storage.sql_file("face_detections_reasons.sql"), path=str(path))
-    accounted = facts["kept"] + facts["dropped_with_reason"]
     kept = table.filter(table["kept"]).select(["key", "face_count", "best_score", "largest_face_share"])
     return flip_storage.publish(context, MaterializeResult(
         metadata={
@@ -66,25 +80,5 @@ def face_detections(
             "outcomes": MetadataValue.json({o["outcome"]: o["samples"] for o in outcomes}),
             "kept_preview": MetadataValue.md(kept.slice(0, 10).to_pandas().to_markdown(index=False)),
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="every_sample_accounted_for",
-                passed=accounted == facts["input_samples"] and facts["missing_from_output"] == 0,
-                metadata={"input": facts["input_samples"], "kept_plus_dropped": accounted},
-            ),
-            AssetCheckResult(
-                check_name="scores_in_range",
-                passed=facts["scores_out_of_range"] == 0 and facts["best_scores_out_of_range"] == 0,
-                metadata={"faces_out_of_range": facts["scores_out_of_range"]},
-            ),
-            AssetCheckResult(
-                check_name="boxes_inside_image",
-                passed=facts["boxes_outside_image"] == 0,
-                metadata={"boxes_outside_image": facts["boxes_outside_image"]},
-            ),
-            AssetCheckResult(
-                check_name="unique_keys", passed=facts["duplicate_keys"] == 0,
-                metadata={"duplicate_keys": facts["duplicate_keys"]},
-            ),
-        ],
+        check_results=CHECKS.results(facts),
     ))

@@ -8,15 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core import storage
 from flip_assets.core.captions import read_caption_corpus, shard_captions, tokenize
@@ -29,19 +21,33 @@ from flip_assets.core.keywords import (
     save_word2vec,
     train_word2vec,
 )
+from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.curation.resources import CaptionCorpus, KeywordMiningResource
 from flip_assets.defs.resources import FlipStorage
+
+# Judged from face_keywords_checks.sql and the review file's path.
+CHECKS = AssetChecks(
+    "face_keywords",
+    Check(
+        "every_seed_word_listed", "Each of the paper's 12 seed words is listed, as a seed.", blocking=True,
+        passed=lambda f: not f["missing_seeds"], metadata=lambda f: {"missing_seeds": MetadataValue.json(f["missing_seeds"] or [])},
+    ),  # fmt: skip
+    Check("unique_words", "No word twice.", blocking=True, zero=("duplicate_words",)),
+    Check(
+        "every_candidate_reviewed",
+        "Every Word2Vec candidate has a decision in the review file (a warning: unreviewed words are not used; "
+        "the materialization lists them to paste into the file).",
+        zero=("unreviewed",), metadata=lambda f: {"review_file": MetadataValue.path(f["review_file"])},
+        severity=AssetCheckSeverity.WARN,
+    ),  # fmt: skip
+)
 
 
 @asset(
     deps=["raw_shards", "face_detections"],
     group_name="textual_filtering",
     kinds={"gensim", "parquet"},
-    check_specs=[
-        AssetCheckSpec("every_seed_word_listed", asset="face_keywords", blocking=True),
-        AssetCheckSpec("unique_words", asset="face_keywords", blocking=True),
-        AssetCheckSpec("every_candidate_reviewed", asset="face_keywords"),
-    ],
+    check_specs=CHECKS.specs,
 )
 def face_keywords(
     context: AssetExecutionContext,
@@ -68,7 +74,6 @@ def face_keywords(
     table = keyword_table(expand_seeds(model), load_review(review_path), counts)
     path = flip_storage.write("face_keywords", None, table)
     facts = storage.query(storage.sql_file("face_keywords_checks.sql"), path=str(path), seeds=list(SEED_WORDS))[0]
-    unreviewed = facts["unreviewed_words"] or []
     return flip_storage.publish(context, MaterializeResult(
         metadata={
             "word2vec_model": MetadataValue.path(str(model_path)),
@@ -83,25 +88,12 @@ def face_keywords(
             "rejected": facts["rejected"],
             "unreviewed": facts["unreviewed"],
             # Paste into the review file with a decision and a reason.
-            "unreviewed_words": MetadataValue.md("```\n" + "".join(f"{w},,\n" for w in unreviewed) + "```"),
+            "unreviewed_words": MetadataValue.md("```\n" + "".join(f"{w},,\n" for w in facts["unreviewed_words"] or []) + "```"),
             "seeds_missing_from_vocabulary": MetadataValue.json([w for w in SEED_WORDS if w not in model.wv]),
             "keywords": MetadataValue.md(
                 table.filter(pc.is_in(table["review"], pa.array(USED_STATES)))
                 .select(["word", "seed", "similarity", "review"]).to_pandas().to_markdown(index=False)
             ),
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="every_seed_word_listed", passed=not facts["missing_seeds"],
-                metadata={"missing_seeds": MetadataValue.json(facts["missing_seeds"] or [])},
-            ),
-            AssetCheckResult(
-                check_name="unique_words", passed=facts["duplicate_words"] == 0,
-                metadata={"duplicate_words": facts["duplicate_words"]},
-            ),
-            AssetCheckResult(
-                check_name="every_candidate_reviewed", passed=not unreviewed, severity=AssetCheckSeverity.WARN,
-                metadata={"unreviewed": len(unreviewed), "review_file": MetadataValue.path(str(review_path))},
-            ),
-        ],
+        check_results=CHECKS.results({**facts, "review_file": str(review_path)}),
     ))

@@ -7,27 +7,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
-from sklearn.metrics import roc_auc_score
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core import storage
 from flip_assets.core.caption_classifier import (
-    CORPUS_PREFIX,
-    FACE_PAIRS,
-    PREDICTIONS_SCHEMA,
-    RAW_SHARDS,
     SPLITS,
-    CaptionRecord,
     build_dataset,
+    caption_records,
     classifier_model_dir,
     load_classifier,
+    predictions_table,
+    roc_auc,
     save_classifier,
     score_texts,
     train_classifier,
@@ -35,8 +25,43 @@ from flip_assets.core.caption_classifier import (
 from flip_assets.core.captions import normalized, read_caption_corpus, shard_captions
 from flip_assets.core.face_descriptions import celeba_descriptions, face_description_set
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
+from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource
 from flip_assets.defs.resources import FlipStorage
+
+# Judged from caption_classifier_dataset_checks.sql.
+DATASET_CHECKS = AssetChecks(
+    "caption_classifier_dataset",
+    Check(
+        "balanced", "Not empty, and positives and negatives within 1% of each other in every split.", blocking=True,
+        report=("positives", "negatives"), passed=lambda f: f["samples"] > 0 and f["max_split_imbalance"] <= 0.01,
+        metadata=lambda f: {"max_split_imbalance": float(f["max_split_imbalance"])},
+    ),  # fmt: skip
+    Check(
+        "no_caption_in_two_splits", "No caption (ignoring case) in two splits, nor twice in one.",
+        blocking=True, zero=("captions_in_two_splits", "duplicate_captions"),
+    ),  # fmt: skip
+)
+# Judged from classifier_metrics.sql on the test split and FLIP_CLASSIFIER_MIN_ACCURACY.
+CLASSIFIER_CHECKS = AssetChecks(
+    "caption_classifier",
+    Check(
+        "test_accuracy_above_floor",
+        "Accuracy on the test split reaches FLIP_CLASSIFIER_MIN_ACCURACY; a model below it is saved aside as "
+        "rejected_model and filters nothing.",
+        blocking=True, report=("test_accuracy", "floor"), passed=lambda f: f["test_accuracy"] >= f["floor"],
+    ),  # fmt: skip
+)
+# Judged from classifier_metrics.sql over all its captions.
+FACE_DESCRIPTION_CHECKS = AssetChecks(
+    "face_description_test",
+    Check(
+        "accuracy_meets_target",
+        "Accuracy on captions the classifier never saw (CelebA attributes written out as face descriptions, "
+        "against captions that describe no face) reaches the target accuracy in its metadata.",
+        report=("accuracy", "target"), passed=lambda f: f["accuracy"] >= f["target"],
+    ),
+)
 
 
 def _markdown(rows: list[dict]) -> MetadataValue:
@@ -47,10 +72,7 @@ def _markdown(rows: list[dict]) -> MetadataValue:
     deps=["face_keywords", "raw_shards", "face_detections"],
     group_name="textual_filtering",
     kinds={"parquet"},
-    check_specs=[
-        AssetCheckSpec("balanced", asset="caption_classifier_dataset", blocking=True),
-        AssetCheckSpec("no_caption_in_two_splits", asset="caption_classifier_dataset", blocking=True),
-    ],
+    check_specs=DATASET_CHECKS.specs,
 )
 def caption_classifier_dataset(
     context: AssetExecutionContext,
@@ -61,17 +83,8 @@ def caption_classifier_dataset(
     """Captions with a face keyword (of face pairs, or of the caption-only corpora: see origin)
     as positives, a random sample of the other captions as negatives, 1:1, de-duplicated and
     split train/validation/test with every caption in one split only."""
-    home = Path(flip_storage.home)
     keywords = used_keywords(flip_storage.path("face_keywords"))
-    # Face pairs first: a caption that is also in a corpus counts as a face pair's.
-    shard_rows = sorted(shard_captions(home), key=lambda r: not r["face_kept"])
-    records = [CaptionRecord(r["caption"], FACE_PAIRS if r["face_kept"] else RAW_SHARDS, r["key"]) for r in shard_rows]
-    for path in caption_corpus.files:
-        records += [
-            CaptionRecord(text, CORPUS_PREFIX + path.stem, f"{path.stem}:{row}")
-            for row, text in enumerate(read_caption_corpus(path))
-            if text is not None
-        ]
+    records = caption_records(shard_captions(Path(flip_storage.home)), caption_corpus.files)
     table = build_dataset(
         records, KeywordMatcher(keywords), caption_filter.max_samples, caption_filter.seed,
         max_chars=caption_filter.max_caption_chars,
@@ -92,21 +105,7 @@ def caption_classifier_dataset(
             "composition": _markdown(summary),
             "positive_examples": MetadataValue.md(positives.to_pandas().to_markdown(index=False)),
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="balanced",
-                # Balanced within 1% in every split; an empty set is not a training set.
-                passed=facts["samples"] > 0 and facts["max_split_imbalance"] <= 0.01,
-                metadata={"positives": facts["positives"], "negatives": facts["negatives"],
-                          "max_split_imbalance": float(facts["max_split_imbalance"])},
-            ),  # fmt: skip
-            AssetCheckResult(
-                check_name="no_caption_in_two_splits",
-                passed=facts["captions_in_two_splits"] == 0 and facts["duplicate_captions"] == 0,
-                metadata={"captions_in_two_splits": facts["captions_in_two_splits"],
-                          "duplicate_captions": facts["duplicate_captions"]},
-            ),  # fmt: skip
-        ],
+        check_results=DATASET_CHECKS.results(facts),
     ))
 
 
@@ -114,7 +113,7 @@ def caption_classifier_dataset(
     deps=["caption_classifier_dataset"],
     group_name="textual_filtering",
     kinds={"pytorch", "parquet"},
-    check_specs=[AssetCheckSpec("test_accuracy_above_floor", asset="caption_classifier", blocking=True)],
+    check_specs=CLASSIFIER_CHECKS.specs,
 )
 def caption_classifier(
     context: AssetExecutionContext, flip_storage: FlipStorage, caption_filter: CaptionFilterResource
@@ -137,29 +136,23 @@ def caption_classifier(
         device=caption_filter.device,
     )
     train_seconds = time.perf_counter() - started
-    evaluated = splits["validation"] + splits["test"]
-    scores = score_texts(model, tokenizer, [r["text"] for r in evaluated], caption_filter.score_batch_size, settings.max_length)
-    predictions = pa.Table.from_pylist(
-        [{"text": r["text"], "label": r["label"], "subset": r["split"], "score": float(s)} for r, s in zip(evaluated, scores)],
-        schema=PREDICTIONS_SCHEMA,
-    )
-    path = flip_storage.write("caption_classifier", None, predictions)
+    evaluated = [(r["text"], r["label"], r["split"]) for r in splits["validation"] + splits["test"]]
+    scores = score_texts(model, tokenizer, [text for text, _, _ in evaluated], caption_filter.score_batch_size, settings.max_length)
+    path = flip_storage.write("caption_classifier", None, predictions_table(evaluated, scores))
     metrics = {
         m["subset"]: m
         for m in storage.query(storage.sql_file("classifier_metrics.sql"), path=str(path), threshold=caption_filter.keep_threshold)
     }
     test = metrics["test"]
-    test_labels = [r["label"] for r in splits["test"]]
-    roc_auc = float(roc_auc_score(test_labels, scores[len(splits["validation"]) :])) if len(set(test_labels)) == 2 else None
-    passed = test["accuracy"] >= caption_filter.min_test_accuracy
+    checks = CLASSIFIER_CHECKS.results({"test_accuracy": test["accuracy"], "floor": caption_filter.min_test_accuracy})
     model_dir = classifier_model_dir(Path(flip_storage.home))
-    saved = save_classifier(model, tokenizer, model_dir if passed else model_dir.with_name("rejected_model"))
+    saved = save_classifier(model, tokenizer, model_dir if checks[0].passed else model_dir.with_name("rejected_model"))
     return flip_storage.publish(context, MaterializeResult(
         metadata={
             "model": MetadataValue.path(str(saved)),
             "test_accuracy": test["accuracy"],
             "test_f1": test["f1"],
-            "test_roc_auc": roc_auc,
+            "test_roc_auc": roc_auc([r["label"] for r in splits["test"]], scores[len(splits["validation"]) :]),
             "test_samples": test["samples"],
             "validation_accuracy": metrics["validation"]["accuracy"] if "validation" in metrics else None,
             "train_samples": len(splits["train"]),
@@ -167,13 +160,7 @@ def caption_classifier(
             "training_curve": _markdown(curve),
             "settings": MetadataValue.json(vars(settings)),
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="test_accuracy_above_floor",
-                passed=passed,
-                metadata={"test_accuracy": test["accuracy"], "floor": caption_filter.min_test_accuracy},
-            )
-        ],
+        check_results=checks,
     ))
 
 
@@ -181,7 +168,7 @@ def caption_classifier(
     deps=["caption_classifier", "caption_classifier_dataset", "face_keywords", "raw_shards", "face_detections"],
     group_name="textual_filtering",
     kinds={"pytorch", "parquet"},
-    check_specs=[AssetCheckSpec("accuracy_meets_target", asset="face_description_test")],
+    check_specs=FACE_DESCRIPTION_CHECKS.specs,
 )
 def face_description_test(
     context: AssetExecutionContext,
@@ -201,11 +188,7 @@ def face_description_test(
     corpus = [caption for path in caption_corpus.files for caption in read_caption_corpus(path)]
     rows = face_description_set(descriptions, no_face, corpus, seen, keywords, caption_filter.seed)
     scores = score_texts(model, tokenizer, [text for text, _, _ in rows], caption_filter.score_batch_size, caption_filter.max_length)
-    table = pa.Table.from_pylist(
-        [{"text": text, "label": label, "subset": origin, "score": float(s)} for (text, label, origin), s in zip(rows, scores)],
-        schema=PREDICTIONS_SCHEMA,
-    )
-    path = flip_storage.write("face_description_test", None, table)
+    path = flip_storage.write("face_description_test", None, predictions_table(rows, scores))
     metrics = storage.query(storage.sql_file("classifier_metrics.sql"), path=str(path), threshold=caption_filter.keep_threshold)
     overall = next(m for m in metrics if m["subset"] == "all")
     wrong = [
@@ -223,11 +206,5 @@ def face_description_test(
             "errors": _markdown(wrong[:20]),
             "positive_examples": MetadataValue.md("\n\n".join(descriptions[:5])),
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="accuracy_meets_target",
-                passed=overall["accuracy"] >= caption_filter.eval_target_accuracy,
-                metadata={"accuracy": overall["accuracy"], "target": caption_filter.eval_target_accuracy},
-            )
-        ],
+        check_results=FACE_DESCRIPTION_CHECKS.results({**overall, "target": caption_filter.eval_target_accuracy}),
     ))

@@ -2,23 +2,15 @@
 caption classifier scores its caption above the threshold (paper 3.1)."""
 
 
-from pathlib import Path
-
 import great_expectations as gx
 import pyarrow.compute as pc
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core import expectations, storage
 from flip_assets.core.caption_classifier import load_classifier
 from flip_assets.core.face_text_pairs import DROP_REASONS, FACE_TEXT_PAIRS_SCHEMA, filter_face_pairs
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
+from flip_assets.defs.checks import AssetChecks, Check, expectations_pass
 from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
 from flip_assets.defs.curation.resources import CaptionFilterResource
 from flip_assets.defs.resources import FlipStorage
@@ -32,6 +24,25 @@ CONTRACT_SUITE = [
     gx.expectations.ExpectColumnValuesToBeInSet(column="drop_reason", value_set=list(DROP_REASONS)),
 ]
 
+# Judged from face_text_pairs_checks.sql and CONTRACT_SUITE's result.
+CHECKS = AssetChecks(
+    "face_text_pairs",
+    Check(
+        "every_face_sample_accounted_for",
+        "Every sample face_detections kept has a row, and no other sample: kept with a score, or dropped with a reason.",
+        blocking=True, zero=("missing_from_output", "not_face_samples", "unexplained"), report=("face_samples", "pairs"),
+    ),  # fmt: skip
+    Check(
+        "scores_in_range", "Every caption score lies in [0, 1], and every kept pair scores above the threshold.",
+        blocking=True, zero=("scores_out_of_range", "kept_at_or_below_threshold"),
+    ),  # fmt: skip
+    Check("unique_keys", "No key twice.", blocking=True, zero=("duplicate_keys",)),
+    expectations_pass(
+        "contract",
+        "What denoised_captions relies on: the columns in order, key and kept always set, drop_reason (when set) a known one.",
+    ),
+)
+
 
 @asset(
     partitions_def=shard_partitions,
@@ -39,12 +50,7 @@ CONTRACT_SUITE = [
     deps=["raw_shards", "face_detections", "face_keywords", "caption_classifier"],
     group_name="textual_filtering",
     kinds={"pytorch", "parquet"},
-    check_specs=[
-        AssetCheckSpec("every_face_sample_accounted_for", asset="face_text_pairs", blocking=True),
-        AssetCheckSpec("scores_in_range", asset="face_text_pairs", blocking=True),
-        AssetCheckSpec("unique_keys", asset="face_text_pairs", blocking=True),
-        AssetCheckSpec("contract", asset="face_text_pairs", blocking=True),
-    ],
+    check_specs=CHECKS.specs,
 )
 def face_text_pairs(
     context: AssetExecutionContext, flip_storage: FlipStorage, caption_filter: CaptionFilterResource
@@ -89,24 +95,5 @@ def face_text_pairs(
             "kept_examples": MetadataValue.md(kept.to_pandas().to_markdown(index=False)),
             "dropped_examples": MetadataValue.md(dropped.to_pandas().to_markdown(index=False)),
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="every_face_sample_accounted_for",
-                passed=facts["missing_from_output"] == 0 and facts["not_face_samples"] == 0 and facts["unexplained"] == 0,
-                metadata={k: facts[k] for k in ("face_samples", "pairs", "missing_from_output", "not_face_samples", "unexplained")},
-            ),
-            AssetCheckResult(
-                check_name="scores_in_range",
-                passed=facts["scores_out_of_range"] == 0 and facts["kept_at_or_below_threshold"] == 0,
-                metadata={k: facts[k] for k in ("scores_out_of_range", "kept_at_or_below_threshold")},
-            ),
-            AssetCheckResult(
-                check_name="unique_keys", passed=facts["duplicate_keys"] == 0,
-                metadata={"duplicate_keys": facts["duplicate_keys"]},
-            ),
-            AssetCheckResult(
-                check_name="contract", passed=suite.success,
-                metadata={"failures": MetadataValue.json(suite.failures)},
-            ),
-        ],
+        check_results=CHECKS.results({**facts, "suite": suite}),
     ))

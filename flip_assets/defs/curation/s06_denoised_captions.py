@@ -3,19 +3,8 @@
 evaluation set of real noisy face captions (denoising_eval_set -> denoising_evaluation)."""
 
 
-from pathlib import Path
-
 import pyarrow as pa
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    Config,
-    Failure,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core import storage
 from flip_assets.core.denoiser import (
@@ -28,16 +17,48 @@ from flip_assets.core.denoiser import (
     fallback_shares,
 )
 from flip_assets.core.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
-from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
 from flip_assets.core.keywords import used_keywords
+from flip_assets.defs.checks import AssetChecks, Check, Facts
+from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
 from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, LLMResource, PerplexityResource
 from flip_assets.defs.resources import FlipStorage
 
-CHECKS = ("every_caption_accounted_for", "no_empty_text", "face_keywords_kept", "fallback_share_below_outage")
+
+def _accounted(facts: Facts) -> int:
+    return facts["llm"] + facts["fallback"] + facts["dropped"]
 
 
-def _check_specs(asset_key: str) -> list[AssetCheckSpec]:
-    return [AssetCheckSpec(name, asset=asset_key, blocking=True) for name in CHECKS]
+# Judged from denoised_captions_checks.sql, the fallback shares and FLIP_LLM_MAX_FALLBACK_SHARE;
+# the same for the shards and for the evaluation set.
+CHECKS = (
+    Check(
+        "every_caption_accounted_for",
+        "Every input caption has one row: refined by the language model, the pre-cleaned text with the reason it "
+        "fell back, or dropped with its reason. No other key, none twice, no unkept pair refined.",
+        blocking=True, zero=("missing_from_output", "not_in_input", "duplicate_keys", "unkept_denoised"),
+        passed=lambda f: _accounted(f) == f["input_captions"],
+        metadata=lambda f: {"input": f["input_captions"], "llm_plus_fallback_plus_dropped": _accounted(f)},
+    ),  # fmt: skip
+    Check(
+        "no_empty_text", "Every caption not dropped has a non-blank text; a dropped one has none.",
+        blocking=True, zero=("empty_texts", "dropped_with_text"),
+    ),  # fmt: skip
+    Check(
+        "face_keywords_kept", "The language model removed no face keyword that the pre-cleaned caption had.",
+        blocking=True, zero=("lost_keywords",),
+    ),  # fmt: skip
+    # Above the share the asset has failed already (an outage); the check shows how close it came.
+    Check(
+        "fallback_share_below_outage",
+        "Of the captions put to the language model, at most FLIP_LLM_MAX_FALLBACK_SHARE fell back to the "
+        "pre-cleaned text (above it the run fails as an outage).",
+        blocking=True, passed=lambda f: f["shares"].share <= f["max_fallback_share"],
+        metadata=lambda f: {
+            "fallback_share": f["shares"].share, "max_fallback_share": f["max_fallback_share"],
+            "captions_put_to_llm": f["shares"].asked, "by_reason": MetadataValue.json(f["shares"].by_reason),
+        },
+    ),  # fmt: skip
+)
 
 
 def _denoise(
@@ -74,7 +95,6 @@ def _denoise(
     facts = storage.query(storage.sql_file("denoised_captions_checks.sql"), path=str(path), input_path=str(input_path))[0]
     outcomes = storage.query(storage.sql_file("denoised_captions_outcomes.sql"), path=str(path))
     quality = storage.query(storage.sql_file("denoising_quality.sql"), path=str(path))[0]
-    accounted = facts["llm"] + facts["fallback"] + facts["dropped"]
     preview = [
         {"caption": r["caption"][:120], "denoised": (r["denoised"] or "")[:120], "outcome": r["outcome"]}
         for r in out[:10]
@@ -95,41 +115,9 @@ def _denoise(
             "preview": MetadataValue.md(pa.Table.from_pylist(preview).to_pandas().to_markdown(index=False)) if preview else "",
             **(extra_metadata or {}),
         },
-        check_results=[
-            AssetCheckResult(
-                asset_key=asset_key,
-                check_name="every_caption_accounted_for",
-                passed=accounted == facts["input_captions"] and facts["missing_from_output"] == 0
-                and facts["not_in_input"] == 0 and facts["duplicate_keys"] == 0 and facts["unkept_denoised"] == 0,
-                metadata={
-                    "input": facts["input_captions"], "llm_plus_fallback_plus_dropped": accounted,
-                    "missing_from_output": facts["missing_from_output"], "duplicate_keys": facts["duplicate_keys"],
-                    "unkept_denoised": facts["unkept_denoised"],
-                },  # fmt: skip
-            ),
-            AssetCheckResult(
-                asset_key=asset_key,
-                check_name="no_empty_text",
-                passed=facts["empty_texts"] == 0 and facts["dropped_with_text"] == 0,
-                metadata={"empty_texts": facts["empty_texts"], "dropped_with_text": facts["dropped_with_text"]},
-            ),
-            AssetCheckResult(
-                asset_key=asset_key,
-                check_name="face_keywords_kept",
-                passed=facts["lost_keywords"] == 0,
-                metadata={"lost_keywords": facts["lost_keywords"]},
-            ),
-            AssetCheckResult(
-                asset_key=asset_key,
-                check_name="fallback_share_below_outage",
-                # Above the share the asset has failed already (an outage); the check shows how close it came.
-                passed=shares.share <= llm.max_fallback_share,
-                metadata={
-                    "fallback_share": shares.share, "max_fallback_share": llm.max_fallback_share,
-                    "captions_put_to_llm": shares.asked, "by_reason": MetadataValue.json(shares.by_reason),
-                },  # fmt: skip
-            ),
-        ],
+        check_results=AssetChecks(asset_key, *CHECKS).results(
+            {**facts, "shares": shares, "max_fallback_share": llm.max_fallback_share}
+        ),
     ))
 
 
@@ -162,7 +150,7 @@ def quality_metadata(quality: dict, prefix: str = "") -> dict:
     deps=["face_text_pairs"],
     group_name="text_denoising",
     kinds={"llm", "parquet"},
-    check_specs=_check_specs("denoised_captions"),
+    check_specs=AssetChecks("denoised_captions", *CHECKS).specs,
 )
 def denoised_captions(
     context: AssetExecutionContext, flip_storage: FlipStorage, llm: LLMResource, perplexity: PerplexityResource
@@ -225,7 +213,7 @@ def denoising_eval_set(
     deps=["denoising_eval_set", "denoised_captions"],
     group_name="text_denoising",
     kinds={"llm", "parquet"},
-    check_specs=_check_specs("denoising_evaluation"),
+    check_specs=AssetChecks("denoising_evaluation", *CHECKS).specs,
 )
 def denoising_evaluation(
     context: AssetExecutionContext, flip_storage: FlipStorage, llm: LLMResource, perplexity: PerplexityResource

@@ -3,25 +3,34 @@
 
 
 import pyarrow as pa
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    Config,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core import storage
 from flip_assets.core.aigc import AIGC_SCHEMA, IMAGE_SIZE, Prices, generate_samples, sample_pairs
 from flip_assets.core.shards import read_sample_image
+from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.curation.resources import AIGCResource
 from flip_assets.defs.resources import FlipStorage
 
 NO_BACKEND = (
     "no backend configured: set FLIP_AIGC_BASE_URL (e.g. https://api.openai.com/v1) and OPENAI_API_KEY "
     "to recaption sampled pairs and generate images"
+)
+
+
+# Judged from aigc_samples_checks.sql and the number of pairs chosen.
+CHECKS = AssetChecks(
+    "aigc_samples",
+    Check(
+        "every_sample_accounted_for", "One row per chosen pair, each with a status.", blocking=True,
+        zero=("without_status",), passed=lambda f: f["samples"] == f["chosen"],
+        metadata=lambda f: {"chosen": f["chosen"], "rows": f["samples"]},
+    ),  # fmt: skip
+    Check(
+        "images_decode_at_1024",
+        f"Every generated image is {IMAGE_SIZE}x{IMAGE_SIZE}; every sample with status ok has its image, size and caption.",
+        blocking=True, zero=("wrong_size", "ok_incomplete"), metadata=lambda f: {"size": f"{IMAGE_SIZE}x{IMAGE_SIZE}"},
+    ),  # fmt: skip
 )
 
 
@@ -34,10 +43,7 @@ class AigcConfig(Config):
     deps=["face_text_pairs", "raw_shards"],
     group_name="aigc",
     kinds={"openai", "parquet"},
-    check_specs=[
-        AssetCheckSpec("every_sample_accounted_for", asset="aigc_samples", blocking=True),
-        AssetCheckSpec("images_decode_at_1024", asset="aigc_samples", blocking=True),
-    ],
+    check_specs=CHECKS.specs,
 )
 def aigc_samples(
     context: AssetExecutionContext, config: AigcConfig, flip_storage: FlipStorage, aigc: AIGCResource
@@ -83,16 +89,5 @@ def aigc_samples(
             **metadata,
             "preview": MetadataValue.md(pa.Table.from_pylist(preview).to_pandas().to_markdown(index=False)) if preview else "",
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="every_sample_accounted_for",
-                passed=facts["samples"] == len(chosen) and facts["without_status"] == 0,
-                metadata={"chosen": len(chosen), "rows": facts["samples"], "without_status": facts["without_status"]},
-            ),
-            AssetCheckResult(
-                check_name="images_decode_at_1024",
-                passed=facts["wrong_size"] == 0 and facts["ok_incomplete"] == 0,
-                metadata={"size": f"{IMAGE_SIZE}x{IMAGE_SIZE}", "wrong_size": facts["wrong_size"], "ok_incomplete": facts["ok_incomplete"]},
-            ),
-        ],
+        check_results=CHECKS.results({**facts, "chosen": len(chosen)}),
     ))
