@@ -27,6 +27,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from flip_assets.core.storage import atomic_write_bytes
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "SmolLM2-135M-Instruct"
 STARTUP_TIMEOUT_S = 120.0
@@ -234,9 +236,8 @@ def serve_shared(state_dir: Path, idle_s: float, poll_s: float = 1.0) -> None:
     # Killed outright (SIGKILL, out of memory), this process takes llama.cpp with it.
     with LocalLLMServer(die_with_parent=True) as server, open(Path(state_dir) / "lease", "a") as lease:
         try:
-            staged = state.with_suffix(".tmp")
-            staged.write_text(json.dumps({"base_url": server.base_url, "pid": os.getpid()}))
-            staged.replace(state)
+            record = json.dumps({"base_url": server.base_url, "pid": os.getpid()})
+            atomic_write_bytes(state, lambda tmp: tmp.write_text(record))
             print(f"serving {server.alias} on {server.base_url}", flush=True)
             idle_since = None
             while server.running():

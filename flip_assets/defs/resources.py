@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT.parent / "shared"
 LAION = SHARED / "data" / "laion"
 LAION_CORPORA = ("laion400m_10k.parquet", "laion2b_en_10k.parquet")
+DEFAULT_HOME = REPO_ROOT / ".flip_home"
 
 
 class FlipStorage(EnvSettings):
@@ -101,10 +102,10 @@ def table_metadata(path: Path, partitioned: bool) -> dict:
 
 def build_resources() -> dict:
     return {
-        "flip_storage": FlipStorage.from_env(home=str(REPO_ROOT / ".flip_home")),
+        "flip_storage": FlipStorage.from_env(home=str(DEFAULT_HOME)),
         "shard_source": ShardSource.from_env(directory=str(SHARED / "data" / "raw_shards")),
         "face_detector": FaceDetectorResource.from_env(models_dir=str(SHARED / "models")),
-        "llm": LLMResource.from_env(flip_home=str(REPO_ROOT / ".flip_home")),
+        "llm": LLMResource.from_env(flip_home=str(DEFAULT_HOME)),
         "aigc": AIGCResource.from_env(),
         "perplexity": PerplexityResource.from_env(),
         "caption_corpus": CaptionCorpus.from_env(paths=",".join(str(LAION / name) for name in LAION_CORPORA)),
