@@ -1,0 +1,32 @@
+"""Figures for asset metadata: a matplotlib figure as PNG bytes, and PNG bytes as Markdown.
+
+matplotlib is imported inside the functions (with the Agg backend, no screen needed) so that
+importing flip_assets.core stays cheap.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+
+def new_figure(width: float = 6.0, height: float = 4.0):
+    """A figure and its axes, drawn off screen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def figure_png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def markdown_image(png: bytes, alt: str) -> str:
+    """The PNG inline in Markdown: the Dagster UI shows it in the asset's metadata."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
