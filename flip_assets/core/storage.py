@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import secrets
@@ -73,6 +74,14 @@ def _remove_stale_tmp(path: Path) -> None:
                 tmp.unlink(missing_ok=True)
         except FileNotFoundError:  # its writer renamed or removed it meanwhile
             pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def pid_alive(pid: int) -> bool:

