@@ -110,3 +110,18 @@ def test_a_range_run_gives_each_shard_its_own_metadata(instance, tmp_path):
     assert samples == {"00000": 100, "00001": 99}  # each its own count
     [unique] = [c for c in result.get_asset_check_evaluations() if c.check_name == "unique_keys"]
     assert unique.passed and unique.metadata["shards"].value == 2
+
+
+def test_a_deleted_shard_file_fails_its_run_naming_the_file_and_keeps_the_output(instance, tmp_path):
+    source = link_source(tmp_path / "source", {"00000": "00000"})
+    resources = make_resources(tmp_path / "home", source)
+    assert run_assets([raw_shards], resources, instance, "00000").success
+    published = tmp_path / "home" / "raw_shards" / "00000.parquet"
+    before = published.read_bytes()
+    (source / "00000.tar").unlink()
+    result = run_assets([raw_shards], resources, instance, "00000")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert f"shard tar not found: {source / '00000.tar'}" in str(failure.event_specific_data.error)
+    assert published.read_bytes() == before  # nothing lost
+    assert instance.get_dynamic_partitions(shard_partitions.name) == ["00000"]

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from dagster import AssetMaterialization, AssetSelection, BackfillPolicy, DataVersion, DynamicPartitionsDefinition
 from dagster import Failure, MaterializeResult, MetadataValue
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from flip_assets.defs.checks import combine_check_results
 
@@ -26,10 +27,6 @@ shard_assets = AssetSelection.tag("partition", "shard")
 # import (Dagster, torch: ~17 s on a busy machine) once instead of once per shard. The sensor and
 # backfills of the shard_pipeline job still run one shard per run.
 SINGLE_RUN_BACKFILL = BackfillPolicy.single_run()
-
-# Dagster's tag for a materialization's data version (dagster._core.definitions.data_version).
-_DATA_VERSION_TAG = "dagster/data_version"
-
 
 class _OneShard:
     """The asset's context seen from one shard of a range run: `partition_key` is that shard."""
@@ -72,7 +69,7 @@ def per_shard(compute):
             for shard, result in results.items():
                 yield AssetMaterialization(
                     context.asset_key, partition=shard, metadata=result.metadata,
-                    tags={_DATA_VERSION_TAG: result.data_version.value} if result.data_version else None,
+                    tags={DATA_VERSION_TAG: result.data_version.value} if result.data_version else None,
                 )  # fmt: skip
             reasons = "".join(f"\n{shard}: {reason}" for shard, reason in failures.items())
             raise Failure(
