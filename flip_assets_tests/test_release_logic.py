@@ -1,0 +1,102 @@
+"""The release's logic without Dagster: blocklist parsing, deduplication order, NSFW labels,
+stage schema errors (the assets on real shards: test_release.py)."""
+
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flip_assets.core.blocklist import Blocklist, BlocklistError, read_blocklist
+from flip_assets.core.dedup import DUPLICATE_SHA256, KEPT, NEAR_DUPLICATE, Candidate, Verdict, find_duplicates
+from flip_assets.core.nsfw import NSFW, UNLIKELY, UNSURE, NsfwThresholds
+from flip_assets.core.release import StageSchemaError, require_columns
+
+SHA = "ab" * 32
+
+
+def test_blocklist_reads_urls_hashes_and_comments(tmp_path):
+    path = tmp_path / "blocklist.txt"
+    path.write_text(f"# removed on request\n\nhttps://example.org/a.jpg\n{SHA.upper()}  # CSAM hash list\n")
+    blocklist = read_blocklist(path)
+    assert len(blocklist) == 2
+    assert blocklist.reason("https://example.org/a.jpg") == "url"
+    assert blocklist.reason("https://example.org/b.jpg", None, SHA) == "sha256"
+    assert blocklist.reason("https://example.org/b.jpg", "cd" * 32) is None
+    assert read_blocklist(None) == Blocklist()
+
+
+@pytest.mark.parametrize(
+    "line", ["ftp://example.org/a.jpg", "abc123", "ab" * 31 + "a", "https://example.org/a b.jpg", "sha256:" + SHA]
+)
+def test_a_malformed_blocklist_line_fails_naming_file_and_line(tmp_path, line):
+    path = tmp_path / "blocklist.txt"
+    path.write_text(f"https://example.org/ok.jpg\n# comment\n{line}\n")
+    with pytest.raises(BlocklistError, match=rf"{path}, line 3: "):
+        read_blocklist(path)
+
+
+def test_a_missing_blocklist_fails_naming_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        read_blocklist(tmp_path / "missing.txt")
+
+
+def _hash(bits: int) -> str:
+    return f"{bits:016x}"
+
+
+CANDIDATES = [
+    Candidate("00000", "000000001", "s1", _hash(0xF0F0_F0F0_F0F0_F0F0)),
+    Candidate("00000", "000000002", "s2", _hash(0x0F0F_0F0F_0F0F_0F0F)),
+    Candidate("00001", "000010001", "s1", _hash(0xF0F0_F0F0_F0F0_F0F0)),  # same bytes as 000000001
+    Candidate("00001", "000010002", "s3", _hash(0xF0F0_F0F0_F0F0_F0F3)),  # 2 bits from 000000001
+    Candidate("00001", "000010003", "s4", _hash(0x0F0F_0F0F_0F0F_0F0F ^ 0xFF)),  # 8 bits from 000000002
+    Candidate("00002", "000020001", "s3", _hash(0xF0F0_F0F0_F0F0_F0F3)),  # bytes of the near-duplicate
+    Candidate("00002", "000020002", "s5", None),  # unreadable image: only its bytes count
+]
+
+
+def test_first_occurrence_by_shard_then_key_whatever_the_input_order():
+    expected = {
+        ("00000", "000000001"): Verdict(KEPT),
+        ("00000", "000000002"): Verdict(KEPT),
+        ("00001", "000010001"): Verdict(DUPLICATE_SHA256, "00000", "000000001"),
+        ("00001", "000010002"): Verdict(NEAR_DUPLICATE, "00000", "000000001"),
+        ("00001", "000010003"): Verdict(KEPT),
+        # Identical bytes to a near-duplicate lie as near the kept image: the same verdict.
+        ("00002", "000020001"): Verdict(NEAR_DUPLICATE, "00000", "000000001"),
+        ("00002", "000020002"): Verdict(KEPT),
+    }
+    for seed in range(5):
+        shuffled = random.Random(seed).sample(CANDIDATES, len(CANDIDATES))
+        assert find_duplicates(shuffled, max_distance=4) == expected
+
+
+def test_near_duplicate_distance_is_a_setting():
+    assert find_duplicates(CANDIDATES, max_distance=0)["00001", "000010002"] == Verdict(KEPT)
+    assert find_duplicates(CANDIDATES, max_distance=8)["00001", "000010003"] == Verdict(NEAR_DUPLICATE, "00000", "000000002")
+
+
+def test_near_duplicates_are_found_in_every_band():
+    """Two flipped bits anywhere in the 64 are found at distance 2 (the band lookup misses none)."""
+    base = 0x1234_5678_9ABC_DEF0
+    for low in range(0, 63, 7):
+        other = base ^ (1 << low) ^ (1 << 63 - low // 2)
+        verdicts = find_duplicates([Candidate("0", "a", "x", _hash(base)), Candidate("0", "b", "y", _hash(other))], 2)
+        assert verdicts["0", "b"].status == NEAR_DUPLICATE, low
+
+
+def test_nsfw_labels_follow_the_thresholds():
+    thresholds = NsfwThresholds(nsfw=0.6, low=0.3)
+    assert [thresholds.label(s) for s in (0.0, 0.29, 0.3, 0.59, 0.6, 1.0)] == [
+        UNLIKELY, UNLIKELY, UNSURE, UNSURE, NSFW, NSFW,
+    ]  # fmt: skip
+
+
+def test_a_stage_file_with_another_schema_fails_naming_file_and_column(tmp_path):
+    path = tmp_path / "00000.parquet"
+    pq.write_table(pa.table({"key": [1, 2], "caption": ["a", "b"]}), path)
+    with pytest.raises(StageSchemaError, match=rf"{path}: column 'key' is int64, expected string"):
+        require_columns(path, {"key": pa.string()})
+    with pytest.raises(StageSchemaError, match=rf"{path}: no column 'denoised'"):
+        require_columns(path, {"caption": pa.string(), "denoised": pa.string()})
