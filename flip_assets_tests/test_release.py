@@ -8,6 +8,7 @@ import shutil
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import RAW_SHARDS, make_resources, run_assets
@@ -28,7 +29,6 @@ from flip_assets.defs.release.resources import ReleaseResource
 
 SHARDS = ("00000", "00001")
 STAGES = ("raw_shards", "face_detections", "face_text_pairs", "denoised_captions", "face_keywords")
-LAION_TAGGED = 3  # rows of shard 00000 whose source metadata gets a LAION NSFW tag "NSFW"
 
 
 def resources(home, source=RAW_SHARDS, **release):
@@ -39,15 +39,15 @@ def resources(home, source=RAW_SHARDS, **release):
     }
 
 
-def tagged_source(tmp_path):
+def tagged_source(home, tagged: set[str]):
     """The sample shards with a LAION-style NSFW column in 00000.parquet (img2dataset's
-    --save_additional_columns '["NSFW"]'), the first LAION_TAGGED rows tagged NSFW."""
-    source = tmp_path / "source"
+    --save_additional_columns '["NSFW"]'): the `tagged` keys NSFW, the others UNLIKELY."""
+    source = home / "source"
     source.mkdir()
     for path in RAW_SHARDS.iterdir():
         (source / path.name).symlink_to(path)
     listed = pq.read_table(RAW_SHARDS / "00000.parquet")
-    tags = ["NSFW" if i < LAION_TAGGED else "UNLIKELY" for i in range(listed.num_rows)]
+    tags = ["NSFW" if key in tagged else "UNLIKELY" for key in listed.column("key").to_pylist()]
     (source / "00000.parquet").unlink()
     pq.write_table(listed.append_column("NSFW", pa.array(tags)), source / "00000.parquet")
     return source
@@ -60,7 +60,7 @@ def candidates_home(denoised_home, tmp_path_factory):
     home = tmp_path_factory.mktemp("release_home")
     for name in STAGES:
         shutil.copytree(denoised_home / name, home / name, ignore=shutil.ignore_patterns(".staging", "rejected"))
-    source = tagged_source(home)
+    source = tagged_source(home, set(candidate_keys(home, "00000", "denoised_captions")))
     with DagsterInstance.ephemeral() as inst:
         for shard in SHARDS:
             result = run_assets([release_candidates], resources(home, source), inst, shard)
@@ -89,8 +89,12 @@ def read(home, asset, shard=None) -> pa.Table:
     return pq.read_table(storage.partition_path(home, asset, shard))
 
 
-def candidate_keys(home, shard) -> list[str]:
-    return read(home, "release_candidates", shard).column("key").to_pylist()
+def candidate_keys(home, shard, asset="release_candidates") -> list[str]:
+    """Keys of the shard's candidates, from release_candidates or the denoised captions they come from."""
+    table = read(home, asset, shard)
+    if asset == "denoised_captions":
+        table = table.filter(pc.not_equal(table["outcome"], "dropped"))
+    return table.column("key").to_pylist()
 
 
 def test_release_of_the_sample_shards(home, instance, tmp_path):
@@ -115,9 +119,8 @@ def test_release_of_the_sample_shards(home, instance, tmp_path):
             source = raw[r["key"]]
             image = read_image_bytes(source["tar_path"], source["image_offset"], source["image_size"])
             assert r["sha256"] == hashlib.sha256(image).hexdigest() and r["URL"] == source["url"]
-    tags = read(home, "release_candidates", "00000").column("laion_nsfw").to_pylist()
-    assert tags.count("NSFW") <= LAION_TAGGED and tags.count(None) == 0 and "UNLIKELY" in tags
-    assert read(home, "release_candidates", "00001").column("laion_nsfw").null_count == read(home, "release_candidates", "00001").num_rows
+    assert set(read(home, "flip_release", "00000").column("laion_nsfw").to_pylist()) == {"NSFW"}
+    assert read(home, "flip_release", "00001").column("laion_nsfw").null_count == read(home, "flip_release", "00001").num_rows
 
     res = resources(home)
     result = run_assets([aigc_samples, flip_release_aigc], res, instance)
@@ -167,23 +170,26 @@ def write_candidates(home, shard, rows):
 def test_duplicates_across_shards_keep_the_first_by_shard_then_key(home, instance):
     """A later shard holding copies of 00000's images, exact and near (a changed image whose
     perceptual hash is 1 bit away): excluded with the kept first occurrence named."""
-    originals = read(home, "release_candidates", "00000").to_pylist()[:3]
-    copies = [{**r, "key": "00002" + r["key"][5:], "shard": "00002"} for r in originals]
-    flipped = int(copies[2]["phash"], 16) ^ 1
-    copies[2].update(sha256="f" * 64, source_sha256=None, phash=f"{flipped:016x}")
+    originals = [r for shard in SHARDS for r in read(home, "release_candidates", shard).to_pylist()]
+    assert len(originals) >= 2
+    copies = [{**r, "key": f"00002{i:04d}", "shard": "00002"} for i, r in enumerate(originals)]
+    flipped = int(copies[-1]["phash"], 16) ^ 1
+    copies[-1].update(sha256="f" * 64, source_sha256=None, phash=f"{flipped:016x}")
     write_candidates(home, "00002", copies)
-    results = release(home, instance, shards=("00002", "00000"))
+    results = release(home, instance, shards=("00002", *SHARDS))
     assert all(r.success for r in results.values()), [failure_text(r) for r in results.values()]
     excluded = {r["key"]: r for r in read(home, "release_exclusions", "00002").to_pylist()}
     assert read(home, "flip_release", "00002").num_rows == 0
-    for copy, original, reason in zip(copies, originals, ["duplicate_sha256", "duplicate_sha256", "near_duplicate"]):
+    reasons = ["duplicate_sha256"] * (len(copies) - 1) + ["near_duplicate"]
+    for copy, original, reason in zip(copies, originals, reasons):
         assert excluded[copy["key"]] == {
-            "key": copy["key"], "shard": "00002", "reason": reason, "duplicate_of": original["key"], "duplicate_of_shard": "00000",
+            "key": copy["key"], "shard": "00002", "reason": reason,
+            "duplicate_of": original["key"], "duplicate_of_shard": original["shard"],
         }  # fmt: skip
-    released = set(read(home, "flip_release", "00000").column("key").to_pylist())
-    assert {r["key"] for r in originals} <= released
+    released = {r["key"] for shard in SHARDS for r in read(home, "flip_release", shard).to_pylist()}
+    assert {r["key"] for r in originals} == released
     index_meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in results[None].get_asset_materialization_events()}
-    assert index_meta["release_index"]["cross_shard_duplicates"].value == 3
+    assert index_meta["release_index"]["cross_shard_duplicates"].value == len(copies)
 
 
 def test_a_stale_index_fails_the_release_naming_the_shard(home, instance):
@@ -208,41 +214,45 @@ def test_a_key_in_two_shards_is_caught_by_a_blocking_check(home, instance):
 
 
 def test_the_blocklist_removes_listed_samples_at_the_next_materialization(home, instance, tmp_path):
-    assert all(r.success for r in release(home, instance, shards=("00000",)).values())
-    first, second = read(home, "flip_release", "00000").to_pylist()[:2]
+    assert all(r.success for r in release(home, instance, shards=("00001",)).values())
+    first, second = read(home, "flip_release", "00001").to_pylist()[:2]
     blocklist = tmp_path / "blocklist.txt"
     blocklist.write_text(f"# takedown requests\n{first['URL']}\n{second['sha256'].upper()}\n")
-    result = run_assets([flip_release], resources(home, blocklist=str(blocklist)), instance, "00000")
+    result = run_assets([flip_release], resources(home, blocklist=str(blocklist)), instance, "00001")
     assert result.success and all(checks(result).values()), failure_text(result)
-    released = set(read(home, "flip_release", "00000").column("key").to_pylist())
+    released = set(read(home, "flip_release", "00001").column("key").to_pylist())
     assert not {first["key"], second["key"]} & released
-    reasons = {r["key"]: r["reason"] for r in read(home, "release_exclusions", "00000").to_pylist()}
+    reasons = {r["key"]: r["reason"] for r in read(home, "release_exclusions", "00001").to_pylist()}
     assert reasons[first["key"]] == reasons[second["key"]] == "blocklisted"
 
     blocklist.write_text(f"{first['URL']}\nnot-a-hash\n")
-    result = run_assets([flip_release], resources(home, blocklist=str(blocklist)), instance, "00000")
+    result = run_assets([flip_release], resources(home, blocklist=str(blocklist)), instance, "00001")
     assert not result.success
     assert f"FLIP_BLOCKLIST: {blocklist}, line 2: 'not-a-hash' is neither" in failure_text(result)
 
 
 def test_nsfw_action_drop_excludes_flagged_samples(home, instance):
-    """Drop mode: our classifier's NSFW (threshold set to the highest score found, so at least
-    one image reaches it when any scores) and the source's LAION tag exclude a sample."""
-    candidates = read(home, "release_candidates", "00000").to_pylist()
-    top = max(c["nsfw_score"] or 0.0 for c in candidates)
-    threshold = top if top > 0 else 1.0
-    flagged = {c["key"] for c in candidates if (c["nsfw_score"] or 0.0) >= threshold or c["laion_nsfw"] == "NSFW"}
-    assert flagged, "no sample of the tagged source is a candidate"
+    """Drop mode: our classifier's NSFW and the source's LAION tag (all of 00000's candidates)
+    exclude a sample. The threshold is the highest score NudeNet gave a candidate of 00001 (the
+    sample shards are COCO photos, none explicit), so that image reaches it and the others do not."""
+    scores = {c["key"]: c["nsfw_score"] for c in read(home, "release_candidates", "00001").to_pylist()}
+    threshold = max(scores.values())
+    assert 0 < threshold < 1, "NudeNet found no exposed part at all in 00001's candidates"
+    by_classifier = {k for k, score in scores.items() if score >= threshold}
+    by_tag = set(candidate_keys(home, "00000"))
     settings = {"nsfw_threshold": threshold, "nsfw_low_threshold": threshold / 2}
-    assert all(r.success for r in release(home, instance, shards=("00000",), **settings).values())
-    tagged = read(home, "flip_release", "00000").to_pylist()
-    assert flagged <= {r["key"] for r in tagged}  # tag (the default) keeps them
-    assert {r["key"] for r in tagged if r["NSFW"] == "NSFW"} == {c["key"] for c in candidates if (c["nsfw_score"] or 0.0) >= threshold}
-    result = run_assets([flip_release], resources(home, nsfw_action="drop", **settings), instance, "00000")
-    assert result.success and all(checks(result).values()), failure_text(result)
-    assert not flagged & set(read(home, "flip_release", "00000").column("key").to_pylist())
-    reasons = {r["key"]: r["reason"] for r in read(home, "release_exclusions", "00000").to_pylist()}
-    assert all(reasons[k] in ("nsfw", "duplicate_sha256", "near_duplicate") for k in flagged)
+    assert all(r.success for r in release(home, instance, **settings).values())
+    tagged = [r for shard in SHARDS for r in read(home, "flip_release", shard).to_pylist()]
+    assert by_classifier | by_tag <= {r["key"] for r in tagged}  # tag (the default) keeps them
+    assert {r["key"] for r in tagged if r["NSFW"] == "NSFW"} == by_classifier
+    for shard in SHARDS:
+        result = run_assets([flip_release], resources(home, nsfw_action="drop", **settings), instance, shard)
+        assert result.success and all(checks(result).values()), failure_text(result)
+    released = {r["key"] for shard in SHARDS for r in read(home, "flip_release", shard).to_pylist()}
+    excluded = {r["key"]: r["reason"] for shard in SHARDS for r in read(home, "release_exclusions", shard).to_pylist()}
+    assert not (by_classifier | by_tag) & released
+    assert {k: excluded[k] for k in by_classifier | by_tag} == dict.fromkeys(by_classifier | by_tag, "nsfw")
+    assert released == set(scores) - by_classifier
 
 
 def test_an_empty_shard_goes_through_with_zero_rows(home, instance):

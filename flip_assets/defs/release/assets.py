@@ -25,6 +25,7 @@ from dagster import (
 from flip_assets.core import expectations, storage
 from flip_assets.core.dedup import Candidate, Verdict, find_duplicates
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
+from flip_assets.core.nsfw import CLASSIFIER_NAME
 from flip_assets.core.release import (
     AIGC_RELEASE_SCHEMA,
     RELEASE_SCHEMA,
@@ -97,16 +98,15 @@ def release_candidates(
         rows, shard, KeywordMatcher(used_keywords(flip_storage.path("face_keywords"))), tags,
         release.classifier(), release.max_pixels, progress=progress,
     )  # fmt: skip
-    path = flip_storage.write("release_candidates", shard, table)
+    flip_storage.write("release_candidates", shard, table)
     problems = pc.value_counts(table["image_problem"].drop_null()).to_pylist() if table.num_rows else []
     return flip_storage.publish(context, MaterializeResult(
         metadata={
             "candidates": table.num_rows,
             "with_source_nsfw_tag": table.num_rows - table["laion_nsfw"].null_count,
             "image_problems": MetadataValue.json({p["values"]: p["counts"] for p in problems}),
-            "nsfw_classifier": "nudenet 3.4.2 (320n.onnx)",
+            "nsfw_classifier": CLASSIFIER_NAME,
             "max_nsfw_score": float(pc.max(table["nsfw_score"]).as_py() or 0.0) if table.num_rows else 0.0,
-            "staged": MetadataValue.path(str(path)),
         }
     ))
 
@@ -267,12 +267,13 @@ def flip_release_aigc(context: AssetExecutionContext, flip_storage: FlipStorage,
     matcher = KeywordMatcher(used_keywords(flip_storage.path("face_keywords")))
     table, left_out = build_aigc_release(samples, sources, matcher, release.classifier(), policy, release.max_pixels)
     path = flip_storage.write("flip_release_aigc", None, table)
-    facts = {
-        "without_source": sum(1 for k in table["source_key"].to_pylist() if k not in sources),
-        "duplicate_keys": table.num_rows - len(set(table["key"].to_pylist())),
-        "without_image": table["image"].null_count,
-        "schema_differences": schema_differences(path, AIGC_RELEASE_SCHEMA),
-    }
+    if release_files:
+        facts = storage.query(
+            storage.sql_file("flip_release_aigc_checks.sql"), path=str(path), release=[str(f) for f in release_files]
+        )[0]
+    else:  # nothing is released, so no AIGC sample may be
+        facts = {"without_source": table.num_rows, "duplicate_keys": 0, "without_image": 0}
+    facts["schema_differences"] = schema_differences(path, AIGC_RELEASE_SCHEMA)
     return flip_storage.publish(context, MaterializeResult(
         metadata={
             "samples": table.num_rows,
