@@ -24,6 +24,7 @@ from flip_assets.core.nsfw import NSFW, NsfwClassifier, NsfwThresholds
 from flip_assets.core.shards import read_sample_image
 
 _FLOATS = pa.list_(pa.list_(pa.float32()))
+MISSING_FROM = "missing_from:"  # release_candidates_input.sql's prefix
 
 # The agreed interface (notes: release schema); column order is part of it.
 RELEASE_SCHEMA = pa.schema(
@@ -69,8 +70,9 @@ EXCLUSIONS_SCHEMA = pa.schema(
     ]
 )
 BLOCKLISTED, NSFW_REASON, IMAGE_UNREADABLE = "blocklisted", "nsfw", "image_unreadable"
+MISSING_UPSTREAM = "missing_upstream"  # a stage file lacks the candidate (image_problem names it)
 # Order of precedence: a candidate has one reason, the first that applies.
-EXCLUSION_REASONS = (IMAGE_UNREADABLE, BLOCKLISTED, "duplicate_sha256", "near_duplicate", NSFW_REASON)
+EXCLUSION_REASONS = (MISSING_UPSTREAM, IMAGE_UNREADABLE, BLOCKLISTED, "duplicate_sha256", "near_duplicate", NSFW_REASON)
 NSFW_ACTIONS = ("tag", "drop")
 
 # Columns each stage file must have for the candidates query, with their types.
@@ -183,7 +185,7 @@ def split_release(
         label = policy.thresholds.label(c["nsfw_score"]) if c["nsfw_score"] is not None else None
         reason = None
         if c["image_problem"] is not None:
-            reason = IMAGE_UNREADABLE
+            reason = MISSING_UPSTREAM if c["image_problem"].startswith(MISSING_FROM) else IMAGE_UNREADABLE
         elif policy.blocklist.reason(c["URL"], c["sha256"], c["source_sha256"]):
             reason = BLOCKLISTED
         elif verdict.status != KEPT:

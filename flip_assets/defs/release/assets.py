@@ -28,6 +28,7 @@ from flip_assets.core.keywords import KeywordMatcher, used_keywords
 from flip_assets.core.nsfw import CLASSIFIER_NAME
 from flip_assets.core.release import (
     AIGC_RELEASE_SCHEMA,
+    EXCLUSION_REASONS,
     RELEASE_SCHEMA,
     STAGE_COLUMNS,
     build_aigc_release,
@@ -172,8 +173,8 @@ def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
         ),
         AssetSpec(
             "release_exclusions", deps=["release_candidates", "release_index"], kinds={"parquet"},
-            description="Every candidate of the shard not released, with its reason (image_unreadable, blocklisted, "
-            "duplicate_sha256, near_duplicate, nsfw) and, for a duplicate, the kept first occurrence.",
+            description="Every candidate of the shard not released, with its reason (missing_upstream, image_unreadable, "
+            "blocklisted, duplicate_sha256, near_duplicate, nsfw) and, for a duplicate, the kept first occurrence.",
         ),
     ],
     partitions_def=shard_partitions,
@@ -195,6 +196,7 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
     facts = storage.query(
         storage.sql_file("flip_release_checks.sql"),
         path=str(path), exclusions=str(exclusions_path), candidates=str(candidates_path), shard=shard,
+        reasons=list(EXCLUSION_REASONS),
     )[0]  # fmt: skip
     suite = expectations.validate(
         storage.read_table(path).to_pandas(), "flip_release", release_suite(release.min_text_chars, release.max_text_chars)
