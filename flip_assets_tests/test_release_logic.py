@@ -1,5 +1,5 @@
 """The release's logic without Dagster: blocklist parsing, deduplication order, NSFW labels,
-stage schema errors (the assets on real shards: test_release.py)."""
+exclusion reasons, stage schema errors (the assets on real shards: test_release.py)."""
 
 import random
 
@@ -10,7 +10,14 @@ import pytest
 from flip_assets.core.blocklist import Blocklist, BlocklistError, read_blocklist
 from flip_assets.core.dedup import DUPLICATE_SHA256, KEPT, NEAR_DUPLICATE, Candidate, Verdict, find_duplicates
 from flip_assets.core.nsfw import NSFW, UNLIKELY, UNSURE, NsfwThresholds
-from flip_assets.core.release import StageSchemaError, require_columns
+from flip_assets.core.release import (
+    CANDIDATES_SCHEMA,
+    RELEASE_SCHEMA,
+    ReleasePolicy,
+    StageSchemaError,
+    require_columns,
+    split_release,
+)
 
 SHA = "ab" * 32
 
@@ -100,3 +107,37 @@ def test_a_stage_file_with_another_schema_fails_naming_file_and_column(tmp_path)
         require_columns(path, {"key": pa.string()})
     with pytest.raises(StageSchemaError, match=rf"{path}: no column 'denoised'"):
         require_columns(path, {"caption": pa.string(), "denoised": pa.string()})
+
+
+def _candidate(key, **fields):
+    base = {name: None for name in CANDIDATES_SCHEMA.names}
+    return base | {
+        "key": key, "shard": "00000", "URL": f"https://example.org/{key}.jpg", "TEXT": "A smiling woman.",
+        "sha256": f"{int(key):064x}", "nsfw_score": 0.0, "HEIGHT": 10, "WIDTH": 10, "KEYWORDS": [],
+        "face_boxes": [], "face_landmarks": [],
+    } | fields  # fmt: skip
+
+
+def test_split_gives_each_candidate_one_reason_in_order_of_precedence(tmp_path):
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text("https://example.org/2.jpg\nhttps://example.org/3.jpg\n")
+    candidates = [
+        _candidate("1"),
+        _candidate("2", image_problem="corrupt_image", nsfw_score=None),  # unreadable before blocklisted
+        _candidate("3", nsfw_score=0.9),  # blocklisted before nsfw
+        _candidate("4", nsfw_score=0.9, TEXT="x" * 50),  # duplicate before nsfw
+        _candidate("5", nsfw_score=0.4, laion_nsfw="NSFW"),  # the source's tag counts in drop mode
+        _candidate("6", TEXT="x" * 50),
+        _candidate("7", image_problem="missing_from:face_detections", nsfw_score=None),
+    ]
+    verdicts = {c["key"]: Verdict(KEPT) for c in candidates} | {"4": Verdict(NEAR_DUPLICATE, "00000", "1")}
+    policy = ReleasePolicy(NsfwThresholds(0.5, 0.3), "drop", read_blocklist(blocklist), text_chars=(1, 40))
+    released, excluded = split_release(candidates, verdicts, policy)
+    assert released.column("key").to_pylist() == ["1"] and released.schema.equals(RELEASE_SCHEMA)
+    assert {r["key"]: (r["reason"], r["duplicate_of"]) for r in excluded.to_pylist()} == {
+        "2": ("image_unreadable", None), "3": ("blocklisted", None), "4": ("near_duplicate", "1"),
+        "5": ("nsfw", None), "6": ("text_length_out_of_bounds", None), "7": ("missing_upstream", None),
+    }  # fmt: skip
+    tagged, _ = split_release(candidates[:1] + candidates[4:5], verdicts, ReleasePolicy(NsfwThresholds(0.5, 0.3), "tag", Blocklist()))
+    assert tagged.column("NSFW").to_pylist() == ["UNLIKELY", "UNSURE"]
+    assert tagged.column("laion_nsfw").to_pylist() == [None, "NSFW"]

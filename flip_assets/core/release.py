@@ -71,8 +71,11 @@ EXCLUSIONS_SCHEMA = pa.schema(
 )
 BLOCKLISTED, NSFW_REASON, IMAGE_UNREADABLE = "blocklisted", "nsfw", "image_unreadable"
 MISSING_UPSTREAM = "missing_upstream"  # a stage file lacks the candidate (image_problem names it)
+TEXT_LENGTH = "text_length_out_of_bounds"
 # Order of precedence: a candidate has one reason, the first that applies.
-EXCLUSION_REASONS = (MISSING_UPSTREAM, IMAGE_UNREADABLE, BLOCKLISTED, "duplicate_sha256", "near_duplicate", NSFW_REASON)
+EXCLUSION_REASONS = (
+    MISSING_UPSTREAM, IMAGE_UNREADABLE, BLOCKLISTED, "duplicate_sha256", "near_duplicate", NSFW_REASON, TEXT_LENGTH,
+)  # fmt: skip
 NSFW_ACTIONS = ("tag", "drop")
 
 # Columns each stage file must have for the candidates query, with their types.
@@ -171,13 +174,15 @@ class ReleasePolicy:
     thresholds: NsfwThresholds
     nsfw_action: str  # tag | drop
     blocklist: Blocklist
+    text_chars: tuple[int, int] = (1, 2000)  # bounds on the released caption's length
 
 
 def split_release(
     candidates: Iterable[dict], verdicts: dict[str, Verdict], policy: ReleasePolicy
 ) -> tuple[pa.Table, pa.Table]:
     """(release, exclusions) of one shard's candidates; verdicts: key -> dedup verdict. Reasons
-    in the order of EXCLUSION_REASONS. Duplicates are decided over all candidates before any
+    in the order of EXCLUSION_REASONS (a caption of a length out of bounds is excluded, so the
+    blocking expectation on it never stops a whole shard for one page dump). Duplicates are decided over all candidates before any
     filter, so the copy of a blocklisted or NSFW image never takes its place."""
     released, excluded = [], []
     for c in candidates:
@@ -192,6 +197,8 @@ def split_release(
             reason = verdict.status
         elif policy.nsfw_action == "drop" and NSFW in (label, (c["laion_nsfw"] or "").upper()):
             reason = NSFW_REASON
+        elif not policy.text_chars[0] <= len(c["TEXT"] or "") <= policy.text_chars[1]:
+            reason = TEXT_LENGTH
         if reason is None:
             released.append({**{name: c[name] for name in RELEASE_SCHEMA.names if name != "NSFW"}, "NSFW": label})
         else:

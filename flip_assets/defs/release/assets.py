@@ -199,7 +199,7 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
         reasons=list(EXCLUSION_REASONS),
     )[0]  # fmt: skip
     suite = expectations.validate(
-        storage.read_table(path).to_pandas(), "flip_release", release_suite(release.min_text_chars, release.max_text_chars)
+        storage.read_table(path).to_pandas(), "flip_release", release_suite(*policy.text_chars)
     )
     release_checks = FLIP_RELEASE_CHECKS.results(
         {**facts, "suite": suite, "schema_differences": schema_differences(path, RELEASE_SCHEMA)}

@@ -27,7 +27,8 @@ class ReleaseResource(EnvSettings):
     blocklist: Optional[str] = None
     # Perceptual hashes (64 bits) at most this many bits apart are near-duplicates.
     near_duplicate_bits: int = 4
-    # Bounds on the released caption's length in characters (a blocking expectation).
+    # Bounds on the released caption's length in characters: others are excluded, and a blocking
+    # expectation checks the release.
     min_text_chars: int = 1
     max_text_chars: int = 2000
     nsfw_batch_size: int = 8
@@ -59,5 +60,6 @@ class ReleaseResource(EnvSettings):
 
     def policy(self) -> ReleasePolicy:
         return ReleasePolicy(
-            NsfwThresholds(self.nsfw_threshold, self.nsfw_low_threshold), self.nsfw_action, self.read_blocklist()
-        )
+            NsfwThresholds(self.nsfw_threshold, self.nsfw_low_threshold), self.nsfw_action, self.read_blocklist(),
+            (self.min_text_chars, self.max_text_chars),
+        )  # fmt: skip
