@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flip_assets.core.blocklist import Blocklist, BlocklistError, read_blocklist
-from flip_assets.core.dedup import DUPLICATE_SHA256, KEPT, NEAR_DUPLICATE, Candidate, Verdict, find_duplicates
+from flip_assets.core.dedup import DUPLICATE_SHA256, KEPT, NEAR_DUPLICATE, Candidate, Verdict, find_duplicates, near_pairs
 from flip_assets.core.nsfw import NSFW, UNLIKELY, UNSURE, NsfwThresholds
 from flip_assets.core.release import (
     CANDIDATES_SCHEMA,
@@ -63,7 +63,14 @@ CANDIDATES = [
 ]
 
 
-def test_first_occurrence_by_shard_then_key_whatever_the_input_order():
+def verdicts(tmp_path, candidates, max_distance=4):
+    """find_duplicates on the close pairs DuckDB finds in a candidates file, as release_index does."""
+    path = tmp_path / f"candidates_{max_distance}.parquet"
+    pq.write_table(pa.Table.from_pylist([vars(c) for c in candidates]), path)
+    return find_duplicates(candidates, near_pairs(str(path), max_distance))
+
+
+def test_first_occurrence_by_shard_then_key_whatever_the_input_order(tmp_path):
     expected = {
         ("00000", "000000001"): Verdict(KEPT),
         ("00000", "000000002"): Verdict(KEPT),
@@ -74,23 +81,30 @@ def test_first_occurrence_by_shard_then_key_whatever_the_input_order():
         ("00002", "000020001"): Verdict(NEAR_DUPLICATE, "00000", "000000001"),
         ("00002", "000020002"): Verdict(KEPT),
     }
-    for seed in range(5):
+    for seed in range(3):
         shuffled = random.Random(seed).sample(CANDIDATES, len(CANDIDATES))
-        assert find_duplicates(shuffled, max_distance=4) == expected
+        assert verdicts(tmp_path, shuffled) == expected
 
 
-def test_near_duplicate_distance_is_a_setting():
-    assert find_duplicates(CANDIDATES, max_distance=0)["00001", "000010002"] == Verdict(KEPT)
-    assert find_duplicates(CANDIDATES, max_distance=8)["00001", "000010003"] == Verdict(NEAR_DUPLICATE, "00000", "000000002")
+def test_near_duplicate_distance_is_a_setting(tmp_path):
+    assert verdicts(tmp_path, CANDIDATES, max_distance=0)["00001", "000010002"] == Verdict(KEPT)
+    assert verdicts(tmp_path, CANDIDATES, max_distance=8)["00001", "000010003"] == Verdict(NEAR_DUPLICATE, "00000", "000000002")
 
 
-def test_near_duplicates_are_found_in_every_band():
+def test_a_near_duplicate_of_a_near_duplicate_is_kept_when_far_from_every_kept_image(tmp_path):
+    chain = [Candidate("0", str(i), str(i), _hash((1 << 3 * i) - 1)) for i in range(3)]  # 0, 3 and 6 low bits set
+    assert verdicts(tmp_path, chain) == {
+        ("0", "0"): Verdict(KEPT), ("0", "1"): Verdict(NEAR_DUPLICATE, "0", "0"), ("0", "2"): Verdict(KEPT),
+    }  # fmt: skip
+
+
+def test_near_duplicates_are_found_in_every_band(tmp_path):
     """Two flipped bits anywhere in the 64 are found at distance 2 (the band lookup misses none)."""
     base = 0x1234_5678_9ABC_DEF0
     for low in range(0, 63, 7):
         other = base ^ (1 << low) ^ (1 << 63 - low // 2)
-        verdicts = find_duplicates([Candidate("0", "a", "x", _hash(base)), Candidate("0", "b", "y", _hash(other))], 2)
-        assert verdicts["0", "b"].status == NEAR_DUPLICATE, low
+        pair = [Candidate("0", "a", "x", _hash(base)), Candidate("0", "b", "y", _hash(other))]
+        assert verdicts(tmp_path, pair, 2)["0", "b"].status == NEAR_DUPLICATE, low
 
 
 def test_nsfw_labels_follow_the_thresholds():

@@ -23,7 +23,7 @@ from dagster import (
 )
 
 from flip_assets.core import expectations, storage
-from flip_assets.core.dedup import Candidate, Verdict, find_duplicates
+from flip_assets.core.dedup import Candidate, Verdict, find_duplicates, near_pairs
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
 from flip_assets.core.nsfw import CLASSIFIER_NAME
 from flip_assets.core.release import (
@@ -126,7 +126,8 @@ def release_index(context: AssetExecutionContext, flip_storage: FlipStorage, rel
     rows = []
     if any(candidates.parent.glob(candidates.name)):
         rows = storage.query(storage.sql_file("release_index_input.sql"), candidates=str(candidates))
-    verdicts = find_duplicates((Candidate(**r) for r in rows), release.near_duplicate_bits)
+    pairs = near_pairs(str(candidates), release.near_duplicate_bits) if rows else []
+    verdicts = find_duplicates((Candidate(**r) for r in rows), pairs)
     table = pa.Table.from_pylist(
         [{**r, **vars(verdicts[r["shard"], r["key"]])} for r in sorted(rows, key=lambda r: (r["shard"], r["key"]))],
         schema=INDEX_SCHEMA,
