@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import secrets
@@ -75,15 +76,30 @@ def _remove_stale_tmp(path: Path) -> None:
             pass
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine."""
+    """Whether a process with this pid runs on this machine. A killed process its parent has
+    not reaped yet (a zombie: a run worker under Dagster's code server) is not alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by another user
         pass
-    return True
+    try:
+        # /proc/<pid>/stat: "pid (name) state ...", the name may hold spaces or parentheses.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:  # gone meanwhile (or no /proc: then os.kill's answer stands)
+        return not Path("/proc/self/stat").exists()
+    except (OSError, IndexError):
+        return True
 
 
 def write_table(path: Path, table: pa.Table) -> Path:

@@ -29,7 +29,9 @@ from flip_assets.core.captions import clean_caption, normalized, read_caption_co
 from flip_assets.core.face_descriptions import celeba_descriptions, face_description_set
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
 from flip_assets.core.plots import markdown_image
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
+from flip_assets.defs.curation.partitions import SINGLE_RUN_BACKFILL
 from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource
 from flip_assets.defs.resources import FlipStorage
 
@@ -88,6 +90,9 @@ def _markdown(rows: list[dict]) -> MetadataValue:
     group_name="textual_filtering",
     kinds={"parquet"},
     check_specs=DATASET_CHECKS.specs,
+    code_version="1",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    automation_condition=REFRESH_ON_CHANGE,
 )
 def caption_classifier_dataset(
     context: AssetExecutionContext,
@@ -136,6 +141,10 @@ def caption_classifier_dataset(
     group_name="textual_filtering",
     kinds={"pytorch", "parquet"},
     check_specs=CLASSIFIER_CHECKS.specs,
+    code_version="1",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    pool="training",
+    automation_condition=REFRESH_ON_CHANGE,
 )
 def caption_classifier(
     context: AssetExecutionContext, flip_storage: FlipStorage, caption_filter: CaptionFilterResource
@@ -214,6 +223,10 @@ def caption_classifier(
     group_name="textual_filtering",
     kinds={"pytorch", "parquet"},
     check_specs=FACE_DESCRIPTION_CHECKS.specs,
+    code_version="1",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    pool="classifier",
+    automation_condition=REFRESH_ON_CHANGE,
 )
 def face_description_test(
     context: AssetExecutionContext,

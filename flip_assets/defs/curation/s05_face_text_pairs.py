@@ -10,8 +10,9 @@ from flip_assets.core import expectations, storage
 from flip_assets.core.caption_classifier import load_classifier
 from flip_assets.core.face_text_pairs import DROP_REASONS, FACE_TEXT_PAIRS_SCHEMA, filter_face_pairs
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, expectations_pass
-from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
+from flip_assets.defs.curation.partitions import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
 from flip_assets.defs.curation.resources import CaptionFilterResource
 from flip_assets.defs.resources import FlipStorage
 
@@ -51,7 +52,12 @@ CHECKS = AssetChecks(
     group_name="textual_filtering",
     kinds={"pytorch", "parquet"},
     check_specs=CHECKS.specs,
+    code_version="1",
+    pool="classifier",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    automation_condition=REFRESH_ON_CHANGE,
 )
+@per_shard
 def face_text_pairs(
     context: AssetExecutionContext, flip_storage: FlipStorage, caption_filter: CaptionFilterResource
 ) -> MaterializeResult:
