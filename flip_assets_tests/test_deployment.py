@@ -198,6 +198,14 @@ def test_helm_values_deploy_this_image_and_code_location():
     assert env["FLIP_EXECUTOR"] == "k8s_job"
     assert "FLIP_DEVICE" not in env, "only GPU steps get cuda (defs/executors.py)"
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
+    # Code server, run pods and step pods (the executor takes the launcher's volumes) all see
+    # FLIP_HOME and the shared data at the same paths.
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for where in (deployment, launcher):
+        mounts = {m["mountPath"]: m["name"] for m in where["volumeMounts"]}
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in where["volumes"]}
+        assert claims[mounts[env["FLIP_HOME"]]] == "flip-home"
+        assert claims[mounts["/shared"]] == "flip-shared"
     assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
     assert values["global"]["postgresqlSecretName"]
 

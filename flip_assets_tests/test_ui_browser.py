@@ -34,7 +34,7 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 DOCS = REPO_ROOT / "docs"
-SCREENSHOTS = ("ui_asset_graph.png", "ui_run.png", "ui_asset_page.png")
+SCREENSHOTS = ("ui_asset_graph.png", "ui_run.png", "ui_asset_page.png", "ui_asset_checks.png")
 CHECKS = ("boxes_inside_image", "every_sample_accounted_for", "scores_in_range", "unique_keys")
 # A run's process imports torch and the models first: slow on a busy two-core machine.
 RUN_TIMEOUT_MS = 240_000
@@ -126,13 +126,10 @@ def test_launch_face_detections_for_one_shard_from_the_ui(ui, page, tmp_path):
     url, dagster_home = ui
     shots = tmp_path / "screenshots"
 
-    # The asset graph: the pipeline's groups, one of them opened.
+    # The asset graph shows the pipeline's groups.
     page.goto(f"{url}/asset-groups")
-    group = page.get_by_text("visual_filtering", exact=True).last
-    expect(group).to_be_visible()
-    group.dblclick()
-    expect(page.get_by_text("face_detections", exact=True).last).to_be_visible()
-    page.screenshot(path=shots / SCREENSHOTS[0])
+    for group in ("visual_filtering", "textual_filtering", "text_denoising", "aigc"):
+        expect(page.get_by_text(group, exact=True).last).to_be_visible()
 
     # The asset page, its materialize dialog: the shard picked from the partition list.
     page.goto(f"{url}/assets/face_detections")
@@ -146,35 +143,51 @@ def test_launch_face_detections_for_one_shard_from_the_ui(ui, page, tmp_path):
     expect(launch).to_be_enabled()
     launch.click()
 
-    # The run, from the "Launched run" toast, until it succeeds.
+    # The run, from the "Launched run" note, until it succeeds.
     expect(page.get_by_text("Launched run")).to_be_visible()
     page.get_by_role("link", name="View", exact=True).click()
     expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
     status = page.get_by_text("Success", exact=True).or_(page.get_by_text("Failure", exact=True)).first
     expect(status).to_be_visible(timeout=RUN_TIMEOUT_MS)
     assert status.inner_text() == "Success", page.inner_text("body")[-3000:]
-    expect(page.get_by_text("RUN_SUCCESS").first).to_be_visible()
-    page.screenshot(path=shots / SCREENSHOTS[1])
     run_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    page.reload()  # the finished run as anyone opening it later sees it
+    expect(page.get_by_text("RUN_SUCCESS").first).to_be_visible()
+    page.wait_for_timeout(1000)  # the step timeline settles
+    page.screenshot(path=shots / SCREENSHOTS[1])
 
     # What the run recorded, read from the instance, is what the asset page shows.
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         event = instance.get_latest_materialization_event(AssetKey("face_detections"))
     assert event.run_id == run_id and event.asset_materialization.partition == SHARD
     recorded = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert recorded["detector"] == "yunet" and recorded["input_samples"] > 0
 
     page.goto(f"{url}/assets/face_detections")
     metadata = page.locator("table").filter(has_text="input_samples")
     for name in ("detector", "input_samples", "kept"):
         row = metadata.locator("tr").filter(has=page.get_by_text(name, exact=True))
         expect(row).to_contain_text(str(recorded[name]))
-    assert recorded["detector"] == "yunet" and recorded["input_samples"] > 0
-    page.screenshot(path=shots / SCREENSHOTS[2], full_page=True)
+    page.get_by_text("Columns", exact=True).click()  # folded, so the metadata fits the screenshot
+    page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
+    page.screenshot(path=shots / SCREENSHOTS[2])
 
     page.get_by_role("tab", name="Checks").or_(page.get_by_role("link", name="Checks", exact=True)).first.click()
     for check in CHECKS:
         expect(page.get_by_text(check, exact=True).first).to_be_visible()
-    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(CHECKS))
+    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(CHECKS))  # one under each name
+    expect(page.get_by_text("Passed", exact=True)).to_be_visible()  # the selected check's verdict
+    page.screenshot(path=shots / SCREENSHOTS[3])
+
+    # The graph again, every group open: the two materialized assets now marked as such.
+    page.goto(f"{url}/asset-groups")
+    expect(page.get_by_text("visual_filtering", exact=True).last).to_be_visible()
+    page.locator('[aria-label="settings"]').last.click()
+    page.get_by_role("menuitem", name="Expand all groups").click()
+    page.keyboard.press("Escape")
+    expect(page.get_by_text("face_detections", exact=True).last).to_be_visible()
+    page.wait_for_timeout(2000)  # statuses fetched, layout settled
+    page.screenshot(path=shots / SCREENSHOTS[0])
 
     if os.environ.get("FLIP_UPDATE_SNAPSHOTS") == "1":
         DOCS.mkdir(exist_ok=True)
