@@ -12,7 +12,10 @@ reachable here, so the values are not validated against its values.schema.json (
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -248,3 +251,18 @@ def test_k8s_executor_puts_torch_steps_on_gpu_nodes(monkeypatch):
     assert set(executors.GPU_STEPS) <= ops, f"no such step: {sorted(set(executors.GPU_STEPS) - ops)}"
     container = executors.GPU_STEP_K8S_CONFIG["container_config"]
     assert {"name": "FLIP_DEVICE", "value": "cuda"} in container["env"]
+
+
+K8S_JOBS = """
+from flip_assets.definitions import defs
+for job in (defs.resolve_job_def("shard_pipeline"), defs.resolve_implicit_global_asset_job_def()):
+    print(job.name, job.executor_def.name)
+"""
+
+
+def test_definitions_load_with_the_k8s_executor_for_every_job():
+    """As the code server in the Helm deployment loads them (the executor is chosen at import)."""
+    env = {**os.environ, "FLIP_EXECUTOR": "k8s_job", "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", K8S_JOBS], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["shard_pipeline", "k8s_job_executor", "__ASSET_JOB", "k8s_job_executor"]

@@ -74,8 +74,6 @@ def ui(tmp_path):
         (source / shard_file.name).symlink_to(shard_file)
     # No telemetry, and no "Join the Dagster community" dialog in front of the page.
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
-    with DagsterInstance.from_config(str(dagster_home)) as instance:
-        assert run_assets([raw_shards], make_resources(flip_home, source), instance, SHARD).success
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}
     env |= {
@@ -92,14 +90,18 @@ def ui(tmp_path):
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
+        # While dagster dev starts: the shard as a partition, and raw_shards, on the same instance.
+        with DagsterInstance.from_config(str(dagster_home)) as instance:
+            assert run_assets([raw_shards], make_resources(flip_home, source), instance, SHARD).success
         url = f"http://127.0.0.1:{port}"
         wait_for_server(url, process, log)
         yield url, dagster_home
     finally:
-        # dagster dev's own children (webserver, daemon, code server, run workers) share its group.
-        os.killpg(process.pid, signal.SIGTERM)
+        # Ctrl-C, as in the terminal: to dagster dev's whole group (webserver, daemon, code
+        # server, run workers).
+        os.killpg(process.pid, signal.SIGINT)
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
