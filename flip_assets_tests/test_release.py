@@ -139,10 +139,9 @@ def test_release_of_the_sample_shards(home, instance, tmp_path):
 
 def test_the_release_is_usable_by_datasets_duckdb_pandas_and_img2dataset(home, instance):
     """As a user loads it. img2dataset itself cannot be installed beside this project (it pins
-    opencv-python-headless and an older pandas), so its documented input contract is checked:
-    --input_format parquet --url_col URL --caption_col TEXT reads those two columns with pyarrow
-    (img2dataset's reader selects [url_col, caption_col, *save_additional_columns]), and needs
-    non-null strings, the URLs http(s)."""
+    opencv-python-headless and an older pandas), so its input contract is checked instead:
+    --input_format parquet --url_col URL --caption_col TEXT --save_additional_columns
+    '["key","sha256"]' reads those columns with pyarrow and needs non-null strings, the URLs http(s)."""
     from datasets import load_dataset
 
     assert all(r.success for r in release(home, instance).values())
@@ -159,9 +158,11 @@ def test_the_release_is_usable_by_datasets_duckdb_pandas_and_img2dataset(home, i
     frame = pd.concat(pd.read_parquet(f) for f in files)
     assert list(frame.columns) == RELEASE_SCHEMA.names and len(frame) == total
 
-    for f in files:  # img2dataset's reader: pq.read_table(file, columns=[url_col, caption_col])
-        table = pq.read_table(f, columns=["URL", "TEXT"])
-        assert table.schema.types == [pa.string(), pa.string()]
+    # img2dataset's reader (img2dataset/reader.py): the folder's *.parquet files (not .staging/ or
+    # rejected/), each read as pq.read_table(file, columns=[url_col, caption_col, *additional]).
+    for f in files:
+        table = pq.read_table(f, columns=["URL", "TEXT", "key", "sha256"])
+        assert table.schema.types == [pa.string()] * 4
         assert table["URL"].null_count == table["TEXT"].null_count == 0
         assert all(url.startswith(("http://", "https://")) for url in table["URL"].to_pylist())
 
