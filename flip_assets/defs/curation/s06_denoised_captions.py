@@ -194,13 +194,15 @@ def denoising_eval_set(
 ) -> MaterializeResult:
     """Real noisy face captions to measure denoising on: captions of the caption corpus (LAION)
     that the caption classifier accepts, in a seeded random order, up to max_captions."""
+    classifier_dir = flip_storage.caption_classifier_dir()
+    threshold = caption_filter.threshold(classifier_dir)
     table, facts = sample_accepted_captions(
         corpora=caption_corpus.files,
-        classifier_dir=flip_storage.caption_classifier_dir(),
+        classifier_dir=classifier_dir,
         keywords=used_keywords(flip_storage.path("face_keywords")),
         max_captions=config.max_captions,
         seed=config.seed,
-        threshold=caption_filter.keep_threshold,
+        threshold=threshold,
         max_chars=caption_filter.max_caption_chars,
         max_length=caption_filter.max_length,
         device=caption_filter.device,
@@ -213,7 +215,7 @@ def denoising_eval_set(
             "scored": facts["scored"],
             "accepted_share_of_scored": table.num_rows / facts["scored"] if facts["scored"] else 0.0,
             "pool": facts["pool"],
-            "keep_threshold": caption_filter.keep_threshold,
+            "keep_threshold": threshold,
             "schema": MetadataValue.md(", ".join(EVAL_SET_SCHEMA.names)),
         }
     ))
