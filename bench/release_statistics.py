@@ -7,8 +7,9 @@ the schema, not data: flip_release, release_exclusions, released_face_demographi
 files the funnel counts, only the columns the statistics read, shards of --shard-rows released
 rows), then computes every statistic of dataset_statistics once with compute_statistics (DuckDB)
 and once with the pandas implementation below, each in its own process so that its peak memory
-is its own. Checks the two agree and prints one JSON object per line: rows, engine, seconds,
-released rows/s, peak RSS in MiB. Files go to a temporary folder (--keep to keep them).
+is its own. Checks the two agree and prints one JSON object per line: rows, engine, wall and CPU
+seconds (CPU time of all the process's threads: on a shared machine the wall time depends on the
+load), released rows/s, peak RSS in MiB. Files go to a temporary folder (--keep to keep them).
 """
 
 from __future__ import annotations
@@ -147,15 +148,15 @@ def pandas_statistics(home: Path, shards: list[str]) -> dict:
     funnel_rows = [{"shard": s, **row} for s, row in funnel.to_dict("index").items()]
     funnel_rows.append({"shard": TOTAL, **funnel.sum().to_dict()})
 
-    chars, words = release.TEXT.str.len(), release.TEXT.str.count(r"\S+")
+    chars, words = release.TEXT.str.len(), release.TEXT.str.count("[^ ]+")
     captions = {
         "captions": len(release), "mean_chars": chars.mean(), "mean_words": words.mean(),
         "median_chars": chars.median(), "median_words": words.median(),
         "mean_original_chars": release.original_caption.str.len().mean(),
-        "mean_original_words": release.original_caption.str.count(r"\S+").mean(),
+        "mean_original_words": release.original_caption.str.count("[^ ]+").mean(),
     }  # fmt: skip
     caption_words = words.clip(upper=40).value_counts().sort_index()
-    keyword_rows = release.KEYWORDS.explode().dropna().reset_index().drop_duplicates()["KEYWORDS"].value_counts()
+    keyword_rows = release.KEYWORDS.explode().dropna().value_counts()
     faces_per_image = release.face_count.clip(upper=10).value_counts().sort_index()
 
     boxes = release[["face_boxes", "HEIGHT", "WIDTH"]].explode("face_boxes").dropna(subset=["face_boxes"])
@@ -251,11 +252,12 @@ def differences(a, b, where: str = "") -> list[str]:
 def _run_one(engine: str, home: Path, out: Path) -> None:
     """In a child process: compute, write the result and the figures of this process alone."""
     shards = json.loads((home / "shards.json").read_text())
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = (duckdb_statistics if engine == "duckdb" else pandas_statistics)(home, shards)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.write_text(json.dumps({"seconds": seconds, "peak_rss_mib": peak_mib, "result": result}, default=float))
+    figures = {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mib": peak_mib, "result": result}
+    out.write_text(json.dumps(figures, default=float))
 
 
 def main() -> None:
@@ -283,6 +285,7 @@ def main() -> None:
                 results[engine] = json.loads(out.read_text())
                 print(json.dumps({
                     "rows": rows, "engine": engine, "seconds": round(results[engine]["seconds"], 2),
+                    "cpu_seconds": round(results[engine]["cpu_seconds"], 2),
                     "rows_per_s": round(rows / results[engine]["seconds"]), "peak_rss_mib": round(results[engine]["peak_rss_mib"]),
                 }), flush=True)  # fmt: skip
             if len(results) == 2:

@@ -155,11 +155,9 @@ def _rows(con: duckdb.DuckDBPyConnection, sql_name: str) -> list[dict]:
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def _by_attribute(rows: list[dict]) -> dict[str, list[dict]]:
-    grouped: dict[str, list[dict]] = {attribute: [] for attribute in DEMOGRAPHIC_ATTRIBUTES}
-    for row in rows:
-        grouped.setdefault(row["attribute"], []).append({"value": row["value"], "faces": row["faces"]})
-    return grouped
+def _counts(histogram: dict | None, name: str, count: str) -> list[dict]:
+    """A DuckDB histogram (a map, null over no rows) as rows in key order."""
+    return [{name: key, count: value} for key, value in sorted((histogram or {}).items())]
 
 
 DEMOGRAPHIC_ATTRIBUTES = ("age_group", "gender", "race", "not_estimated")
@@ -231,23 +229,26 @@ def compute_statistics(home: Path, shards: list[str]) -> DatasetStatistics:
     inventory = take_inventory(Path(home), shards)
     con = connect(inventory)
     try:
-        funnel = _rows(con, "statistics_funnel.sql")
+        captions = _rows(con, "statistics_captions.sql")[0]
+        face_sizes = _rows(con, "statistics_face_sizes.sql")[0]
+        image_sizes = _rows(con, "statistics_image_sizes.sql")[0]
+        demographics = _rows(con, "statistics_demographics.sql")[0]
         return DatasetStatistics(
             shards=inventory.shards,
             problems=inventory.problems,
-            funnel=funnel,
-            captions=_rows(con, "statistics_captions.sql")[0],
-            caption_words=_rows(con, "statistics_caption_words.sql"),
+            funnel=_rows(con, "statistics_funnel.sql"),
+            captions=captions,
+            caption_words=_counts(captions.pop("word_histogram"), "words", "samples"),
             keywords=_rows(con, "statistics_keywords.sql"),
             faces_per_image=_rows(con, "statistics_faces_per_image.sql"),
-            face_sizes=_rows(con, "statistics_face_sizes.sql"),
-            face_size_summary=_rows(con, "statistics_face_size_summary.sql")[0],
-            image_sizes=_rows(con, "statistics_image_sizes.sql"),
-            image_size_summary=_rows(con, "statistics_image_size_summary.sql")[0],
+            face_sizes=_counts(face_sizes.pop("side_histogram"), "side_from", "faces"),
+            face_size_summary=face_sizes,
+            image_sizes=_counts(image_sizes.pop("side_histogram"), "side_from", "images"),
+            image_size_summary=image_sizes,
             safety=_rows(con, "statistics_safety.sql")[0],
             exclusions=_rows(con, "statistics_exclusions.sql"),
             nsfw_values=_rows(con, "statistics_nsfw_values.sql"),
-            demographics=_by_attribute(_rows(con, "statistics_demographics.sql")),
+            demographics={a: _counts(demographics[a], "value", "faces") for a in DEMOGRAPHIC_ATTRIBUTES},
             race_test_accuracy=_race_test_accuracy(Path(home)),
         )
     finally:
