@@ -249,8 +249,12 @@ def differences(a, b, where: str = "") -> list[str]:
     return [] if a == b else [f"{where}: {a!r} != {b!r}"]
 
 
-def _run_one(engine: str, home: Path, out: Path) -> None:
-    """In a child process: compute, write the result and the figures of this process alone."""
+def _run_one(engine: str, home: Path, out: Path, memory_gib: float) -> None:
+    """In a child process: compute, write the result and the figures of this process alone. The
+    child's address space is capped, so that pandas on a large release fails with MemoryError
+    instead of driving a shared machine out of memory."""
+    limit = int(memory_gib * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     shards = json.loads((home / "shards.json").read_text())
     started, cpu_started = time.perf_counter(), time.process_time()
     result = (duckdb_statistics if engine == "duckdb" else pandas_statistics)(home, shards)
@@ -265,11 +269,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--shard-rows", type=int, default=100_000)
     parser.add_argument("--engines", nargs="+", default=["duckdb", "pandas"], choices=["duckdb", "pandas"])
+    parser.add_argument("--memory-gib", type=float, default=10.0, help="address-space cap of each engine's process")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("ENGINE", "HOME", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _run_one(args.child[0], Path(args.child[1]), Path(args.child[2]))
+        _run_one(args.child[0], Path(args.child[1]), Path(args.child[2]), args.memory_gib)
         return
     for rows in args.rows:
         home = Path(tempfile.mkdtemp(prefix=f"release_{rows}_"))
@@ -281,7 +286,12 @@ def main() -> None:
             results = {}
             for engine in args.engines:
                 out = home / f"{engine}.json"
-                subprocess.run([sys.executable, "-m", "bench.release_statistics", "--child", engine, str(home), str(out)], check=True)
+                command = [sys.executable, "-m", "bench.release_statistics", "--memory-gib", str(args.memory_gib)]
+                done = subprocess.run([*command, "--child", engine, str(home), str(out)], capture_output=True, text=True)
+                if done.returncode != 0:
+                    error = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                    print(json.dumps({"rows": rows, "engine": engine, "failed": error, "memory_cap_gib": args.memory_gib}), flush=True)
+                    continue
                 results[engine] = json.loads(out.read_text())
                 print(json.dumps({
                     "rows": rows, "engine": engine, "seconds": round(results[engine]["seconds"], 2),
