@@ -41,3 +41,4 @@ bench: install
 	$(PY) -m bench.face_detections
 	$(PY) -m bench.textual_filtering
 	$(PY) -m bench.denoising
+	$(PY) -m bench.release_statistics
