@@ -17,7 +17,7 @@ from flip_assets.core.demographics import (
 from flip_assets.core.statistics_report import markdown_table
 from flip_assets.defs.analytics.resources import DemographicsResource
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
+from flip_assets.defs.curation.partitions import shard_partitions
 from flip_assets.defs.resources import FlipStorage
 
 # Judged from race_classifier_checks.sql and the test accuracy.
@@ -82,9 +82,10 @@ def race_classifier(
     return flip_storage.publish(context, MaterializeResult(metadata=metadata, check_results=checks))
 
 
+# Not tagged SHARD_TAG, so not in shard_pipeline: it follows flip_release, which waits for the
+# release index over every shard.
 @asset(
     partitions_def=shard_partitions,
-    tags=SHARD_TAG,
     deps=["flip_release", "raw_shards", "race_classifier"],
     group_name="analytics",
     kinds={"onnx", "parquet"},
