@@ -140,7 +140,8 @@ def pandas_statistics(home: Path, shards: list[str]) -> dict:
         "denoised": _read(home, "denoised_captions", shards, ["denoised"]).groupby("file_shard").denoised.count(),
     })  # fmt: skip
     del raw
-    release = _read(home, "flip_release", shards, ["TEXT", "original_caption", "KEYWORDS", "HEIGHT", "WIDTH", "NSFW", "laion_nsfw", "face_count", "face_boxes"])
+    columns = ["TEXT", "original_caption", "KEYWORDS", "HEIGHT", "WIDTH", "NSFW", "laion_nsfw", "face_count", "face_boxes"]
+    release = _read(home, "flip_release", shards, columns)
     exclusions = _read(home, "release_exclusions", shards, ["reason"])
     funnel["released"] = release.groupby("file_shard").size()
     funnel["excluded"] = exclusions.groupby("file_shard").size()
@@ -187,7 +188,8 @@ def pandas_statistics(home: Path, shards: list[str]) -> dict:
     faces = _read(home, "released_face_demographics", shards, ["age", "gender", "race", "error"])
     estimated = faces[faces.error.isna()]
     decade = np.floor(estimated.age / 10)
-    age_group = np.where(estimated.age >= 70, "70+", (10 * decade).astype(int).astype(str) + "-" + (10 * decade + 9).astype(int).astype(str))
+    decades = (10 * decade).astype(int).astype(str) + "-" + (10 * decade + 9).astype(int).astype(str)
+    age_group = np.where(estimated.age >= 70, "70+", decades)
     demographics = {
         "age_group": pd.Series(age_group).value_counts().to_dict(),
         "gender": estimated.gender.value_counts().to_dict(),
@@ -282,7 +284,8 @@ def main() -> None:
             started = time.perf_counter()
             shards = write_synthetic_release(home, rows, args.shard_rows)
             (home / "shards.json").write_text(json.dumps(shards))
-            print(json.dumps({"rows": rows, "shards": len(shards), "generate_seconds": round(time.perf_counter() - started, 1)}), flush=True)
+            generated = round(time.perf_counter() - started, 1)
+            print(json.dumps({"rows": rows, "shards": len(shards), "generate_seconds": generated}), flush=True)
             results = {}
             for engine in args.engines:
                 out = home / f"{engine}.json"

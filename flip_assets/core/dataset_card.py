@@ -73,7 +73,8 @@ captions denoised by a language model, NSFW and duplicates screened.
 - Shards: {len(stats.shards)}
 - Released samples: {total['released'] or 0} ({stats.face_size_summary['faces']} faces)
 - Candidates not released: {total['excluded'] or 0}
-- Mean caption length: {captions['mean_chars']:.1f} characters, {captions['mean_words']:.1f} words (paper: {PAPER_CAPTION_CHARS} and {PAPER_CAPTION_WORDS})
+- Mean caption length: {captions['mean_chars']:.1f} characters, {captions['mean_words']:.1f} words
+  (paper: {PAPER_CAPTION_CHARS} and {PAPER_CAPTION_WORDS})
 - NSFW share of the candidates: {share_text(safety['nsfw_share'])} (paper: {share_text(PAPER_NSFW_SHARE)});
   duplicate share: {share_text(safety['duplicate_share'])}
 

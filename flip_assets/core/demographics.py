@@ -140,7 +140,10 @@ class RaceTraining:
 
     def table(self) -> pa.Table:
         """A row per race and one for all of them (recall over all races is the accuracy)."""
-        overall = {"race": "all", "train": self.train_faces, "test": self.test_faces, "recall": self.test_accuracy, "precision": self.test_accuracy}
+        overall = {
+            "race": "all", "train": self.train_faces, "test": self.test_faces,
+            "recall": self.test_accuracy, "precision": self.test_accuracy,
+        }  # fmt: skip
         return pa.Table.from_pylist([*self.per_race, overall], schema=RACE_METRICS_SCHEMA)
 
 
@@ -217,10 +220,12 @@ def age_gender_on_utkface(path: Path, faces: int) -> dict:
         border = max(height, width) // 4
         framed = np.pad(face, ((border, border), (border, border), (0, 0)))
         answers.append(predictor.predict(framed, [(border, border + width - 1, border + height - 1, border)])[0])
+    if not test:
+        return {"faces": 0, "gender_accuracy": 0.0, "age_mae_years": 0.0}
     return {
         "faces": len(test),
-        "gender_accuracy": float(np.mean([a["gender"]["value"] == UTKFACE_GENDERS[r["gender"]] for a, r in zip(answers, test)])) if test else 0.0,
-        "age_mae_years": float(np.mean([abs(a["age"]["value"] - r["age"]) for a, r in zip(answers, test)])) if test else 0.0,
+        "gender_accuracy": float(np.mean([a["gender"]["value"] == UTKFACE_GENDERS[r["gender"]] for a, r in zip(answers, test)])),
+        "age_mae_years": float(np.mean([abs(a["age"]["value"] - r["age"]) for a, r in zip(answers, test)])),
     }
 
 

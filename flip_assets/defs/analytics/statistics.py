@@ -65,7 +65,8 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
     stats = compute_statistics(Path(flip_storage.home), shards)
     flip_storage.write("dataset_statistics", None, pa.Table.from_pylist(stats.funnel))
     # Every statistic, for the card; no check of this asset blocks, so the funnel file is published beside it.
-    storage.atomic_write_bytes(flip_storage.path("dataset_statistics").parent / STATISTICS_FILE, lambda tmp: tmp.write_text(stats.to_json()))
+    everything = flip_storage.path("dataset_statistics").parent / STATISTICS_FILE
+    storage.atomic_write_bytes(everything, lambda tmp: tmp.write_text(stats.to_json()))
     if stats.problems:
         context.log.warning(f"statistics without {len(stats.problems)} shard file(s): {stats.problems}")
     markdown = tables(stats)
