@@ -129,13 +129,19 @@ Image size (longer side, pixels):
 
 {parts['image_sizes']}
 
-Released faces (paper Figure 6): age group, gender, race, and faces not estimated:
+Released faces (paper Figure 6). Age group:
 
 {parts['demographics_age_group']}
 
+Gender:
+
 {parts['demographics_gender']}
 
+Race:
+
 {parts['demographics_race']}
+
+Faces not estimated, by reason:
 
 {parts['demographics_not_estimated']}
 

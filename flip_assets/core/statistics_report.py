@@ -60,7 +60,9 @@ def tables(stats: DatasetStatistics) -> dict[str, str]:
             {"measure": "duplicate share of candidates", "value": share_text(safety["duplicate_share"])},
             {"measure": "agreement with the LAION tag (where present)",
              "value": f"{share_text(safety['laion_agreement'])} of {safety['laion_tagged']}"},
-        ]) + "\n\n" + markdown_table(stats.exclusions) + "\n\n" + markdown_table(stats.nsfw_values),  # fmt: skip
+        ])  # fmt: skip
+        + "\n\nCandidates not released, by reason:\n\n" + markdown_table(stats.exclusions)
+        + "\n\nReleased samples by NSFW tag:\n\n" + markdown_table(stats.nsfw_values),
         **{
             f"demographics_{attribute}": markdown_table(rows)
             for attribute, rows in stats.demographics.items()
