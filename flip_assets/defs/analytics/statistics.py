@@ -12,6 +12,7 @@ from flip_assets.core.keywords import used_keywords
 from flip_assets.core.plots import markdown_image
 from flip_assets.core.statistics import DatasetStatistics, compute_statistics
 from flip_assets.core.statistics_report import figures, tables
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.curation.partitions import shard_partitions
 from flip_assets.defs.resources import FlipStorage
@@ -53,7 +54,10 @@ UPSTREAM = [
 ]  # fmt: skip
 
 
-@asset(deps=UPSTREAM, group_name="analytics", kinds={"duckdb", "parquet"}, check_specs=CHECKS.specs)
+@asset(
+    deps=UPSTREAM, group_name="analytics", kinds={"duckdb", "parquet"}, check_specs=CHECKS.specs,
+    automation_condition=REFRESH_ON_CHANGE,
+)  # fmt: skip
 def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
     """The funnel per shard and in total, caption length (paper: 85.1 characters, 15.6 words),
     keyword frequencies, faces per image, face and image size, NSFW (paper: 5.4 %) and duplicate
@@ -87,7 +91,10 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
     ))
 
 
-@asset(deps=["dataset_statistics", "face_keywords"], group_name="analytics", kinds={"markdown"})
+@asset(
+    deps=["dataset_statistics", "face_keywords"], group_name="analytics", kinds={"markdown"},
+    automation_condition=REFRESH_ON_CHANGE,
+)  # fmt: skip
 def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
     """The dataset card (README.md) with its plots (PNG) and statistics tables (statistics.md)
     beside it in $FLIP_HOME/dataset_card/: counts, funnel, fields, licence, safety, keywords, how
