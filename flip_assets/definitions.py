@@ -7,13 +7,14 @@ and one entry in DOMAINS.
 
 from dagster import Definitions
 
+from flip_assets.defs.analytics import definitions as analytics
 from flip_assets.defs.automation import automation_sensor
 from flip_assets.defs.curation import definitions as curation
 from flip_assets.defs.executors import run_executor
 from flip_assets.defs.release import definitions as release
 from flip_assets.defs.resources import build_resources
 
-DOMAINS = [curation.defs, release.defs]
+DOMAINS = [curation.defs, release.defs, analytics.defs]
 
 # The resources are shared by the domains, so they are bound once: merge refuses two objects
 # under one key; so is the sensor that evaluates every asset's automation condition. The executor
