@@ -175,7 +175,7 @@ def caption_classifier(
     }
     test, interval = review.test, review.test_interval
     checks = CLASSIFIER_CHECKS.results({
-        "test_precision": test.precision, "test_recall": test.recall,
+        "test_precision": float(test.precision), "test_recall": float(test.recall),
         "min_precision": caption_filter.min_precision, "min_recall": caption_filter.min_recall,
     })  # fmt: skip
     model.config.update({THRESHOLD_KEY: review.threshold})
