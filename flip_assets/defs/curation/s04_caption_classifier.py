@@ -66,7 +66,7 @@ CLASSIFIER_CHECKS = AssetChecks(
         "captions, reach FLIP_CLASSIFIER_MIN_PRECISION and FLIP_CLASSIFIER_MIN_RECALL; a model below either is saved "
         "aside as rejected_model and filters nothing.",
         blocking=True, report=("test_precision", "test_recall", "min_precision", "min_recall"),
-        passed=lambda f: f["test_precision"] >= f["min_precision"] and f["test_recall"] >= f["min_recall"],
+        passed=lambda f: bool(f["test_precision"] >= f["min_precision"] and f["test_recall"] >= f["min_recall"]),
     ),  # fmt: skip
 )
 # Judged from classifier_metrics.sql over all its captions.
@@ -174,7 +174,7 @@ def caption_classifier(
     evaluated = [(r["text"], r["label"], r["split"]) for r in splits["validation"] + splits["test"]]
     evaluated += [(clean_caption(r["caption"]), r["label"], f"reviewed_{r['split']}") for r in reviewed]
     scores = score_texts(model, tokenizer, [text for text, _, _ in evaluated], caption_filter.score_batch_size, settings.max_length)
-    review = evaluate_review(reviewed, scores[len(evaluated) - len(reviewed) :], caption_filter.dev_precision)
+    review = evaluate_review(reviewed, scores[len(evaluated) - len(reviewed) :], caption_filter.dev_precision or None)
     path = flip_storage.write("caption_classifier", None, predictions_table(evaluated, scores))
     png = curve_png(review, (TARGET["precision"], TARGET["recall"]))
     storage.atomic_write_bytes(flip_storage.path("caption_classifier").with_name("pr_curve.png"), lambda tmp: tmp.write_bytes(png))
@@ -184,7 +184,7 @@ def caption_classifier(
     }
     test, interval = review.test, review.test_interval
     checks = CLASSIFIER_CHECKS.results({
-        "test_precision": test.precision, "test_recall": test.recall,
+        "test_precision": float(test.precision), "test_recall": float(test.recall),
         "min_precision": caption_filter.min_precision, "min_recall": caption_filter.min_recall,
     })  # fmt: skip
     model.config.update({THRESHOLD_KEY: review.threshold})
@@ -197,13 +197,13 @@ def caption_classifier(
             "threshold": review.threshold,
             "threshold_rule": f"{review.why} (FLIP_CLASSIFIER_DEV_PRECISION={caption_filter.dev_precision})",
             "precision_recall_curve": MetadataValue.md(markdown_image(png, "precision-recall curve on the reviewed captions")),
-            "test_precision": test.precision,
-            "test_recall": test.recall,
+            "test_precision": float(test.precision),
+            "test_recall": float(test.recall),
             "test_precision_90ci": MetadataValue.json(list(interval["precision"])),
             "test_recall_90ci": MetadataValue.json(list(interval["recall"])),
-            "dev_precision": review.dev.precision,
-            "dev_recall": review.dev.recall,
-            "target": MetadataValue.json({**TARGET, "met": test.precision >= TARGET["precision"] and test.recall >= TARGET["recall"]}),
+            "dev_precision": float(review.dev.precision),
+            "dev_recall": float(review.dev.recall),
+            "target": MetadataValue.json({**TARGET, "met": bool(test.precision >= TARGET["precision"] and test.recall >= TARGET["recall"])}),
             "confusion": _markdown(confusion_rows(review)),
             "reviewed_captions": len(reviewed),
             "silver_test_accuracy": silver["test"]["accuracy"],
