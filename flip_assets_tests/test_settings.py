@@ -106,6 +106,8 @@ def test_every_variable_reaches_its_field(monkeypatch, tmp_path):
         "FLIP_DETECTOR": "yunet", "OPENAI_BASE_URL": LOCAL, "FLIP_AIGC_BASE_URL": LOCAL,
         "FLIP_CLASSIFIER_BASE": str(tmp_path / "base"), "FLIP_CAPTION_CORPUS": str(tmp_path / "corpus.parquet"),
         "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"), "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"),
+        "FLIP_TRAIN_CONFIG": "clip_vit_b32", "FLIP_TRAIN_SOURCES": "raw_shard_pairs", "FLIP_EVAL_DATA": str(tmp_path),
+        "FLIP_ABLATION_SOURCES": "raw_shard_pairs", "FLIP_ABLATION_SEEDS": "3,4",
     }  # fmt: skip
     expected = {}
     for i, (name, targets) in enumerate(sorted(env_fields().items())):
@@ -139,6 +141,9 @@ def set_up(resource) -> None:
         ("caption_filter", {"FLIP_TEXT_THRESHOLD": "1"}, "FLIP_TEXT_THRESHOLD=1.0 must lie in (0, 1)"),
         ("face_detector", {"FLIP_DEVICE": "gpu"}, "FLIP_DEVICE='gpu' is not a device"),
         ("llm", {"FLIP_LLM_LOCAL_IDLE_S": "-1"}, "FLIP_LLM_LOCAL_IDLE_S=-1 must not be negative"),
+        ("training", {"FLIP_TRAIN_CONFIG": "vit_h14"}, "FLIP_TRAIN_CONFIG: training config 'vit_h14' not found"),
+        ("training", {"FLIP_TRAIN_SOURCES": "celeba_caption_pairs+laion"}, "FLIP_TRAIN_SOURCES: 'celeba_caption_pairs+laion' names no"),
+        ("evaluation", {"FLIP_ABLATION_SEEDS": "0"}, "FLIP_ABLATION_SEEDS='0' needs at least 2 seeds"),
     ],
 )
 def test_invalid_settings_fail_naming_their_variable(monkeypatch, key, env, message):

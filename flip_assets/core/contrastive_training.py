@@ -253,13 +253,13 @@ def train(
         seconds = time.perf_counter() - tick
         lrs = {f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups}
         run.curve.append({
-            "step": step + 1, "loss": float(loss), **lrs, "temperature": float(1 / model.logit_scale.exp()),
+            "step": step + 1, "loss": loss.item(), **lrs, "temperature": 1 / model.logit_scale.exp().item(),
             "samples_per_s": len(index) / seconds,
         })  # fmt: skip
         if (step + 1) % config.save_every == 0 or step + 1 == end:
             save(step + 1)
         if (step + 1) % max(1, config.steps // 10) == 0:
-            log(f"step {step + 1}/{config.steps} loss {float(loss):.3f} ({len(index) / seconds:.0f} samples/s)")
+            log(f"step {step + 1}/{config.steps} loss {loss.item():.3f} ({len(index) / seconds:.0f} samples/s)")
     run.train_seconds = time.perf_counter() - began
     return run
 
