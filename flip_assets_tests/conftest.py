@@ -18,8 +18,8 @@ RAW_SHARDS = DATA / "raw_shards"
 # Tiers (markers registered in pyproject.toml). A test using one of these session fixtures,
 # directly or through another fixture, waits minutes for stages on real data or for llama.cpp;
 # the first two materialize several stages through a real instance.
-SLOW_FIXTURES = {"detected_home", "text_filtered", "llm_server"}
-E2E_FIXTURES = {"detected_home", "text_filtered"}
+SLOW_FIXTURES = {"detected_home", "text_filtered", "llm_server", "denoised_home"}
+E2E_FIXTURES = {"detected_home", "text_filtered", "denoised_home"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers added here
@@ -173,3 +173,21 @@ def text_filtered(detected_home) -> Materialized:
             record_run(result, done)
             assert result.success, f"face_text_pairs failed on shard {shard}"
     return done
+
+
+@pytest.fixture(scope="session")
+def denoised_home(text_filtered, llm_server) -> Path:
+    """text_filtered's FLIP_HOME with denoised_captions of both shards, through the real local
+    model (replies are cached in that home: a test that denoised them first makes this cheap)."""
+    from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
+    from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
+
+    resources = {
+        **make_text_resources(text_filtered.home),
+        "llm": LLMResource(base_url=llm_server.base_url),
+        "perplexity": PerplexityResource(),
+    }
+    with DagsterInstance.ephemeral() as inst:
+        for shard in ("00000", "00001"):
+            assert run_assets([denoised_captions], resources, inst, shard).success, f"denoised_captions {shard} failed"
+    return text_filtered.home

@@ -108,11 +108,12 @@ def test_every_variable_reaches_its_field(monkeypatch, tmp_path):
         "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"), "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"),
         "FLIP_TRAIN_CONFIG": "clip_vit_b32", "FLIP_TRAIN_SOURCES": "raw_shard_pairs", "FLIP_EVAL_DATA": str(tmp_path),
         "FLIP_ABLATION_SOURCES": "raw_shard_pairs", "FLIP_ABLATION_SEEDS": "3,4",
+        "FLIP_NSFW_ACTION": "drop", "FLIP_NEAR_DUPLICATE_BITS": 6,
     }  # fmt: skip
     expected = {}
     for i, (name, targets) in enumerate(sorted(env_fields().items())):
         kind = targets[0][0].model_fields[targets[0][1]].annotation
-        value = 10 + i if kind is int else 0.01 * (i + 1) if kind is float else valid.get(name, f"value-of-{name}")
+        value = valid[name] if name in valid else 10 + i if kind is int else 0.01 * (i + 1) if kind is float else f"value-of-{name}"
         monkeypatch.setenv(name, str(value))
         expected |= {(cls, field): value for cls, field in targets}
     for resource in build_resources().values():
@@ -144,6 +145,9 @@ def set_up(resource) -> None:
         ("training", {"FLIP_TRAIN_CONFIG": "vit_h14"}, "FLIP_TRAIN_CONFIG: training config 'vit_h14' not found"),
         ("training", {"FLIP_TRAIN_SOURCES": "celeba_caption_pairs+laion"}, "FLIP_TRAIN_SOURCES: 'celeba_caption_pairs+laion' names no"),
         ("evaluation", {"FLIP_ABLATION_SEEDS": "0"}, "FLIP_ABLATION_SEEDS='0' needs at least 2 seeds"),
+        ("release", {"FLIP_NSFW_ACTION": "blur"}, "FLIP_NSFW_ACTION='blur' is not one of ('tag', 'drop')"),
+        ("release", {"FLIP_NSFW_LOW_THRESHOLD": "0.6"}, "FLIP_NSFW_LOW_THRESHOLD=0.6 must lie in (0, FLIP_NSFW_THRESHOLD=0.5]"),
+        ("release", {"FLIP_NEAR_DUPLICATE_BITS": "40"}, "FLIP_NEAR_DUPLICATE_BITS=40 must lie in [0, 32]"),
     ],
 )
 def test_invalid_settings_fail_naming_their_variable(monkeypatch, key, env, message):

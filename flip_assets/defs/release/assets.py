@@ -1,0 +1,289 @@
+"""The release (paper 3.2): release_candidates per shard -> release_index over all shards ->
+flip_release and release_exclusions per shard; flip_release_aigc for the AIGC subset.
+
+Why an index: deduplication keeps the first occurrence in one global order (shard, then key),
+so a shard's release depends on every shard before it. release_index decides it once over the
+published candidates of all shards, from files only, so the verdicts do not depend on the order
+in which shards ran. flip_release refuses an index older than the candidates (a shard added
+or re-run since), naming the shards, instead of releasing duplicates.
+"""
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    multi_asset,
+)
+
+from flip_assets.core import expectations, storage
+from flip_assets.core.dedup import Candidate, Verdict, find_duplicates, near_pairs
+from flip_assets.core.keywords import KeywordMatcher, used_keywords
+from flip_assets.core.nsfw import CLASSIFIER_NAME
+from flip_assets.core.release import (
+    AIGC_RELEASE_SCHEMA,
+    EXCLUSION_REASONS,
+    RELEASE_SCHEMA,
+    STAGE_COLUMNS,
+    build_aigc_release,
+    build_candidates,
+    require_columns,
+    schema_differences,
+    source_nsfw_tags,
+    split_release,
+)
+from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
+from flip_assets.defs.curation.resources import ShardSource
+from flip_assets.defs.release.checks import (
+    FLIP_RELEASE_AIGC_CHECKS,
+    FLIP_RELEASE_CHECKS,
+    RELEASE_EXCLUSIONS_CHECKS,
+    RELEASE_INDEX_CHECKS,
+    release_suite,
+)
+from flip_assets.defs.release.resources import ReleaseResource
+from flip_assets.defs.resources import FlipStorage
+
+INDEX_SCHEMA = pa.schema(
+    [
+        ("shard", pa.string()),
+        ("key", pa.string()),
+        ("sha256", pa.string()),
+        ("phash", pa.string()),
+        ("status", pa.string()),  # kept | duplicate_sha256 | near_duplicate
+        ("duplicate_of_shard", pa.string()),
+        ("duplicate_of", pa.string()),
+    ]
+)
+PREVIEW = ["key", "TEXT", "NSFW", "nsfw_score", "face_count", "KEYWORDS"]
+
+
+def _markdown(table: pa.Table) -> MetadataValue:
+    return MetadataValue.md(table.to_pandas().to_markdown(index=False) if table.num_rows else "(none)")
+
+
+@asset(
+    partitions_def=shard_partitions,
+    tags=SHARD_TAG,
+    deps=["denoised_captions", "face_text_pairs", "face_detections", "raw_shards", "face_keywords"],
+    group_name="release",
+    kinds={"onnx", "parquet"},
+)
+def release_candidates(
+    context: AssetExecutionContext, flip_storage: FlipStorage, shard_source: ShardSource, release: ReleaseResource
+) -> MaterializeResult:
+    """Every face-text pair of the shard with a denoised caption, with the release fields of
+    every stage, the NSFW score of its image (NudeNet), its perceptual hash, and the source's
+    own NSFW tag where the shard's metadata has one: the per-image work of the release, done once."""
+    shard = context.partition_key
+    paths = {name: flip_storage.path(name, shard) for name in STAGE_COLUMNS}
+    for name, path in paths.items():
+        require_columns(storage.require_file(path), STAGE_COLUMNS[name])
+    rows = storage.query(
+        storage.sql_file("release_candidates_input.sql"),
+        denoised=str(paths["denoised_captions"]), pairs=str(paths["face_text_pairs"]),
+        detections=str(paths["face_detections"]), raw=str(paths["raw_shards"]),
+    )  # fmt: skip
+    tags = source_nsfw_tags(shard_source.path / f"{shard}.parquet")
+
+    def progress(done: int, total: int) -> None:
+        context.log.info(f"release_candidates {shard}: {done}/{total} images scored")
+
+    table = build_candidates(
+        rows, shard, KeywordMatcher(used_keywords(flip_storage.path("face_keywords"))), tags,
+        release.classifier(), release.max_pixels, progress=progress,
+    )  # fmt: skip
+    flip_storage.write("release_candidates", shard, table)
+    problems = pc.value_counts(table["image_problem"].drop_null()).to_pylist() if table.num_rows else []
+    return flip_storage.publish(context, MaterializeResult(
+        metadata={
+            "candidates": table.num_rows,
+            "with_source_nsfw_tag": table.num_rows - table["laion_nsfw"].null_count,
+            "image_problems": MetadataValue.json({p["values"]: p["counts"] for p in problems}),
+            "nsfw_classifier": CLASSIFIER_NAME,
+            "max_nsfw_score": float(pc.max(table["nsfw_score"]).as_py() or 0.0) if table.num_rows else 0.0,
+        }
+    ))
+
+
+@asset(
+    deps=[AssetDep("release_candidates", partition_mapping=AllPartitionMapping())],
+    group_name="release",
+    kinds={"parquet"},
+    check_specs=RELEASE_INDEX_CHECKS.specs,
+)
+def release_index(context: AssetExecutionContext, flip_storage: FlipStorage, release: ReleaseResource) -> MaterializeResult:
+    """Deduplication over the published candidates of all shards: exact (SHA-256) and near
+    (perceptual hash within FLIP_NEAR_DUPLICATE_BITS). The first occurrence in the order shard,
+    then key, is kept; every other copy names it."""
+    candidates = flip_storage.path("release_candidates", "*")
+    rows = []
+    if any(candidates.parent.glob(candidates.name)):
+        rows = storage.query(storage.sql_file("release_index_input.sql"), candidates=str(candidates))
+    pairs = near_pairs(str(candidates), release.near_duplicate_bits) if rows else []
+    verdicts = find_duplicates((Candidate(**r) for r in rows), pairs)
+    table = pa.Table.from_pylist(
+        [{**r, **vars(verdicts[r["shard"], r["key"]])} for r in sorted(rows, key=lambda r: (r["shard"], r["key"]))],
+        schema=INDEX_SCHEMA,
+    )
+    path = flip_storage.write("release_index", None, table)
+    facts = storage.query(storage.sql_file("release_index_checks.sql"), path=str(path))[0]
+    dups = table.filter(pc.not_equal(table["status"], "kept")).slice(0, 10)
+    return flip_storage.publish(context, MaterializeResult(
+        metadata={
+            **{k: facts[k] for k in ("candidates", "shards", "kept", "duplicate_sha256", "near_duplicate", "cross_shard_duplicates")},
+            "near_duplicate_bits": release.near_duplicate_bits,
+            "duplicates": _markdown(dups),
+        },
+        check_results=RELEASE_INDEX_CHECKS.results(facts),
+    ))
+
+
+def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
+    """This shard's dedup verdicts from release_index, once it is known to cover exactly the
+    published candidates of every shard."""
+    index, candidates = flip_storage.path("release_index"), flip_storage.path("release_candidates", "*")
+    storage.require_file(index)
+    stale = storage.query(storage.sql_file("release_index_freshness.sql"), candidates=str(candidates), index=str(index))
+    if stale:
+        raise Failure(
+            description="release_index is older than the candidates of shard(s) "
+            + ", ".join(f"{s['shard']} ({s['differing']} differing)" for s in stale)
+            + ": materialize release_index, then flip_release, so duplicates are decided over every shard",
+            metadata={"stale_shards": MetadataValue.json([s["shard"] for s in stale])},
+        )
+    table = storage.read_table(index)
+    rows = table.filter(pc.equal(table["shard"], shard)).to_pylist()
+    return {r["key"]: Verdict(r["status"], r["duplicate_of_shard"], r["duplicate_of"]) for r in rows}
+
+
+# Not tagged SHARD_TAG, so not in shard_pipeline (the per-shard job a new shard runs): a shard's
+# release waits for release_index over every shard's candidates.
+@multi_asset(
+    specs=[
+        AssetSpec(
+            "flip_release", deps=["release_candidates", "release_index"], kinds={"parquet"},
+            description="The released samples of the shard, one row each, under LAION's field names (schema: "
+            "core/release.py RELEASE_SCHEMA): caption, keywords, size, NSFW tag, image hash, faces, scores.",
+        ),
+        AssetSpec(
+            "release_exclusions", deps=["release_candidates", "release_index"], kinds={"parquet"},
+            description="Every candidate of the shard not released, with its reason (missing_upstream, image_unreadable, "
+            "blocklisted, duplicate_sha256, near_duplicate, nsfw) and, for a duplicate, the kept first occurrence.",
+        ),
+    ],
+    partitions_def=shard_partitions,
+    group_name="release",
+    check_specs=FLIP_RELEASE_CHECKS.specs + RELEASE_EXCLUSIONS_CHECKS.specs,
+)
+def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, release: ReleaseResource):
+    """Split the shard's candidates into the release and the exclusions: dedup verdicts from
+    release_index, then the blocklist (read now: a listed sample leaves at this
+    materialization) and the NSFW thresholds and action. The two files are published together
+    or not at all."""
+    shard = context.partition_key
+    policy = release.policy()  # a bad blocklist fails here, before any work
+    candidates_path = flip_storage.path("release_candidates", shard)
+    candidates = storage.read_table(candidates_path).to_pylist()
+    released, excluded = split_release(candidates, _verdicts(flip_storage, shard), policy)
+    path = flip_storage.write("flip_release", shard, released)
+    exclusions_path = flip_storage.write("release_exclusions", shard, excluded)
+    facts = storage.query(
+        storage.sql_file("flip_release_checks.sql"),
+        path=str(path), exclusions=str(exclusions_path), candidates=str(candidates_path), shard=shard,
+        reasons=list(EXCLUSION_REASONS),
+    )[0]  # fmt: skip
+    suite = expectations.validate(
+        storage.read_table(path).to_pandas(), "flip_release", release_suite(*policy.text_chars)
+    )
+    release_checks = FLIP_RELEASE_CHECKS.results(
+        {**facts, "suite": suite, "schema_differences": schema_differences(path, RELEASE_SCHEMA)}
+    )
+    exclusion_checks = RELEASE_EXCLUSIONS_CHECKS.results(facts)
+    reasons = storage.query(storage.sql_file("release_exclusion_reasons.sql"), path=str(exclusions_path))
+    nsfw = pc.value_counts(released["NSFW"]).to_pylist() if released.num_rows else []
+    yield flip_storage.publish(
+        context,
+        MaterializeResult(
+            asset_key="flip_release",
+            metadata={
+                "candidates": facts["candidates"],
+                "released": facts["released"],
+                "released_share": facts["released"] / facts["candidates"] if facts["candidates"] else 0.0,
+                "nsfw_labels": MetadataValue.json({v["values"]: v["counts"] for v in nsfw}),
+                "nsfw_action": policy.nsfw_action,
+                "nsfw_threshold": policy.thresholds.nsfw,
+                "with_laion_tag": facts["with_laion_tag"],
+                "blocklist_entries": len(policy.blocklist),
+                "preview": _markdown(released.select(PREVIEW).slice(0, 5)),
+            },
+            check_results=release_checks,
+        ),
+        withheld_by=exclusion_checks,
+    )
+    yield flip_storage.publish(
+        context,
+        MaterializeResult(
+            asset_key="release_exclusions",
+            metadata={
+                "excluded": facts["excluded"],
+                "reasons": MetadataValue.json({r["reason"]: r["samples"] for r in reasons}),
+                "examples": _markdown(excluded.slice(0, 10)),
+            },
+            check_results=exclusion_checks,
+        ),
+        withheld_by=release_checks,
+    )
+
+
+NO_AIGC = "no AIGC samples with an image (aigc_samples has no backend configured, or none succeeded)"
+
+
+@asset(
+    deps=["aigc_samples", AssetDep("flip_release", partition_mapping=AllPartitionMapping()), "face_keywords"],
+    group_name="release",
+    kinds={"onnx", "parquet"},
+    check_specs=FLIP_RELEASE_AIGC_CHECKS.specs,
+)
+def flip_release_aigc(context: AssetExecutionContext, flip_storage: FlipStorage, release: ReleaseResource) -> MaterializeResult:
+    """The AIGC subset: every generated image (status ok) whose source sample is released, with
+    its recaption, NSFW tag (same classifier, thresholds and action), hashes and models."""
+    policy = release.policy()
+    samples = [s for s in storage.read_table(flip_storage.path("aigc_samples")).to_pylist() if s["status"] == "ok"]
+    released = flip_storage.path("flip_release", "*")
+    release_files = sorted(released.parent.glob(released.name))
+    sources = {}
+    if samples and release_files:
+        keys = [s["source_key"] for s in samples]
+        sources = {
+            r["key"]: r for r in storage.query(
+                "SELECT key, shard, original_caption, laion_nsfw, sha256 FROM read_parquet($files) WHERE list_contains($keys, key)",
+                files=[str(f) for f in release_files], keys=keys,
+            )
+        }  # fmt: skip
+    matcher = KeywordMatcher(used_keywords(flip_storage.path("face_keywords")))
+    table, left_out = build_aigc_release(samples, sources, matcher, release.classifier(), policy, release.max_pixels)
+    path = flip_storage.write("flip_release_aigc", None, table)
+    if release_files:
+        facts = storage.query(
+            storage.sql_file("flip_release_aigc_checks.sql"), path=str(path), release=[str(f) for f in release_files]
+        )[0]
+    else:  # nothing is released, so no AIGC sample may be
+        facts = {"without_source": table.num_rows, "duplicate_keys": 0, "without_image": 0}
+    facts["schema_differences"] = schema_differences(path, AIGC_RELEASE_SCHEMA)
+    return flip_storage.publish(context, MaterializeResult(
+        metadata={
+            "samples": table.num_rows,
+            "generated_ok": len(samples),
+            "left_out": MetadataValue.json(left_out),
+            **({"note": NO_AIGC} if not samples else {}),
+            "preview": _markdown(table.select(["key", "TEXT", "NSFW", "recaption_model", "image_model"]).slice(0, 5)),
+        },
+        check_results=FLIP_RELEASE_AIGC_CHECKS.results(facts),
+    ))

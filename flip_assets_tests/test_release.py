@@ -1,0 +1,284 @@
+"""The release on the real sample shards (candidates scored by the real NudeNet, stages run by
+the session fixtures), then the release's own faults: duplicates across shards, a stale index,
+a key in two shards, the blocklist, NSFW dropping, an empty shard, wrong stage files."""
+
+import hashlib
+import shutil
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from conftest import RAW_SHARDS, make_resources, run_assets
+from dagster import DagsterInstance
+from test_denoised_captions import checks, failure_text
+
+from flip_assets.core import storage
+from flip_assets.core.denoiser import DENOISED_SCHEMA
+from flip_assets.core.face_filter import FACE_DETECTIONS_SCHEMA
+from flip_assets.core.face_text_pairs import FACE_TEXT_PAIRS_SCHEMA
+from flip_assets.core.nsfw import LABELS
+from flip_assets.core.release import AIGC_RELEASE_SCHEMA, EXCLUSIONS_SCHEMA, RELEASE_SCHEMA
+from flip_assets.core.shards import RAW_SHARD_SCHEMA, read_image_bytes
+from flip_assets.defs.curation.resources import AIGCResource, ShardSource
+from flip_assets.defs.curation.s07_aigc_samples import aigc_samples
+from flip_assets.defs.release.assets import flip_release, flip_release_aigc, release_candidates, release_index
+from flip_assets.defs.release.resources import ReleaseResource
+
+SHARDS = ("00000", "00001")
+STAGES = ("raw_shards", "face_detections", "face_text_pairs", "denoised_captions", "face_keywords")
+
+
+def resources(home, source=RAW_SHARDS, **release):
+    return {
+        **make_resources(home, source),
+        "release": ReleaseResource(**release),
+        "aigc": AIGCResource(),
+    }
+
+
+def tagged_source(home, tagged: set[str]):
+    """The sample shards with a LAION-style NSFW column in 00000.parquet (img2dataset's
+    --save_additional_columns '["NSFW"]'): the `tagged` keys NSFW, the others UNLIKELY."""
+    source = home / "source"
+    source.mkdir()
+    for path in RAW_SHARDS.iterdir():
+        (source / path.name).symlink_to(path)
+    listed = pq.read_table(RAW_SHARDS / "00000.parquet")
+    tags = ["NSFW" if key in tagged else "UNLIKELY" for key in listed.column("key").to_pylist()]
+    (source / "00000.parquet").unlink()
+    pq.write_table(listed.append_column("NSFW", pa.array(tags)), source / "00000.parquet")
+    return source
+
+
+@pytest.fixture(scope="module")
+def candidates_home(denoised_home, tmp_path_factory):
+    """A FLIP_HOME of this module: the real stage files of both shards and release_candidates
+    materialized on them (real images through NudeNet)."""
+    home = tmp_path_factory.mktemp("release_home")
+    for name in STAGES:
+        shutil.copytree(denoised_home / name, home / name, ignore=shutil.ignore_patterns(".staging", "rejected"))
+    source = tagged_source(home, set(candidate_keys(home, "00000", "denoised_captions")))
+    with DagsterInstance.ephemeral() as inst:
+        for shard in SHARDS:
+            result = run_assets([release_candidates], resources(home, source), inst, shard)
+            assert result.success, failure_text(result)
+    return home
+
+
+@pytest.fixture
+def home(candidates_home, tmp_path):
+    """A copy of candidates_home a test may change."""
+    for path in candidates_home.iterdir():
+        if path.is_dir() and path.name != "source":
+            shutil.copytree(path, tmp_path / path.name, symlinks=True)
+    return tmp_path
+
+
+def release(home, instance, shards=SHARDS, **settings):
+    """release_index, then flip_release of each shard; the results by shard (None: the index)."""
+    results = {None: run_assets([release_index], resources(home, **settings), instance)}
+    for shard in shards:
+        results[shard] = run_assets([flip_release], resources(home, **settings), instance, shard)
+    return results
+
+
+def read(home, asset, shard=None) -> pa.Table:
+    return pq.read_table(storage.partition_path(home, asset, shard))
+
+
+def candidate_keys(home, shard, asset="release_candidates") -> list[str]:
+    """Keys of the shard's candidates, from release_candidates or the denoised captions they come from."""
+    table = read(home, asset, shard)
+    if asset == "denoised_captions":
+        table = table.filter(pc.not_equal(table["outcome"], "dropped"))
+    return table.column("key").to_pylist()
+
+
+def test_release_of_the_sample_shards(home, instance, tmp_path):
+    """Every candidate released or excluded with a reason; the exact schema; checks pass; the
+    LAION tag kept beside ours; the AIGC release empty with its note when there is no backend."""
+    results = release(home, instance)
+    assert all(r.success for r in results.values()), [failure_text(r) for r in results.values()]
+    for shard in SHARDS:
+        assert all(checks(results[shard]).values()), checks(results[shard])
+        released, excluded = read(home, "flip_release", shard), read(home, "release_exclusions", shard)
+        assert released.schema.equals(RELEASE_SCHEMA) and excluded.schema.equals(EXCLUSIONS_SCHEMA)
+        assert sorted(released["key"].to_pylist() + excluded["key"].to_pylist()) == sorted(candidate_keys(home, shard))
+        assert released.num_rows > 0 and set(released["NSFW"].to_pylist()) <= set(LABELS)
+        rows = released.to_pylist()
+        assert all(r["shard"] == shard and r["face_count"] == len(r["face_boxes"]) == len(r["face_landmarks"]) for r in rows)
+        assert all(len(box) == 4 for r in rows for box in r["face_boxes"])
+        assert all(len(points) == 10 for r in rows for points in r["face_landmarks"])
+        denoised = {r["key"]: r["denoised"] for r in read(home, "denoised_captions", shard).to_pylist()}
+        assert all(r["TEXT"] == denoised[r["key"]] for r in rows)
+        raw = {r["key"]: r for r in read(home, "raw_shards", shard).to_pylist()}
+        for r in rows:
+            source = raw[r["key"]]
+            image = read_image_bytes(source["tar_path"], source["image_offset"], source["image_size"])
+            assert r["sha256"] == hashlib.sha256(image).hexdigest() and r["URL"] == source["url"]
+    assert set(read(home, "flip_release", "00000").column("laion_nsfw").to_pylist()) == {"NSFW"}
+    assert read(home, "flip_release", "00001").column("laion_nsfw").null_count == read(home, "flip_release", "00001").num_rows
+
+    res = resources(home)
+    result = run_assets([aigc_samples, flip_release_aigc], res, instance)
+    assert result.success and all(checks(result).values()), failure_text(result)
+    aigc = read(home, "flip_release_aigc")
+    assert aigc.num_rows == 0 and aigc.schema.equals(AIGC_RELEASE_SCHEMA)
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "flip_release_aigc"]
+    assert "no AIGC samples" in event.materialization.metadata["note"].value
+
+
+def test_the_release_is_usable_by_datasets_duckdb_pandas_and_img2dataset(home, instance):
+    """As a user loads it. img2dataset itself cannot be installed beside this project (it pins
+    opencv-python-headless and an older pandas), so its documented input contract is checked:
+    --input_format parquet --url_col URL --caption_col TEXT reads those two columns with pyarrow
+    (img2dataset's reader selects [url_col, caption_col, *save_additional_columns]), and needs
+    non-null strings, the URLs http(s)."""
+    from datasets import load_dataset
+
+    assert all(r.success for r in release(home, instance).values())
+    files = sorted(str(p) for p in (home / "flip_release").glob("*.parquet"))
+    total = sum(pq.read_metadata(f).num_rows for f in files)
+
+    dataset = load_dataset("parquet", data_files=files, split="train", cache_dir=str(home / "hf_cache"))
+    assert dataset.num_rows == total and dataset.column_names == RELEASE_SCHEMA.names
+    assert dataset.features["face_boxes"].feature.feature.dtype == "float32"
+
+    con = duckdb.connect()
+    [(rows, keys)] = con.execute("SELECT count(*), count(DISTINCT key) FROM read_parquet($f)", {"f": files}).fetchall()
+    assert rows == keys == total
+    frame = pd.concat(pd.read_parquet(f) for f in files)
+    assert list(frame.columns) == RELEASE_SCHEMA.names and len(frame) == total
+
+    for f in files:  # img2dataset's reader: pq.read_table(file, columns=[url_col, caption_col])
+        table = pq.read_table(f, columns=["URL", "TEXT"])
+        assert table.schema.types == [pa.string(), pa.string()]
+        assert table["URL"].null_count == table["TEXT"].null_count == 0
+        assert all(url.startswith(("http://", "https://")) for url in table["URL"].to_pylist())
+
+
+def write_candidates(home, shard, rows):
+    storage.write_table(
+        storage.partition_path(home, "release_candidates", shard),
+        pa.Table.from_pylist(rows, schema=read(home, "release_candidates", "00000").schema),
+    )
+
+
+def test_duplicates_across_shards_keep_the_first_by_shard_then_key(home, instance):
+    """A later shard holding copies of 00000's images, exact and near (a changed image whose
+    perceptual hash is 1 bit away): excluded with the kept first occurrence named."""
+    originals = [r for shard in SHARDS for r in read(home, "release_candidates", shard).to_pylist()]
+    assert len(originals) >= 2
+    copies = [{**r, "key": f"00002{i:04d}", "shard": "00002"} for i, r in enumerate(originals)]
+    flipped = int(copies[-1]["phash"], 16) ^ 1
+    copies[-1].update(sha256="f" * 64, source_sha256=None, phash=f"{flipped:016x}")
+    write_candidates(home, "00002", copies)
+    results = release(home, instance, shards=("00002", *SHARDS))
+    assert all(r.success for r in results.values()), [failure_text(r) for r in results.values()]
+    excluded = {r["key"]: r for r in read(home, "release_exclusions", "00002").to_pylist()}
+    assert read(home, "flip_release", "00002").num_rows == 0
+    reasons = ["duplicate_sha256"] * (len(copies) - 1) + ["near_duplicate"]
+    for copy, original, reason in zip(copies, originals, reasons):
+        assert excluded[copy["key"]] == {
+            "key": copy["key"], "shard": "00002", "reason": reason,
+            "duplicate_of": original["key"], "duplicate_of_shard": original["shard"],
+        }  # fmt: skip
+    released = {r["key"] for shard in SHARDS for r in read(home, "flip_release", shard).to_pylist()}
+    assert {r["key"] for r in originals} == released
+    index_meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in results[None].get_asset_materialization_events()}
+    assert index_meta["release_index"]["cross_shard_duplicates"].value == len(copies)
+
+
+def test_a_stale_index_fails_the_release_naming_the_shard(home, instance):
+    """Candidates of a shard added after release_index: the release refuses the index instead of
+    releasing a later shard's copy, and passes once the index is materialized again."""
+    assert run_assets([release_index], resources(home), instance).success
+    write_candidates(home, "00002", [{**read(home, "release_candidates", "00000").to_pylist()[0], "key": "000020000", "shard": "00002"}])
+    result = run_assets([flip_release], resources(home), instance, "00001")
+    assert not result.success
+    assert "release_index is older than the candidates of shard(s) 00002 (1 differing)" in failure_text(result)
+    assert all(r.success for r in release(home, instance, shards=("00001",)).values())
+
+
+def test_a_key_in_two_shards_is_caught_by_a_blocking_check(home, instance):
+    row = read(home, "release_candidates", "00000").to_pylist()[0]
+    write_candidates(home, "00003", [{**row, "shard": "00003", "sha256": "e" * 64, "phash": "0123456789abcdef"}])
+    results = release(home, instance, shards=("00000",))
+    assert checks(results[None]) == {"keys_unique_across_shards": False}
+    assert not storage.partition_path(home, "release_index").exists()
+    assert not results["00000"].success
+    assert "failed the blocking check(s) keys_unique_across_shards" in failure_text(results["00000"])
+
+
+def test_the_blocklist_removes_listed_samples_at_the_next_materialization(home, instance, tmp_path):
+    assert all(r.success for r in release(home, instance, shards=("00001",)).values())
+    first, second = read(home, "flip_release", "00001").to_pylist()[:2]
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text(f"# takedown requests\n{first['URL']}\n{second['sha256'].upper()}\n")
+    result = run_assets([flip_release], resources(home, blocklist=str(blocklist)), instance, "00001")
+    assert result.success and all(checks(result).values()), failure_text(result)
+    released = set(read(home, "flip_release", "00001").column("key").to_pylist())
+    assert not {first["key"], second["key"]} & released
+    reasons = {r["key"]: r["reason"] for r in read(home, "release_exclusions", "00001").to_pylist()}
+    assert reasons[first["key"]] == reasons[second["key"]] == "blocklisted"
+
+    blocklist.write_text(f"{first['URL']}\nnot-a-hash\n")
+    result = run_assets([flip_release], resources(home, blocklist=str(blocklist)), instance, "00001")
+    assert not result.success
+    assert f"FLIP_BLOCKLIST: {blocklist}, line 2: 'not-a-hash' is neither" in failure_text(result)
+
+
+def test_nsfw_action_drop_excludes_flagged_samples(home, instance):
+    """Drop mode: our classifier's NSFW and the source's LAION tag (all of 00000's candidates)
+    exclude a sample. The threshold is the highest score NudeNet gave a candidate of 00001 (the
+    sample shards are COCO photos, none explicit), so that image reaches it and the others do not."""
+    scores = {c["key"]: c["nsfw_score"] for c in read(home, "release_candidates", "00001").to_pylist()}
+    threshold = max(scores.values())
+    assert 0 < threshold < 1, "NudeNet found no exposed part at all in 00001's candidates"
+    by_classifier = {k for k, score in scores.items() if score >= threshold}
+    by_tag = set(candidate_keys(home, "00000"))
+    settings = {"nsfw_threshold": threshold, "nsfw_low_threshold": threshold / 2}
+    assert all(r.success for r in release(home, instance, **settings).values())
+    tagged = [r for shard in SHARDS for r in read(home, "flip_release", shard).to_pylist()]
+    assert by_classifier | by_tag <= {r["key"] for r in tagged}  # tag (the default) keeps them
+    assert {r["key"] for r in tagged if r["NSFW"] == "NSFW"} == by_classifier
+    for shard in SHARDS:
+        result = run_assets([flip_release], resources(home, nsfw_action="drop", **settings), instance, shard)
+        assert result.success and all(checks(result).values()), failure_text(result)
+    released = {r["key"] for shard in SHARDS for r in read(home, "flip_release", shard).to_pylist()}
+    excluded = {r["key"]: r["reason"] for shard in SHARDS for r in read(home, "release_exclusions", shard).to_pylist()}
+    assert not (by_classifier | by_tag) & released
+    assert {k: excluded[k] for k in by_classifier | by_tag} == dict.fromkeys(by_classifier | by_tag, "nsfw")
+    assert released == set(scores) - by_classifier
+
+
+def test_an_empty_shard_goes_through_with_zero_rows(home, instance):
+    for name, schema in [
+        ("raw_shards", RAW_SHARD_SCHEMA), ("face_detections", FACE_DETECTIONS_SCHEMA),
+        ("face_text_pairs", FACE_TEXT_PAIRS_SCHEMA), ("denoised_captions", DENOISED_SCHEMA),
+    ]:  # fmt: skip
+        storage.write_table(storage.partition_path(home, name, "00004"), schema.empty_table())
+    assert run_assets([release_candidates], resources(home), instance, "00004").success
+    results = release(home, instance, shards=("00004",))
+    assert all(r.success and all(checks(r).values()) for r in results.values()), [failure_text(r) for r in results.values()]
+    assert read(home, "flip_release", "00004").num_rows == read(home, "release_exclusions", "00004").num_rows == 0
+    assert read(home, "flip_release", "00004").schema.equals(RELEASE_SCHEMA)
+
+
+def test_a_stage_file_with_an_unexpected_schema_fails_naming_it(home, instance):
+    path = storage.partition_path(home, "denoised_captions", "00001")
+    table = read(home, "denoised_captions", "00001")
+    storage.write_table(path, table.drop_columns(["denoised"]))
+    result = run_assets([release_candidates], resources(home), instance, "00001")
+    assert not result.success and f"{path}: no column 'denoised'" in failure_text(result)
+
+
+def test_a_half_written_candidates_file_fails_the_index_naming_it(home, instance):
+    path = storage.partition_path(home, "release_candidates", "00001")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    result = run_assets([release_index], resources(home), instance)
+    assert not result.success and str(path) in failure_text(result)
