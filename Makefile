@@ -43,3 +43,4 @@ bench: install
 	$(PY) -m bench.face_detections
 	$(PY) -m bench.textual_filtering
 	$(PY) -m bench.denoising
+	$(PY) -m bench.training

@@ -3,12 +3,14 @@ checkpoint, evaluation tables and ablation, with their checks; and the leak chec
 
 from __future__ import annotations
 
+import io
 import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import DATA, make_resources, run_assets
+from PIL import Image
 
 from flip_assets.core import storage
 from flip_assets.core.training_pairs import PAIR_SCHEMA, celeba_pairs, sha256
@@ -74,3 +76,26 @@ def test_pairs_checkpoint_tables_and_ablation_materialize_with_passing_checks(tm
     ablation = pq.read_table(tmp_path / "flip_ablation" / "all.parquet").to_pylist()
     assert {r["seed"] for r in ablation} == {0, 1}
     assert (tmp_path / "flip_eval_tables" / "zero_shot.png").is_file() and (tmp_path / "flip_checkpoint" / "training_curves.png").is_file()
+
+
+def test_released_pairs_cut_release_images_from_the_shards_and_count_what_is_gone(tmp_path, instance):
+    """flip_release rows (here two real samples of shard 00000 and one key no shard has, written
+    in the agreed schema's key, shard, TEXT, sha256 columns) become 224 px pairs; the missing
+    one is dropped with its reason, not lost silently."""
+    from flip_assets.defs.curation.s01_raw_shards import raw_shards
+    from flip_assets.defs.training.pairs import released_pairs
+    from flip_assets.defs.training.resources import TrainingResource
+
+    resources = make_resources(tmp_path) | {"training": TrainingResource(eval_data=str(DATA / "eval"))}
+    assert run_assets([raw_shards], resources, instance, "00000").success
+    raw = [r for r in pq.read_table(tmp_path / "raw_shards" / "00000.parquet").to_pylist() if r["status"] == "ok"][:2]
+    release = [{"key": r["key"], "shard": "00000", "TEXT": f"a face number {i}", "sha256": r["image_sha256"]} for i, r in enumerate(raw)]
+    release.append({"key": "999999999", "shard": "00000", "TEXT": "gone", "sha256": "0" * 64})
+    storage.write_table(tmp_path / "flip_release" / "00000.parquet", pa.Table.from_pylist(release))
+    result = run_assets([released_pairs], resources, instance)
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    pairs = pq.read_table(tmp_path / "released_pairs" / "all.parquet").to_pylist()
+    assert [p["caption"] for p in pairs] == ["a face number 0", "a face number 1"]
+    assert all(Image.open(io.BytesIO(p["image"])).size == (224, 224) for p in pairs)
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["dropped"].value == {"no_image": 1}

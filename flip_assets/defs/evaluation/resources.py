@@ -21,7 +21,7 @@ class EvaluationResource(EnvSettings):
     # Pairs per training source for Table 9's CLIP score and caption perplexity.
     quality_samples: int = 128
     # Training sources of the ablation, ';'-separated, each a '+'-joined list of pair assets.
-    ablation_sources: str = "celeba_caption_pairs;celeba_caption_pairs+raw_shard_pairs"
+    ablation_sources: str = "celeba_caption_pairs;celeba_caption_pairs+released_pairs;celeba_caption_pairs+raw_shard_pairs"
     # Comma-separated seeds; every source trains once per seed from the same initialisation.
     ablation_seeds: str = "0,1"
 

@@ -1,11 +1,12 @@
-"""Training pairs: CelebA faces captioned from their attributes, and the unfiltered pairs of the
-raw shards (the ablation's "no curation" source). One table each, images inside."""
+"""Training pairs: CelebA faces captioned from their attributes, the released face-text pairs,
+and the unfiltered pairs of the raw shards (the ablation's "no curation" source). One table
+each, images inside."""
 
 
 from pathlib import Path
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core import storage
 from flip_assets.core.shards import read_sample_image
@@ -89,4 +90,38 @@ def raw_shard_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, t
     return _write_and_check(
         context, flip_storage, training, "raw_shard_pairs", table, RAW_CHECKS,
         {"downloaded_samples": len(rows), "dropped": MetadataValue.json(dropped)},
+    )  # fmt: skip
+
+
+RELEASED_CHECKS = pair_checks("released_pairs")
+RELEASED_ROWS = """
+SELECT r.key, r.TEXT AS caption, s.tar_path, s.image_offset, s.image_size, s.image_sha256
+FROM read_parquet($release) r LEFT JOIN read_parquet($raw) s USING (key)
+ORDER BY r.key
+"""
+
+
+@asset(
+    deps=[AssetDep("flip_release", partition_mapping=AllPartitionMapping()), "flip_release_aigc", "raw_shards"],
+    group_name="training", kinds={"parquet"}, check_specs=RELEASED_CHECKS.specs,
+)  # fmt: skip
+def released_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
+    """The released face-text pairs of every shard (flip_release: images cut from the shards at
+    224 px, captions from TEXT) and the AIGC release's generated images with their captions. A
+    released sample whose image no longer reads (not in raw_shards, tar changed) is dropped,
+    counted per reason."""
+    folder = flip_storage.path("flip_release").parent
+    if not any(folder.glob("*.parquet")):
+        raise FileNotFoundError(f"no flip_release partitions in {folder}: materialize flip_release first")
+    rows = storage.query(RELEASED_ROWS, release=str(folder / "*.parquet"), raw=str(flip_storage.path("raw_shards").parent / "*.parquet"))
+    table, dropped = shard_pairs(rows, "released", read_sample_image)
+    aigc_path = flip_storage.path("flip_release_aigc")
+    aigc = storage.read_table(aigc_path).to_pylist() if aigc_path.is_file() else []
+    generated, aigc_dropped = shard_pairs(
+        [{"key": r["key"], "caption": r["TEXT"], "image": r["image"], "image_sha256": r["generated_sha256"]} for r in aigc],
+        "released_aigc", lambda r: r["image"],
+    )  # fmt: skip
+    return _write_and_check(
+        context, flip_storage, training, "released_pairs", pa.concat_tables([table, generated]), RELEASED_CHECKS,
+        {"released_samples": len(rows), "aigc_samples": len(aigc), "dropped": MetadataValue.json(dropped | {f"aigc_{k}": v for k, v in aigc_dropped.items()})},
     )  # fmt: skip

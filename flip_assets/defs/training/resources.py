@@ -10,7 +10,7 @@ from flip_assets.core.dual_encoder import ModelConfig, load_config
 from flip_assets.defs.settings import EnvSettings
 
 # Training sources: an asset of pairs each; a source spec joins them with "+".
-PAIR_ASSETS = ("celeba_caption_pairs", "raw_shard_pairs")
+PAIR_ASSETS = ("celeba_caption_pairs", "released_pairs", "raw_shard_pairs")
 
 
 class TrainingResource(EnvSettings):
@@ -25,7 +25,7 @@ class TrainingResource(EnvSettings):
     # A file name of flip_assets/training_configs (without .json) or a path to a .json file.
     config: str = "cpu_mobilenet_v2_minilm"
     # The pair assets the checkpoint trains on, joined with "+".
-    sources: str = "celeba_caption_pairs"
+    sources: str = "celeba_caption_pairs+released_pairs"
     # 0: the configuration's own step budget.
     steps: int = 0
     seed: int = 0
