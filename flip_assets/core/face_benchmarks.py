@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -91,7 +92,7 @@ def celeba_test(path: Path, limit: int, seed: int) -> ImageSet:
 
 def fer2013(path: Path, split: str, limit: int, seed: int) -> ImageSet:
     table = pq.read_table(path, columns=["image", "label", "usage"])
-    test = pc.is_in(table["usage"], value_set=__import__("pyarrow").array(FER_TEST_USAGES))
+    test = pc.is_in(table["usage"], value_set=pa.array(FER_TEST_USAGES))
     table = _take(table.filter(test if split == "test" else pc.invert(test)), limit, seed)
     return ImageSet("fer2013", split, table.column("image").to_pylist(), {"expression": np.array(table.column("label").to_pylist())})
 
