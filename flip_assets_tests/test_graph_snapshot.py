@@ -1,6 +1,7 @@
 """The asset graph against a committed snapshot, so that a structural change (an asset, a
 dependency, a partitioning, a check or its blocking flag, a group, kinds, tags, a job's
-selection, a sensor's target) is a visible diff in review. Names and flags only, no
+selection, a sensor's target, a code version, pool, backfill policy or automation condition)
+is a visible diff in review. Names and flags only, no
 descriptions: rewording a docstring does not touch the snapshot.
 
 After an intended change, rewrite it and commit the diff:
@@ -44,6 +45,11 @@ def graph_structure(defs) -> dict:
             "kinds": sorted(node.kinds),
             # Kinds are also stored as dagster/kind/* tags: listed once, above.
             "tags": {k: v for k, v in sorted(node.tags.items()) if not k.startswith("dagster/kind/")},
+            # What automation and staleness rest on (defs/automation.py).
+            "code_version": node.code_version,
+            "pools": sorted(node.pools or ()),
+            "backfill_policy": str(node.backfill_policy) if node.backfill_policy else None,
+            "automation_condition": node.automation_condition.get_label() if node.automation_condition else None,
         }
     jobs = {
         job.name: {

@@ -11,8 +11,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from conftest import REPO_ROOT
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterInvalidConfigError, DagsterRunStatus
 from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster._core.workspace.load_target import EmptyWorkspaceTarget
 from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
@@ -75,3 +76,31 @@ def test_a_run_whose_process_group_was_killed_is_marked_failed(repo_instance, tm
     assert repo_instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # nothing left to report
     _monitor_once(repo_instance)
     assert repo_instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+
+
+def test_a_typo_in_dagster_yaml_fails_naming_the_key(tmp_path):
+    (tmp_path / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text().replace("run_monitoring:", "run_monitorng:"))
+    with pytest.raises(DagsterInvalidConfigError, match='"run_monitorng"'):
+        DagsterInstance.from_config(str(tmp_path))
+
+
+def test_the_postgres_instance_differs_from_the_local_one_only_in_storage():
+    """deploy/dagster.postgres.yaml repeats the local settings (queue, pools, monitoring,
+    retries, launcher): the two may not drift apart."""
+    local = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    production = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.postgres.yaml").read_text())
+    local_only = {"storage", "local_artifact_storage", "compute_logs"}  # paths in the checkout
+    assert {k: v for k, v in local.items() if k not in local_only} == {k: v for k, v in production.items() if k != "storage"}
+    assert set(production["storage"]) == {"postgres"}
+    assert production["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+
+
+def test_heavy_stages_share_pools_of_one_slot(repo_instance):
+    from flip_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    pools = {key.to_user_string(): sorted(graph.get(key).pools or ()) for key in graph.get_all_asset_keys()}
+    assert pools["face_detections"] == ["detector"] and pools["caption_classifier"] == ["training"]
+    assert pools["denoised_captions"] == ["llm"] and pools["face_text_pairs"] == ["classifier"]
+    assert repo_instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    assert repo_instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,14 +59,14 @@ print("installed package ok")
 
 @pytest.mark.slow
 def test_wheel_loads_definitions_and_package_data_outside_the_checkout(tmp_path):
-    # Built from a copy: setuptools reuses build/ in the source tree, which may hold stale modules.
-    src = tmp_path / "src"
-    shutil.copytree(REPO_ROOT / "flip_assets", src / "flip_assets", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO_ROOT / "pyproject.toml", src)
-    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp_path / "dist", src], check=True)
-    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    # The script docker/Dockerfile builds the image's wheel with.
+    built = subprocess.run(
+        [sys.executable, REPO_ROOT / "deploy" / "build_wheel.py", tmp_path / "dist"], check=True, capture_output=True, text=True
+    )
+    wheel = Path(built.stdout.strip())
+    assert wheel.parent == tmp_path / "dist", built.stdout
     site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", site, wheel], check=True)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}

@@ -16,13 +16,14 @@ from dagster import DagsterInstance
 from test_denoised_captions import checks, failure_text
 
 from flip_assets.core import storage
+from flip_assets.core.aigc import AIGC_SCHEMA
 from flip_assets.core.denoiser import DENOISED_SCHEMA
 from flip_assets.core.face_filter import FACE_DETECTIONS_SCHEMA
 from flip_assets.core.face_text_pairs import FACE_TEXT_PAIRS_SCHEMA
 from flip_assets.core.nsfw import LABELS
 from flip_assets.core.release import AIGC_RELEASE_SCHEMA, EXCLUSIONS_SCHEMA, RELEASE_SCHEMA
-from flip_assets.core.shards import RAW_SHARD_SCHEMA, read_image_bytes
-from flip_assets.defs.curation.resources import AIGCResource, ShardSource
+from flip_assets.core.shards import RAW_SHARD_SCHEMA, read_image_bytes, read_shard
+from flip_assets.defs.curation.resources import AIGCResource
 from flip_assets.defs.curation.s07_aigc_samples import aigc_samples
 from flip_assets.defs.release.assets import flip_release, flip_release_aigc, release_candidates, release_index
 from flip_assets.defs.release.resources import ReleaseResource
@@ -85,6 +86,11 @@ def release(home, instance, shards=SHARDS, **settings):
     return results
 
 
+def raw_rows(shard: str) -> list[dict]:
+    """raw_shards rows of a sample shard, read directly (no stage run)."""
+    return read_shard(RAW_SHARDS, shard)[0].to_pylist()
+
+
 def read(home, asset, shard=None) -> pa.Table:
     return pq.read_table(storage.partition_path(home, asset, shard))
 
@@ -133,10 +139,9 @@ def test_release_of_the_sample_shards(home, instance, tmp_path):
 
 def test_the_release_is_usable_by_datasets_duckdb_pandas_and_img2dataset(home, instance):
     """As a user loads it. img2dataset itself cannot be installed beside this project (it pins
-    opencv-python-headless and an older pandas), so its documented input contract is checked:
-    --input_format parquet --url_col URL --caption_col TEXT reads those two columns with pyarrow
-    (img2dataset's reader selects [url_col, caption_col, *save_additional_columns]), and needs
-    non-null strings, the URLs http(s)."""
+    opencv-python-headless and an older pandas), so its input contract is checked instead:
+    --input_format parquet --url_col URL --caption_col TEXT --save_additional_columns
+    '["key","sha256"]' reads those columns with pyarrow and needs non-null strings, the URLs http(s)."""
     from datasets import load_dataset
 
     assert all(r.success for r in release(home, instance).values())
@@ -153,9 +158,11 @@ def test_the_release_is_usable_by_datasets_duckdb_pandas_and_img2dataset(home, i
     frame = pd.concat(pd.read_parquet(f) for f in files)
     assert list(frame.columns) == RELEASE_SCHEMA.names and len(frame) == total
 
-    for f in files:  # img2dataset's reader: pq.read_table(file, columns=[url_col, caption_col])
-        table = pq.read_table(f, columns=["URL", "TEXT"])
-        assert table.schema.types == [pa.string(), pa.string()]
+    # img2dataset's reader (img2dataset/reader.py): the folder's *.parquet files (not .staging/ or
+    # rejected/), each read as pq.read_table(file, columns=[url_col, caption_col, *additional]).
+    for f in files:
+        table = pq.read_table(f, columns=["URL", "TEXT", "key", "sha256"])
+        assert table.schema.types == [pa.string()] * 4
         assert table["URL"].null_count == table["TEXT"].null_count == 0
         assert all(url.startswith(("http://", "https://")) for url in table["URL"].to_pylist())
 
@@ -282,3 +289,43 @@ def test_a_half_written_candidates_file_fails_the_index_naming_it(home, instance
     path.write_bytes(data[: len(data) // 2])
     result = run_assets([release_index], resources(home), instance)
     assert not result.success and str(path) in failure_text(result)
+
+
+def test_the_aigc_release_keeps_generated_images_of_released_samples(tmp_path, instance):
+    """flip_release_aigc on a release and aigc_samples written here (a real shard image stands
+    for the generated one): released with its recaption, tag, hashes and models when its source
+    is released; left out when the source is not, or the sample failed."""
+    raw = [r for r in raw_rows("00000") if r["status"] == "ok"][:2]
+    released = {name: None for name in RELEASE_SCHEMA.names} | {
+        "key": raw[0]["key"], "shard": "00000", "URL": raw[0]["url"], "TEXT": "A smiling woman.",
+        "original_caption": raw[0]["caption"], "sha256": raw[0]["image_sha256"], "laion_nsfw": "UNLIKELY",
+    }  # fmt: skip
+    storage.write_table(storage.partition_path(tmp_path, "flip_release", "00000"), pa.Table.from_pylist([released], schema=RELEASE_SCHEMA))
+    storage.write_table(
+        storage.partition_path(tmp_path, "face_keywords"), pa.table({"word": ["smile", "eyes"], "review": ["seed", "seed"]})
+    )
+    image = read_image_bytes(raw[0]["tar_path"], raw[0]["image_offset"], raw[0]["image_size"])
+    generated = {name: None for name in AIGC_SCHEMA.names} | {
+        "caption": "A woman with a broad smile and brown eyes.", "image": image,
+        "image_sha256": hashlib.sha256(image).hexdigest(), "image_width": raw[0]["width"], "image_height": raw[0]["height"],
+        "vision_model": "vision-x", "image_model": "image-y", "status": "ok",
+    }  # fmt: skip
+    samples = [
+        generated | {"source_key": raw[0]["key"]},
+        generated | {"source_key": raw[1]["key"]},  # its source is not released
+        generated | {"source_key": raw[0]["key"] + "x", "status": "image:timeout", "image": None},
+    ]
+    storage.write_table(storage.partition_path(tmp_path, "aigc_samples"), pa.Table.from_pylist(samples, schema=AIGC_SCHEMA))
+    result = run_assets([flip_release_aigc], resources(tmp_path), instance)
+    assert result.success and all(checks(result).values()), failure_text(result)
+    [row] = read(tmp_path, "flip_release_aigc").to_pylist()
+    assert row | {"image": None, "nsfw_score": None} == {
+        "key": "aigc-" + raw[0]["key"], "shard": "00000", "URL": None, "TEXT": generated["caption"],
+        "original_caption": raw[0]["caption"], "KEYWORDS": ["smile", "eyes"], "HEIGHT": raw[0]["height"],
+        "WIDTH": raw[0]["width"], "NSFW": "UNLIKELY", "nsfw_score": None, "laion_nsfw": "UNLIKELY",
+        "sha256": raw[0]["image_sha256"], "source_key": raw[0]["key"], "generated_sha256": generated["image_sha256"],
+        "recaption_model": "vision-x", "image_model": "image-y", "image": None,
+    }  # fmt: skip
+    assert row["image"] == image and 0 <= row["nsfw_score"] < 0.3
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["left_out"].value == {"source_not_released": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import RAW_SHARDS, make_resources, run_assets
 from dagster import build_sensor_context
 
@@ -31,3 +32,11 @@ def test_a_shard_whose_run_never_started_is_requested_again_until_it_runs(instan
     assert requested(again) == requested(first) and again.dynamic_partitions_requests == []
     assert run_assets([raw_shards], make_resources(tmp_path), instance, "00000").success
     assert requested(tick(instance)) == [("00001", "shard-00001")]
+
+
+def test_a_vanished_source_folder_fails_the_tick_naming_it_and_keeps_the_partitions(instance, tmp_path):
+    instance.add_dynamic_partitions("shards", ["00000"])
+    context = build_sensor_context(instance=instance, resources={"shard_source": ShardSource(directory=str(tmp_path / "gone"))})
+    with pytest.raises(FileNotFoundError, match=r"gone \(set FLIP_SOURCE\)"):
+        new_shards_sensor(context)
+    assert instance.get_dynamic_partitions("shards") == ["00000"]

@@ -10,6 +10,7 @@ from conftest import REPO_ROOT
 from dagster import EnvVar
 
 from flip_assets.core.caption_classifier import TrainingSettings
+from flip_assets.core.caption_training import WebDatasetSettings
 from flip_assets.core.denoiser import DenoiseSettings
 from flip_assets.core.keywords import Word2VecSettings
 from flip_assets.core.llm_client import RetryPolicy
@@ -69,8 +70,9 @@ def test_readme_numeric_defaults_are_the_field_defaults():
 
 
 def test_resource_defaults_are_the_core_settings():
-    classifier = CaptionFilterResource(base_model="unused", celeba_attr="unused")
+    classifier = CaptionFilterResource(base_model="unused", celeba_attr="unused", review_file="unused")
     assert classifier.training_settings() == TrainingSettings()
+    assert classifier.dataset_settings() == WebDatasetSettings()
     assert KeywordMiningResource(review_file="unused").settings() == Word2VecSettings()
     llm = LLMResource(base_url="http://127.0.0.1:1/v1")
     assert llm.max_fallback_share == DenoiseSettings.max_fallback_share
@@ -105,10 +107,10 @@ def test_every_variable_reaches_its_field(monkeypatch, tmp_path):
     valid = {
         "FLIP_DETECTOR": "yunet", "OPENAI_BASE_URL": LOCAL, "FLIP_AIGC_BASE_URL": LOCAL,
         "FLIP_CLASSIFIER_BASE": str(tmp_path / "base"), "FLIP_CAPTION_CORPUS": str(tmp_path / "corpus.parquet"),
-        "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"), "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"),
+        "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"), "FLIP_CAPTION_REVIEW": str(tmp_path / "review.csv"),
+        "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"), "FLIP_NSFW_ACTION": "drop", "FLIP_NEAR_DUPLICATE_BITS": 6,
         "FLIP_TRAIN_CONFIG": "clip_vit_b32", "FLIP_TRAIN_SOURCES": "raw_shard_pairs", "FLIP_EVAL_DATA": str(tmp_path),
         "FLIP_ABLATION_SOURCES": "raw_shard_pairs", "FLIP_ABLATION_SEEDS": "3,4",
-        "FLIP_NSFW_ACTION": "drop", "FLIP_NEAR_DUPLICATE_BITS": 6,
     }  # fmt: skip
     expected = {}
     for i, (name, targets) in enumerate(sorted(env_fields().items())):
@@ -139,7 +141,8 @@ def set_up(resource) -> None:
         ("caption_filter", {"FLIP_CLASSIFIER_MAX_SAMPLES": "0"}, "FLIP_CLASSIFIER_MAX_SAMPLES=0 must be at least 1"),
         ("caption_filter", {"FLIP_CLASSIFIER_MAX_LENGTH": "4"}, "FLIP_CLASSIFIER_MAX_LENGTH=4 must lie in [8, 512]"),
         ("caption_filter", {"FLIP_FACE_EVAL_SAMPLES": "0"}, "FLIP_FACE_EVAL_SAMPLES=0 must be at least 1"),
-        ("caption_filter", {"FLIP_TEXT_THRESHOLD": "1"}, "FLIP_TEXT_THRESHOLD=1.0 must lie in (0, 1)"),
+        ("caption_filter", {"FLIP_TEXT_THRESHOLD": "1"}, "FLIP_TEXT_THRESHOLD=1.0 must lie in [0, 1) (0: the chosen threshold)"),
+        ("caption_filter", {"FLIP_CLASSIFIER_MIN_RECALL": "1.5"}, "FLIP_CLASSIFIER_MIN_RECALL=1.5 must lie in [0, 1]"),
         ("face_detector", {"FLIP_DEVICE": "gpu"}, "FLIP_DEVICE='gpu' is not a device"),
         ("llm", {"FLIP_LLM_LOCAL_IDLE_S": "-1"}, "FLIP_LLM_LOCAL_IDLE_S=-1 must not be negative"),
         ("training", {"FLIP_TRAIN_CONFIG": "vit_h14"}, "FLIP_TRAIN_CONFIG: training config 'vit_h14' not found"),
@@ -159,7 +162,10 @@ def test_invalid_settings_fail_naming_their_variable(monkeypatch, key, env, mess
     assert message in str(failure.value)
 
 
-@pytest.mark.parametrize("key, name", [("caption_corpus", "FLIP_CAPTION_CORPUS"), ("keyword_mining", "FLIP_KEYWORD_REVIEW")])
+@pytest.mark.parametrize(
+    "key, name",
+    [("caption_corpus", "FLIP_CAPTION_CORPUS"), ("keyword_mining", "FLIP_KEYWORD_REVIEW"), ("caption_filter", "FLIP_CAPTION_REVIEW")],
+)
 def test_missing_files_fail_naming_their_variable(monkeypatch, tmp_path, key, name):
     clear_settings(monkeypatch)
     monkeypatch.setenv(name, str(tmp_path / "missing.csv"))
@@ -168,7 +174,10 @@ def test_missing_files_fail_naming_their_variable(monkeypatch, tmp_path, key, na
 
 
 def test_a_field_without_variable_is_named_by_its_resource():
-    resource = CaptionFilterResource(base_model=build_resources()["caption_filter"].base_model, celeba_attr="unused", batch_size=0)
+    defaults = build_resources()["caption_filter"]
+    resource = CaptionFilterResource(
+        base_model=defaults.base_model, review_file=defaults.review_file, celeba_attr="unused", batch_size=0
+    )
     with pytest.raises(ValueError, match=r"CaptionFilterResource\.batch_size=0 must be at least 1"):
         set_up(resource)
 

@@ -64,8 +64,50 @@ def test_temp_files_of_dead_writers_are_removed_by_the_next_write_of_that_file(t
     assert pq.read_table(path).column("x").to_pylist() == [3]
 
 
+# A writer in another container or pod sharing FLIP_HOME: its own host name and pid space (its
+# pid is one that cannot exist on this machine, above Linux's largest pid_max).
+OTHER_MACHINE_WRITER = """
+import os, socket, sys
+os.getpid = lambda: 2**22 + 1
+socket.gethostname = lambda: "pod-b"
+from pathlib import Path
+from flip_assets.core.storage import atomic_write_bytes
+
+def write(tmp):
+    tmp.write_bytes(b"written on pod-b")
+    print("writing", flush=True)
+    sys.stdin.readline()
+
+atomic_write_bytes(Path(sys.argv[1]), write)
+"""
+
+
+def test_a_writer_on_another_machine_sharing_the_folder_is_not_mistaken_for_a_dead_one(tmp_path):
+    path = storage.partition_path(tmp_path, "raw_shards", "00000")
+    path.parent.mkdir(parents=True)
+    left = path.parent / ".00000.parquet.pod-c.4194305.4e5f6a7b.tmp"  # a killed run's, two hours ago
+    left.write_bytes(b"left on pod-c")
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(left, (two_hours_ago, two_hours_ago))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", OTHER_MACHINE_WRITER, str(path)], cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert writer.stdout.readline() == b"writing\n"
+        storage.write_table(path, pa.table({"x": [1]}))  # cleans up before writing
+        [tmp] = _tmp_files(path)
+        assert ".pod-b." in tmp  # pod-b's file kept, pod-c's old one removed
+        writer.stdin.write(b"go\n")
+        writer.stdin.close()
+        assert writer.wait(timeout=60) == 0, "pod-b's write failed: its temp file was removed"
+    finally:
+        writer.kill()
+    assert path.read_bytes() == b"written on pod-b" and _tmp_files(path) == []
+
+
 def test_old_temp_files_without_a_pid_are_removed(tmp_path):
-    """Files named by the previous code (.<name>.<random>.tmp) carry no pid: stale after an hour."""
+    """Files named by older code (.<name>.<random>.tmp) carry no pid: stale after an hour."""
     path = storage.partition_path(tmp_path, "raw_shards", "00000")
     path.parent.mkdir(parents=True)
     old, recent = path.parent / ".00000.parquet.k3j_x9a2.tmp", path.parent / ".00000.parquet.q8w7e6r5.tmp"

@@ -1,12 +1,14 @@
 """The caption classifier (paper 3.1): does a caption describe a face?
 
-Training set: captions that contain a face keyword are positives, a random sample of the
-other captions negatives, 1:1. A BERT sequence classifier initialised from the offline
-all-MiniLM-L6-v2 weights is fine-tuned on it and saved in Hugging Face format.
+Training set: 1:1 face captions and other captions (built in caption_training.py). A BERT
+sequence classifier initialised from the offline all-MiniLM-L6-v2 weights is fine-tuned on it
+and saved in Hugging Face format, with the keep threshold chosen on the reviewed captions
+(caption_review.py) in its config.json.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -21,9 +23,8 @@ import numpy as np
 import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
-from flip_assets.core.captions import clean_caption, read_caption_corpus
+from flip_assets.core.captions import read_caption_corpus
 from flip_assets.core.devices import torch_device
-from flip_assets.core.keywords import KeywordMatcher
 
 # Models come from packages or FLIP_HOME; nothing may ask the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,7 +42,7 @@ CORPUS_PREFIX = "corpus:"  # caption-only corpus, by file stem
 DATASET_SCHEMA = pa.schema(
     [
         ("text", pa.string()),  # the cleaned caption the classifier reads
-        ("label", pa.int8()),  # 1: contains a face keyword, 0: random caption without one
+        ("label", pa.int8()),  # 1: describes a face, 0: does not (by the cues of caption_training.py)
         ("origin", pa.string()),  # face_pairs | raw_shards | corpus:<file stem>
         ("source_id", pa.string()),  # sample key, or <corpus>:<row>
         ("keywords", pa.list_(pa.string())),
@@ -59,6 +60,10 @@ PREDICTIONS_SCHEMA = pa.schema(
 # A loadable classifier directory has these (weights in either format).
 REQUIRED_FILES = ("config.json", "tokenizer_config.json")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+# config.json key of the keep threshold caption_classifier chose on the reviewed dev captions.
+THRESHOLD_KEY = "flip_keep_threshold"
 
 
 def classifier_model_dir(home: Path) -> Path:
@@ -93,39 +98,6 @@ def caption_records(shard_rows: Iterable[dict], corpus_files: Iterable[Path]) ->
             if text is not None
         ]
     return records
-
-
-def build_dataset(
-    records: Sequence[CaptionRecord],
-    matcher: KeywordMatcher,
-    max_samples: int,
-    seed: int,
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    max_chars: int = 10_000,
-) -> pa.Table:
-    """Balanced, de-duplicated positives and negatives, split per label so every split is
-    balanced too. A caption occurs once (the first record wins), so never in two splits."""
-    positives, negatives, seen = [], [], set()
-    for record in records:
-        text = clean_caption(record.text)
-        identity = text.lower()
-        if not text or len(text) > max_chars or identity in seen:
-            continue
-        seen.add(identity)
-        keywords = matcher.find(text)
-        if keywords and record.may_be_positive:
-            positives.append((text, record, keywords))
-        elif not keywords:
-            negatives.append((text, record, keywords))
-    per_label = min(len(positives), len(negatives), max_samples // 2)
-    rows = [
-        {
-            "text": text, "label": label, "origin": record.origin, "source_id": record.source_id,
-            "keywords": keywords, "split": split,
-        }
-        for label, (text, record, keywords), split in split_balanced(positives, negatives, per_label, seed, fractions)
-    ]  # fmt: skip
-    return pa.Table.from_pylist(rows, schema=DATASET_SCHEMA)
 
 
 def split_balanced(
@@ -291,6 +263,20 @@ def save_classifier(model, tokenizer, directory: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
+
+
+def chosen_threshold(directory: Path) -> float:
+    """The keep threshold saved with the classifier in `directory` (no model loaded)."""
+    config = Path(directory) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"caption classifier not found: {directory} (materialize caption_classifier first)")
+    try:
+        return float(json.loads(config.read_text())[THRESHOLD_KEY])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{config} holds no valid {THRESHOLD_KEY} ({exc!r}): re-materialize caption_classifier, which chooses it "
+            "on the reviewed captions, or set FLIP_TEXT_THRESHOLD"
+        ) from exc
 
 
 def load_classifier(directory: Path, device: str = "cpu"):

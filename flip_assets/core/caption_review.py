@@ -277,6 +277,37 @@ def evaluate_review(rows: Sequence[dict], scores: Sequence[float], min_precision
     )
 
 
+def confusion_rows(evaluation: ReviewEvaluation) -> list[dict]:
+    """Per split, at the chosen threshold: the reviewed captions in each cell (raw) and the
+    captions of the corpus they stand for (population-weighted)."""
+    rows = []
+    for split, point in (("dev", evaluation.dev), ("test", evaluation.test)):
+        raw = dict(zip(("tp", "fp", "fn", "tn"), point.counts))
+        rows.append({"split": split, "count": "reviewed captions", **raw})
+        rows.append({"split": split, "count": "population-weighted", **{k: round(getattr(point, k), 1) for k in raw}})
+    return rows
+
+
+def curve_png(evaluation: ReviewEvaluation, target: tuple[float, float] | None = None) -> bytes:
+    """The population-weighted precision-recall curves of both splits as a PNG, the chosen
+    operating point marked on each, and the (precision, recall) target as dotted lines."""
+    from flip_assets.core.plots import figure_png, new_figure
+
+    figure, axes = new_figure()
+    for split, curve, point in (("dev", evaluation.dev_curve, evaluation.dev), ("test", evaluation.test_curve, evaluation.test)):
+        (line,) = axes.plot([p.recall for p in curve], [p.precision for p in curve], label=f"{split} split")
+        axes.plot([point.recall], [point.precision], "o", color=line.get_color())
+    if target:
+        axes.axhline(target[0], color="grey", linestyle=":", label="target")
+        axes.axvline(target[1], color="grey", linestyle=":")
+    axes.set(
+        xlabel="recall (population-weighted)", ylabel="precision (population-weighted)", xlim=(0, 1.02), ylim=(0, 1.02),
+        title=f"reviewed captions; dots: threshold {evaluation.threshold:.3f} (chosen on dev)",
+    )  # fmt: skip
+    axes.legend(loc="lower left")
+    return figure_png(figure)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["sample"])

@@ -332,7 +332,7 @@ def build_web_dataset(
             label = 1
         else:
             label, role, _ = silver_label(text, keywords)
-            # A raw-shard caption whose image showed no face is never a positive (as in build_dataset).
+            # A raw-shard caption whose image showed no face is never a positive.
             if label is None or (label == 1 and not record.may_be_positive):
                 dropped[UNCERTAIN] += 1
                 continue

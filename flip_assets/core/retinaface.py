@@ -7,7 +7,6 @@ anchors with 1x1 heads for class, box and five landmarks.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from flip_assets.core.storage import sha256_of
 
 RETINAFACE_SHA256 = "38ec7bb3c9cbfe2f40edabc05fab970a6d648747cbc534092be85d5eb9b37ed0"
 # BGR channel means the checkpoint was trained with.
@@ -145,14 +146,6 @@ class RetinaFace(nn.Module):
         conf = torch.cat([h(f) for h, f in zip(self.ClassHead, feats)], 1)
         landms = torch.cat([h(f) for h, f in zip(self.LandmarkHead, feats)], 1)
         return loc, F.softmax(conf, dim=-1)[..., 1], landms
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_retinaface(weights: Path, expected_sha256: str = RETINAFACE_SHA256, device: torch.device | str = "cpu") -> RetinaFace:

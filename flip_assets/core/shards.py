@@ -224,7 +224,10 @@ def read_shard(source: Path, shard: str) -> tuple[pa.Table, dict]:
     so these names cannot clash with a real key."""
     tar_path = source / f"{shard}.tar"
     if not tar_path.is_file():
-        raise FileNotFoundError(f"shard tar not found: {tar_path}")
+        raise FileNotFoundError(
+            f"shard tar not found: {tar_path} (a partition added for a shard that does not exist, or whose "
+            "file was deleted or moved; FLIP_SOURCE names the folder). Outputs already written are kept."
+        )
     parquet_rows, parquet_problem = _read_sidecar(source / f"{shard}.parquet", _parquet_rows)
     stats, stats_problem = _read_sidecar(source / f"{shard}_stats.json", _stats)
     index = index_tar(tar_path)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
+import re
 import secrets
+import socket
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -29,7 +32,7 @@ def atomic_write_bytes(path: Path, write) -> Path:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = path.parent / f".{path.name}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     # os.open with 0o666 lets the umask decide the mode (mkstemp would force 0600).
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
@@ -51,39 +54,61 @@ def _fsync(path: Path, flags: int) -> None:
         os.close(fd)
 
 
-# Temp files from before the writer's pid was in the name: stale once untouched this long.
-LEGACY_TMP_MAX_AGE_S = 3600
+# The writer's machine (container, pod) in temp file names: FLIP_HOME may be a volume that
+# several share (docker/compose.yaml, deploy/helm), each with pids of its own. No dots, so the
+# name splits cleanly.
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
+# A temp file whose writer's pid cannot be judged here (another machine's, or named before the
+# pid or the machine was in the name) is stale once untouched this long; writing one file takes
+# seconds.
+UNJUDGED_TMP_MAX_AGE_S = 3600
 
 
 def _remove_stale_tmp(path: Path) -> None:
     """Remove `path`'s temp files whose writer is gone.
 
-    A temp file is named .<name>.<pid>.<random>.tmp; its writer is gone when no process has that
-    pid. A live concurrent writer of the same file always has a live pid, so its temp file is
-    never touched; a reused pid only keeps a stale file a while longer. FLIP_HOME is on this
-    machine's disk, so pids are this machine's.
+    A temp file is named .<name>.<host>.<pid>.<random>.tmp; a writer of this machine is gone when
+    no process has its pid. A live concurrent writer of the same file always has a live pid, so
+    its temp file is never touched; a reused pid only keeps a stale file a while longer. Another
+    machine's pids mean nothing here: its temp files are judged by age alone.
     """
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         middle = tmp.name[len(path.name) + 2 : -len(".tmp")].split(".")
         try:
-            if len(middle) == 2 and middle[0].isdigit():
-                if not pid_alive(int(middle[0])):
-                    tmp.unlink(missing_ok=True)
-            elif time.time() - tmp.stat().st_mtime > LEGACY_TMP_MAX_AGE_S:
+            if len(middle) == 3 and middle[0] == HOST and middle[1].isdigit():
+                stale = not pid_alive(int(middle[1]))
+            else:
+                stale = time.time() - tmp.stat().st_mtime > UNJUDGED_TMP_MAX_AGE_S
+            if stale:
                 tmp.unlink(missing_ok=True)
         except FileNotFoundError:  # its writer renamed or removed it meanwhile
             pass
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine."""
+    """Whether a process with this pid runs on this machine. A killed process its parent has
+    not reaped yet (a zombie: a run worker under Dagster's code server) is not alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by another user
         pass
-    return True
+    try:
+        # /proc/<pid>/stat: "pid (name) state ...", the name may hold spaces or parentheses.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:  # gone meanwhile (or no /proc: then os.kill's answer stands)
+        return not Path("/proc/self/stat").exists()
+    except (OSError, IndexError):
+        return True
 
 
 def write_table(path: Path, table: pa.Table) -> Path:

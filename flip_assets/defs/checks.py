@@ -67,3 +67,23 @@ class AssetChecks:
 
     def results(self, facts: Facts) -> list[AssetCheckResult]:
         return [check.result(self.asset, facts) for check in self.checks]
+
+
+def combine_check_results(by_shard: Mapping[str, list[AssetCheckResult]]) -> list[AssetCheckResult]:
+    """One result per check for a run over several shards: it passes when it passed on every
+    shard, at the worst severity among the failures; its metadata names the failing shards and
+    holds the first failing shard's metadata (else the first shard's)."""
+    combined = {}
+    for shard, results in by_shard.items():
+        for result in results:
+            combined.setdefault(result.check_name, []).append((shard, result))
+    out = []
+    for name, pairs in combined.items():
+        failing = [(shard, r) for shard, r in pairs if not r.passed]
+        shown = (failing or pairs)[0][1]
+        severity = AssetCheckSeverity.ERROR if any(r.severity == AssetCheckSeverity.ERROR for _, r in failing) else shown.severity
+        out.append(AssetCheckResult(
+            asset_key=shown.asset_key, check_name=name, passed=not failing, severity=severity,
+            metadata={**shown.metadata, "shards": len(pairs), "failing_shards": MetadataValue.json([s for s, _ in failing])},
+        ))  # fmt: skip
+    return out

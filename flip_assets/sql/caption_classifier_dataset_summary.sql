@@ -1,5 +1,5 @@
--- Composition of the classifier dataset: samples per split, label and origin.
-SELECT split, label, origin, count(*) AS samples
+-- Composition of the classifier dataset: samples per split, label, role (why it has its label) and origin.
+SELECT split, label, role, origin, count(*) AS samples
 FROM read_parquet($path)
 GROUP BY ALL
-ORDER BY split, label DESC, origin
+ORDER BY split, label DESC, role, origin

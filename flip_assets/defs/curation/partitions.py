@@ -1,11 +1,87 @@
 """The one partitioning of the pipeline: a partition per img2dataset shard ('00000', ...).
 
 Keys are added by `new_shards_sensor` (sensors.py) or `python -m flip_assets.pipeline --register-only`.
-Every shard-partitioned asset carries SHARD_TAG, so jobs can select them all.
+Every shard-partitioned asset carries SHARD_TAG, so jobs can select them all, and has its body
+wrapped in `per_shard`, so one run can materialize a range of shards (SINGLE_RUN_BACKFILL).
 """
 
-from dagster import AssetSelection, DynamicPartitionsDefinition
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterator
+
+from dagster import AssetMaterialization, AssetSelection, BackfillPolicy, DataVersion, DynamicPartitionsDefinition
+from dagster import Failure, MaterializeResult, MetadataValue
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+from flip_assets.defs.checks import combine_check_results
 
 shard_partitions = DynamicPartitionsDefinition(name="shards")
 SHARD_TAG = {"partition": "shard"}
 shard_assets = AssetSelection.tag("partition", "shard")
+
+# Every asset's backfill policy. One run may hold many shards: `dagster asset materialize
+# --partition-range A...B` accepts only assets with this policy (the unpartitioned ones too, so
+# `--select '*'` with a range runs the whole graph in one run), and a run pays the package's
+# import (Dagster, torch: ~17 s on a busy machine) once instead of once per shard. The sensor and
+# backfills of the shard_pipeline job still run one shard per run.
+SINGLE_RUN_BACKFILL = BackfillPolicy.single_run()
+
+class _OneShard:
+    """The asset's context seen from one shard of a range run: `partition_key` is that shard."""
+
+    has_partition_key = True
+
+    def __init__(self, context, shard: str):
+        self._context, self.partition_key = context, shard
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
+
+
+def per_shard(compute):
+    """Run a shard asset's body once per shard of the run's partitions.
+
+    A run of one shard is the body's own call. In a range run every shard runs even when another
+    failed: each one's metadata goes to its own partition, the check results are combined (a
+    check passes when it passed on every shard; its metadata names the failing shards) and the
+    data version is a hash of the shards' own (Dagster records one per output). When shards
+    failed, the others are recorded as materialized (with their own data version) and the run
+    fails naming each failed shard and its error, so a bad shard never holds the rest back.
+    """
+
+    @functools.wraps(compute)  # Dagster reads the resources from the wrapped signature
+    def run_shards(context, **resources) -> Iterator[MaterializeResult | AssetMaterialization]:
+        # A generator: what it yields before failing is still recorded.
+        shards = context.partition_keys
+        if len(shards) == 1:
+            yield compute(context, **resources)
+            return
+        results, failures = {}, {}
+        for shard in shards:
+            try:
+                results[shard] = compute(_OneShard(context, shard), **resources)
+            except Exception as error:  # noqa: BLE001 - reported per shard below, the run still fails
+                context.log.error(f"shard {shard} failed: {type(error).__name__}: {error}")
+                failures[shard] = f"{type(error).__name__}: {error}"
+        if failures:
+            for shard, result in results.items():
+                yield AssetMaterialization(
+                    context.asset_key, partition=shard, metadata=result.metadata,
+                    tags={DATA_VERSION_TAG: result.data_version.value} if result.data_version else None,
+                )  # fmt: skip
+            reasons = "".join(f"\n{shard}: {reason}" for shard, reason in failures.items())
+            raise Failure(
+                f"{len(failures)} of {len(shards)} shards failed ({', '.join(failures)}); the others are materialized{reasons}",
+                metadata={"failed_shards": MetadataValue.json(failures)},
+            )
+        for shard, result in results.items():
+            context.add_asset_metadata(dict(result.metadata or {}), partition_key=shard)
+        versions = "".join(r.data_version.value if r.data_version else "" for r in results.values())
+        yield MaterializeResult(
+            check_results=combine_check_results({s: r.check_results for s, r in results.items()}),
+            data_version=DataVersion(hashlib.sha256(versions.encode()).hexdigest()),
+        )
+
+    return run_shards

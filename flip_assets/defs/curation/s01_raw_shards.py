@@ -7,8 +7,9 @@ from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult
 
 from flip_assets.core import expectations, storage
 from flip_assets.core.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard
+from flip_assets.defs.automation import REFRESH_ON_CODE_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts, expectations_pass
-from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
+from flip_assets.defs.curation.partitions import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
 from flip_assets.defs.curation.resources import ShardSource
 from flip_assets.defs.resources import FlipStorage
 
@@ -65,7 +66,11 @@ CHECKS = AssetChecks(
     group_name="visual_filtering",
     kinds={"parquet"},
     check_specs=CHECKS.specs,
+    code_version="1",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    automation_condition=REFRESH_ON_CODE_CHANGE,
 )
+@per_shard
 def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_source: ShardSource) -> MaterializeResult:
     """Every sample of the shard (successful or not) with its caption, metadata, status and the
     byte range of its image inside the tar."""

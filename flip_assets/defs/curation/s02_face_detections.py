@@ -5,8 +5,9 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from flip_assets.core import storage
 from flip_assets.core.face_filter import detect_faces_in_shard
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts
-from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
+from flip_assets.defs.curation.partitions import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
 from flip_assets.defs.curation.resources import FaceDetectorResource
 from flip_assets.defs.resources import FlipStorage
 
@@ -44,7 +45,12 @@ CHECKS = AssetChecks(
     group_name="visual_filtering",
     kinds={"pytorch", "parquet"},
     check_specs=CHECKS.specs,
+    code_version="1",
+    pool="detector",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    automation_condition=REFRESH_ON_CHANGE,
 )
+@per_shard
 def face_detections(
     context: AssetExecutionContext, flip_storage: FlipStorage, face_detector: FaceDetectorResource
 ) -> MaterializeResult:

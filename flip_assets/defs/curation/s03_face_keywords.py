@@ -21,7 +21,9 @@ from flip_assets.core.keywords import (
     save_word2vec,
     train_word2vec,
 )
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
+from flip_assets.defs.curation.partitions import SINGLE_RUN_BACKFILL
 from flip_assets.defs.curation.resources import CaptionCorpus, KeywordMiningResource
 from flip_assets.defs.resources import FlipStorage
 
@@ -48,6 +50,9 @@ CHECKS = AssetChecks(
     group_name="textual_filtering",
     kinds={"gensim", "parquet"},
     check_specs=CHECKS.specs,
+    code_version="1",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    automation_condition=REFRESH_ON_CHANGE,
 )
 def face_keywords(
     context: AssetExecutionContext,

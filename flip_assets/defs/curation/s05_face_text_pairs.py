@@ -10,8 +10,9 @@ from flip_assets.core import expectations, storage
 from flip_assets.core.caption_classifier import load_classifier
 from flip_assets.core.face_text_pairs import DROP_REASONS, FACE_TEXT_PAIRS_SCHEMA, filter_face_pairs
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, expectations_pass
-from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
+from flip_assets.defs.curation.partitions import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
 from flip_assets.defs.curation.resources import CaptionFilterResource
 from flip_assets.defs.resources import FlipStorage
 
@@ -51,15 +52,23 @@ CHECKS = AssetChecks(
     group_name="textual_filtering",
     kinds={"pytorch", "parquet"},
     check_specs=CHECKS.specs,
+    code_version="1",
+    pool="classifier",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    automation_condition=REFRESH_ON_CHANGE,
 )
+@per_shard
 def face_text_pairs(
     context: AssetExecutionContext, flip_storage: FlipStorage, caption_filter: CaptionFilterResource
 ) -> MaterializeResult:
     """Every sample face_detections kept, with its caption's classifier score and face keywords;
-    kept when the score is above the threshold, else dropped with a reason."""
+    kept when the score is above the threshold (the one caption_classifier chose on the reviewed
+    dev captions, or FLIP_TEXT_THRESHOLD when set), else dropped with a reason."""
     shard = context.partition_key
     # Loaded before any work: a missing or broken model fails the run naming its folder.
-    model, tokenizer = load_classifier(flip_storage.caption_classifier_dir(), caption_filter.device)
+    model_dir = flip_storage.caption_classifier_dir()
+    model, tokenizer = load_classifier(model_dir, caption_filter.device)
+    threshold = caption_filter.threshold(model_dir)
     raw_path, detections_path = flip_storage.path("raw_shards", shard), flip_storage.path("face_detections", shard)
     for upstream in (raw_path, detections_path):
         storage.require_file(upstream)
@@ -71,7 +80,7 @@ def face_text_pairs(
         KeywordMatcher(used_keywords(flip_storage.path("face_keywords"))),
         model,
         tokenizer,
-        keep_threshold=caption_filter.keep_threshold,
+        keep_threshold=threshold,
         max_chars=caption_filter.max_caption_chars,
         batch_size=caption_filter.score_batch_size,
         max_length=caption_filter.max_length,
@@ -79,7 +88,7 @@ def face_text_pairs(
     path = flip_storage.write("face_text_pairs", shard, table)
     facts = storage.query(
         storage.sql_file("face_text_pairs_checks.sql"),
-        path=str(path), detections_path=str(detections_path), threshold=caption_filter.keep_threshold,
+        path=str(path), detections_path=str(detections_path), threshold=threshold,
     )[0]  # fmt: skip
     outcomes = storage.query(storage.sql_file("face_detections_reasons.sql"), path=str(path))
     suite = expectations.validate(storage.read_table(path).to_pandas(), "face_text_pairs", CONTRACT_SUITE)
@@ -90,7 +99,8 @@ def face_text_pairs(
             "face_samples": facts["face_samples"],
             "kept": facts["kept"],
             "kept_share": facts["kept"] / facts["face_samples"] if facts["face_samples"] else 0.0,
-            "keep_threshold": caption_filter.keep_threshold,
+            "keep_threshold": threshold,
+            "threshold_source": "FLIP_TEXT_THRESHOLD" if caption_filter.keep_threshold else "chosen by caption_classifier",
             "outcomes": MetadataValue.json({o["outcome"]: o["samples"] for o in outcomes}),
             "kept_examples": MetadataValue.md(kept.to_pandas().to_markdown(index=False)),
             "dropped_examples": MetadataValue.md(dropped.to_pandas().to_markdown(index=False)),

@@ -18,8 +18,9 @@ from flip_assets.core.denoiser import (
 )
 from flip_assets.core.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
 from flip_assets.core.keywords import used_keywords
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts
-from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
+from flip_assets.defs.curation.partitions import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
 from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, LLMResource, PerplexityResource
 from flip_assets.defs.resources import FlipStorage
 
@@ -151,7 +152,12 @@ def quality_metadata(quality: dict, prefix: str = "") -> dict:
     group_name="text_denoising",
     kinds={"llm", "parquet"},
     check_specs=AssetChecks("denoised_captions", *CHECKS).specs,
+    code_version="1",
+    pool="llm",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    automation_condition=REFRESH_ON_CHANGE,
 )
+@per_shard
 def denoised_captions(
     context: AssetExecutionContext, flip_storage: FlipStorage, llm: LLMResource, perplexity: PerplexityResource
 ) -> MaterializeResult:
@@ -174,6 +180,10 @@ class DenoisingEvalConfig(Config):
     deps=["caption_classifier", "face_keywords"],
     group_name="text_denoising",
     kinds={"parquet"},
+    code_version="1",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    pool="classifier",
+    automation_condition=REFRESH_ON_CHANGE,
 )
 def denoising_eval_set(
     context: AssetExecutionContext,
@@ -184,13 +194,15 @@ def denoising_eval_set(
 ) -> MaterializeResult:
     """Real noisy face captions to measure denoising on: captions of the caption corpus (LAION)
     that the caption classifier accepts, in a seeded random order, up to max_captions."""
+    classifier_dir = flip_storage.caption_classifier_dir()
+    threshold = caption_filter.threshold(classifier_dir)
     table, facts = sample_accepted_captions(
         corpora=caption_corpus.files,
-        classifier_dir=flip_storage.caption_classifier_dir(),
+        classifier_dir=classifier_dir,
         keywords=used_keywords(flip_storage.path("face_keywords")),
         max_captions=config.max_captions,
         seed=config.seed,
-        threshold=caption_filter.keep_threshold,
+        threshold=threshold,
         max_chars=caption_filter.max_caption_chars,
         max_length=caption_filter.max_length,
         device=caption_filter.device,
@@ -203,7 +215,7 @@ def denoising_eval_set(
             "scored": facts["scored"],
             "accepted_share_of_scored": table.num_rows / facts["scored"] if facts["scored"] else 0.0,
             "pool": facts["pool"],
-            "keep_threshold": caption_filter.keep_threshold,
+            "keep_threshold": threshold,
             "schema": MetadataValue.md(", ".join(EVAL_SET_SCHEMA.names)),
         }
     ))
@@ -214,6 +226,10 @@ def denoising_eval_set(
     group_name="text_denoising",
     kinds={"llm", "parquet"},
     check_specs=AssetChecks("denoising_evaluation", *CHECKS).specs,
+    code_version="1",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    pool="llm",
+    automation_condition=REFRESH_ON_CHANGE,
 )
 def denoising_evaluation(
     context: AssetExecutionContext, flip_storage: FlipStorage, llm: LLMResource, perplexity: PerplexityResource

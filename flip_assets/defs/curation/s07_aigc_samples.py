@@ -9,6 +9,7 @@ from flip_assets.core import storage
 from flip_assets.core.aigc import AIGC_SCHEMA, IMAGE_SIZE, Prices, generate_samples, sample_pairs
 from flip_assets.core.shards import read_sample_image
 from flip_assets.defs.checks import AssetChecks, Check
+from flip_assets.defs.curation.partitions import SINGLE_RUN_BACKFILL
 from flip_assets.defs.curation.resources import AIGCResource
 from flip_assets.defs.resources import FlipStorage
 
@@ -44,6 +45,10 @@ class AigcConfig(Config):
     group_name="aigc",
     kinds={"openai", "parquet"},
     check_specs=CHECKS.specs,
+    code_version="1",
+    backfill_policy=SINGLE_RUN_BACKFILL,
+    pool="aigc_api",
+    # No automation_condition: every run is paid; it runs only when someone asks.
 )
 def aigc_samples(
     context: AssetExecutionContext, config: AigcConfig, flip_storage: FlipStorage, aigc: AIGCResource

@@ -17,9 +17,15 @@ def new_shards_sensor(context: SensorEvaluationContext, shard_source: ShardSourc
     shard and then failed to launch its run is made good by the next tick. The run key is one
     per shard, and the daemon launches a run key once, so a shard is never run twice by the sensor.
     """
+    # A vanished source folder fails the tick naming FLIP_SOURCE (shown on the sensor's page);
+    # the daemon carries on and registered partitions and outputs stay as they are.
     shards = list_shards(shard_source.path)
     known = set(context.instance.get_dynamic_partitions(shard_partitions.name))
     new = [s for s in shards if s not in known]
+    if orphans := sorted(known - set(shards)):
+        # Added by hand in the UI, or their file was deleted: their outputs are kept, and a run
+        # of one fails naming the missing file.
+        context.log.warning(f"partitions with no shard file in {shard_source.path}: {', '.join(orphans)}")
     # None until raw_shards has any materialization at all.
     status = context.instance.get_status_by_partition(AssetKey("raw_shards"), shards, shard_partitions) or {}
     not_run = [s for s in shards if status.get(s) != AssetPartitionStatus.MATERIALIZED]

@@ -14,6 +14,7 @@ from flip_assets.core.dual_encoder import build_model, load_tokenizer
 from flip_assets.core.eval_tables import bars_png, long_rows, markdown, seed_summary
 from flip_assets.core.face_benchmarks import evaluate, load_suite
 from flip_assets.core.plots import markdown_image
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.evaluation.resources import EvaluationResource
 from flip_assets.defs.resources import FlipStorage
@@ -50,7 +51,10 @@ def target_facts(summary: list[dict], source: str) -> dict:
     return {"targets_missed": len(missed), "missed": missed}
 
 
-@asset(deps=list(PAIR_ASSETS), group_name="evaluation", kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs)
+@asset(
+    deps=list(PAIR_ASSETS), group_name="evaluation", kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs, code_version="1",
+    automation_condition=REFRESH_ON_CHANGE,
+)
 def flip_ablation(
     context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource, evaluation: EvaluationResource
 ) -> MaterializeResult:

@@ -14,6 +14,7 @@ from flip_assets.core.dual_encoder import build_model, checkpoint_info, load_che
 from flip_assets.core.eval_tables import TABLES, bars_png, long_rows, markdown, side_by_side
 from flip_assets.core.face_benchmarks import EvalSuite, ImageSet, embed_images, embed_texts, evaluate, load_suite
 from flip_assets.core.plots import markdown_image
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.curation.resources import PerplexityResource
 from flip_assets.defs.evaluation.resources import EvaluationResource
@@ -69,7 +70,10 @@ def quality_rows(model, tokenizer, pairs: pa.Table, source: str, perplexity, sam
     ]
 
 
-@asset(deps=["flip_checkpoint", *PAIR_ASSETS], group_name="evaluation", kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs)
+@asset(
+    deps=["flip_checkpoint", *PAIR_ASSETS], group_name="evaluation", kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs,
+    code_version="1", automation_condition=REFRESH_ON_CHANGE,
+)
 def flip_eval_tables(
     context: AssetExecutionContext,
     flip_storage: FlipStorage,

@@ -43,6 +43,7 @@ from flip_assets.defs.curation.resources import ShardSource
 from flip_assets.defs.release.checks import (
     FLIP_RELEASE_AIGC_CHECKS,
     FLIP_RELEASE_CHECKS,
+    RELEASE_CANDIDATES_CHECKS,
     RELEASE_EXCLUSIONS_CHECKS,
     RELEASE_INDEX_CHECKS,
     release_suite,
@@ -74,6 +75,7 @@ def _markdown(table: pa.Table) -> MetadataValue:
     deps=["denoised_captions", "face_text_pairs", "face_detections", "raw_shards", "face_keywords"],
     group_name="release",
     kinds={"onnx", "parquet"},
+    check_specs=RELEASE_CANDIDATES_CHECKS.specs,
 )
 def release_candidates(
     context: AssetExecutionContext, flip_storage: FlipStorage, shard_source: ShardSource, release: ReleaseResource
@@ -99,16 +101,20 @@ def release_candidates(
         rows, shard, KeywordMatcher(used_keywords(flip_storage.path("face_keywords"))), tags,
         release.classifier(), release.max_pixels, progress=progress,
     )  # fmt: skip
-    flip_storage.write("release_candidates", shard, table)
+    path = flip_storage.write("release_candidates", shard, table)
+    facts = storage.query(
+        storage.sql_file("release_candidates_checks.sql"), path=str(path), denoised=str(paths["denoised_captions"])
+    )[0]
     problems = pc.value_counts(table["image_problem"].drop_null()).to_pylist() if table.num_rows else []
     return flip_storage.publish(context, MaterializeResult(
         metadata={
-            "candidates": table.num_rows,
-            "with_source_nsfw_tag": table.num_rows - table["laion_nsfw"].null_count,
+            "candidates": facts["candidates"],
+            "with_source_nsfw_tag": facts["with_source_nsfw_tag"],
             "image_problems": MetadataValue.json({p["values"]: p["counts"] for p in problems}),
             "nsfw_classifier": CLASSIFIER_NAME,
-            "max_nsfw_score": float(pc.max(table["nsfw_score"]).as_py() or 0.0) if table.num_rows else 0.0,
-        }
+            "max_nsfw_score": float(facts["max_nsfw_score"]),
+        },
+        check_results=RELEASE_CANDIDATES_CHECKS.results(facts),
     ))
 
 

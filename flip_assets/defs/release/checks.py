@@ -38,6 +38,20 @@ def schema_check(schema_name: str) -> Check:
     )  # fmt: skip
 
 
+RELEASE_CANDIDATES_CHECKS = AssetChecks(
+    "release_candidates",
+    Check(
+        "every_denoised_pair_a_candidate",
+        "Every pair the denoiser gave a caption has one candidate row, and no other key.",
+        blocking=True, zero=("missing_candidates", "not_denoised", "duplicate_keys"), report=("candidates",),
+    ),  # fmt: skip
+    Check(
+        "every_readable_image_scored",
+        "Every candidate whose image was read has its SHA-256, perceptual hash and an NSFW score in [0, 1].",
+        blocking=True, zero=("unscored",),
+    ),  # fmt: skip
+)
+
 RELEASE_INDEX_CHECKS = AssetChecks(
     "release_index",
     Check(

@@ -14,6 +14,7 @@ from flip_assets.core.contrastive_training import curves_png, image_tensor, prep
 from flip_assets.core.devices import torch_device
 from flip_assets.core.dual_encoder import build_model, load_checkpoint, load_tokenizer, save_checkpoint, tokenize
 from flip_assets.core.plots import markdown_image
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.resources import FlipStorage
 from flip_assets.defs.training.resources import PAIR_ASSETS, TrainingResource
@@ -68,7 +69,10 @@ def embedding_difference(model, reloaded, pixels, tokenizer, captions: list[str]
     return float(max((a - b).abs().max() for a, b in zip(*pairs)))
 
 
-@asset(deps=list(PAIR_ASSETS), group_name="training", kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs)
+@asset(
+    deps=list(PAIR_ASSETS), group_name="training", kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs, code_version="1",
+    automation_condition=REFRESH_ON_CHANGE,
+)
 def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
     """The dual encoder of FLIP_TRAIN_CONFIG trained on FLIP_TRAIN_SOURCES with CLIP's symmetric
     contrastive loss; saved in Hugging Face layout with a model card under

@@ -11,6 +11,7 @@ from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, Materi
 from flip_assets.core import storage
 from flip_assets.core.shards import read_sample_image
 from flip_assets.core.training_pairs import celeba_pairs, shard_pairs
+from flip_assets.defs.automation import REFRESH_ON_CHANGE, REFRESH_ON_CODE_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.resources import FlipStorage
 from flip_assets.defs.training.resources import TrainingResource
@@ -61,7 +62,10 @@ def _write_and_check(
     ))  # fmt: skip
 
 
-@asset(group_name="training", kinds={"parquet"}, check_specs=CELEBA_CHECKS.specs)
+@asset(
+    group_name="training", kinds={"parquet"}, check_specs=CELEBA_CHECKS.specs, code_version="1",
+    automation_condition=REFRESH_ON_CODE_CHANGE,
+)
 def celeba_caption_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
     """CelebA's train-split faces (ids 1-8000 of the shared file; it has no identity labels, so
     its id split is the split) with one caption each, generated from the 40 attributes in
@@ -74,7 +78,10 @@ def celeba_caption_pairs(context: AssetExecutionContext, flip_storage: FlipStora
     )  # fmt: skip
 
 
-@asset(deps=["raw_shards"], group_name="training", kinds={"parquet"}, check_specs=RAW_CHECKS.specs)
+@asset(
+    deps=["raw_shards"], group_name="training", kinds={"parquet"}, check_specs=RAW_CHECKS.specs, code_version="1",
+    automation_condition=REFRESH_ON_CHANGE,
+)
 def raw_shard_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
     """Every downloaded sample of every shard as a pair, unfiltered (no face or text filter, raw
     caption): the ablation's uncurated source. Images cut to 224 px once; a sample without a
@@ -103,7 +110,8 @@ ORDER BY r.key
 
 @asset(
     deps=[AssetDep("flip_release", partition_mapping=AllPartitionMapping()), "flip_release_aigc", "raw_shards"],
-    group_name="training", kinds={"parquet"}, check_specs=RELEASED_CHECKS.specs,
+    group_name="training", kinds={"parquet"}, check_specs=RELEASED_CHECKS.specs, code_version="1",
+    automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def released_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
     """The released face-text pairs of every shard (flip_release: images cut from the shards at

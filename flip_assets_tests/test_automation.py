@@ -1,0 +1,127 @@
+"""Data versions, staleness and declarative automation on a real instance with the real
+raw_shards: re-running an unchanged shard leaves everything downstream in sync and requests
+nothing; new content or a new code version does. Also a range run (BackfillPolicy.single_run)
+in which one shard fails."""
+
+from __future__ import annotations
+
+from conftest import RAW_SHARDS, make_resources, run_assets
+from dagster import AssetKey, Definitions, MaterializeResult, asset, evaluate_automation_conditions, materialize
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._time import get_current_datetime
+
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
+from flip_assets.defs.curation.partitions import shard_partitions
+from flip_assets.defs.curation.s01_raw_shards import raw_shards
+
+SHARDS = ("00000", "00001")
+RANGE_TAGS = {"dagster/asset_partition_range_start": "00000", "dagster/asset_partition_range_end": "00001"}
+
+
+def downstream_of_raw_shards(code_version: str):
+    """An unpartitioned asset reading every raw_shards partition, like face_keywords (which
+    also needs face_detections: too slow to compute twice here)."""
+
+    @asset(deps=[raw_shards], code_version=code_version, automation_condition=REFRESH_ON_CHANGE)
+    def shard_summary() -> MaterializeResult:
+        return MaterializeResult()
+
+    return shard_summary
+
+
+def link_source(folder, tar_of: dict[str, str]):
+    """A shard folder whose NNNNN.tar is a link to the sample shard tar_of[NNNNN] (sidecars alike)."""
+    folder.mkdir(exist_ok=True)
+    for shard, sample in tar_of.items():
+        for suffix in (".tar", ".parquet", "_stats.json"):
+            link = folder / f"{shard}{suffix}"
+            link.unlink(missing_ok=True)
+            link.symlink_to(RAW_SHARDS / f"{sample}{suffix}")
+    return folder
+
+
+def status(instance, defs: Definitions) -> StaleStatus:
+    """What the UI shows for shard_summary (Unsynced is STALE)."""
+    graph = defs.resolve_asset_graph()
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance, asset_graph=graph,
+    )  # fmt: skip
+    return CachingStaleStatusResolver(instance, graph, view).get_status(AssetKey("shard_summary"))
+
+
+def test_only_a_real_change_upstream_makes_downstream_unsynced_and_refreshes_it(instance, tmp_path):
+    source = link_source(tmp_path / "source", {s: s for s in SHARDS})
+    resources = make_resources(tmp_path / "home", source)
+    summary = downstream_of_raw_shards("1")
+    defs = Definitions(assets=[raw_shards, summary], resources=resources)
+    for shard in SHARDS:
+        assert run_assets([raw_shards], resources, instance, shard).success
+    assert materialize([summary], instance=instance).success
+    assert status(instance, defs) == StaleStatus.FRESH
+    ticks = evaluate_automation_conditions(defs, instance)  # the first tick only sets the cursor
+
+    # The same shard again: the same bytes, so the same data version (not a new run id).
+    assert run_assets([raw_shards], resources, instance, "00000").success
+    assert status(instance, defs) == StaleStatus.FRESH
+    ticks = evaluate_automation_conditions(defs, instance, cursor=ticks.cursor)
+    assert ticks.total_requested == 0
+
+    # Shard 00000 now holds other samples: new content, downstream is unsynced and requested.
+    link_source(source, {"00000": "00001"})
+    assert run_assets([raw_shards], resources, instance, "00000").success
+    assert status(instance, defs) == StaleStatus.STALE
+    ticks = evaluate_automation_conditions(defs, instance, cursor=ticks.cursor)
+    assert ticks.get_requested_partitions(AssetKey("shard_summary")) == {None}
+    assert materialize([summary], instance=instance).success
+    ticks = evaluate_automation_conditions(defs, instance, cursor=ticks.cursor)
+    assert ticks.total_requested == 0  # refreshed: nothing left to do
+
+    # A new code version of the downstream asset: requested again, its inputs unchanged.
+    changed = Definitions(assets=[raw_shards, downstream_of_raw_shards("2")], resources=resources)
+    assert status(instance, changed) == StaleStatus.STALE
+    ticks = evaluate_automation_conditions(changed, instance, cursor=ticks.cursor)
+    assert ticks.get_requested_partitions(AssetKey("shard_summary")) == {None}
+
+
+def test_a_range_run_records_each_shard_and_names_the_one_that_failed(instance, tmp_path):
+    source = link_source(tmp_path / "source", {"00000": "00000"})
+    # 00001 is registered but has no file in this source: a key added by hand, or a deleted shard.
+    instance.add_dynamic_partitions(shard_partitions.name, ["00000", "00001"])
+    result = materialize(
+        [raw_shards], resources=make_resources(tmp_path / "home", source), instance=instance, tags=RANGE_TAGS,
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert "1 of 2 shards failed (00001)" in message and "00001.tar" in message, message
+    materialized = {e.materialization.partition for e in result.get_asset_materialization_events()}
+    assert materialized == {"00000"}
+    assert (tmp_path / "home" / "raw_shards" / "00000.parquet").is_file()
+    assert not (tmp_path / "home" / "raw_shards" / "00001.parquet").exists()
+
+
+def test_a_range_run_gives_each_shard_its_own_metadata(instance, tmp_path):
+    instance.add_dynamic_partitions(shard_partitions.name, list(SHARDS))
+    result = materialize([raw_shards], resources=make_resources(tmp_path), instance=instance, tags=RANGE_TAGS)
+    samples = {e.materialization.partition: e.materialization.metadata["samples"].value for e in result.get_asset_materialization_events()}
+    assert samples == {"00000": 100, "00001": 99}  # each its own count
+    [unique] = [c for c in result.get_asset_check_evaluations() if c.check_name == "unique_keys"]
+    assert unique.passed and unique.metadata["shards"].value == 2
+
+
+def test_a_deleted_shard_file_fails_its_run_naming_the_file_and_keeps_the_output(instance, tmp_path):
+    source = link_source(tmp_path / "source", {"00000": "00000"})
+    resources = make_resources(tmp_path / "home", source)
+    assert run_assets([raw_shards], resources, instance, "00000").success
+    published = tmp_path / "home" / "raw_shards" / "00000.parquet"
+    before = published.read_bytes()
+    (source / "00000.tar").unlink()
+    result = run_assets([raw_shards], resources, instance, "00000")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert f"shard tar not found: {source / '00000.tar'}" in str(failure.event_specific_data.error)
+    assert published.read_bytes() == before  # nothing lost
+    assert instance.get_dynamic_partitions(shard_partitions.name) == ["00000"]

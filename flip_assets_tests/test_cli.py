@@ -1,0 +1,80 @@
+"""The README's command lines, run as a user runs them against an instance in a temp DAGSTER_HOME
+(the checkout's dagster.yaml): one partition, a range of partitions in one run, and the same
+through `dg launch`; and the clear failure of a typo in the run config."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MODELS, RAW_SHARDS, REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return {
+        **os.environ, "DAGSTER_HOME": str(home), "FLIP_HOME": str(tmp_path / "flip_home"),
+        "FLIP_SOURCE": str(RAW_SHARDS), "FLIP_MODELS": str(MODELS),
+        # YuNet: seconds per shard on the CPU; this is about the command line, not the detector.
+        "FLIP_DETECTOR": "yunet", "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    }  # fmt: skip
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    # The working directory is DAGSTER_HOME: dagster.yaml's storage paths are relative to it.
+    return subprocess.run(args, cwd=env["DAGSTER_HOME"], env=env, capture_output=True, text=True, timeout=600)
+
+
+def materialized(env: dict) -> dict[str, list[str]]:
+    from dagster import AssetKey, DagsterInstance
+
+    cwd = os.getcwd()
+    os.chdir(env["DAGSTER_HOME"])
+    try:
+        with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            return {
+                asset: sorted(r.partition_key for r in instance.fetch_materializations(AssetKey(asset), limit=100).records)
+                for asset in ("raw_shards", "face_detections")
+            }
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.slow
+def test_one_partition_a_range_and_dg_launch(cli_env):
+    register = cli(cli_env, str(BIN / "python"), "-m", "flip_assets.pipeline", "--register-only")
+    assert register.returncode == 0 and "00000, 00001" in register.stdout, register.stderr[-2000:]
+
+    one = cli(cli_env, str(BIN / "dagster"), "asset", "materialize", "-m", "flip_assets.definitions",
+              "--select", "raw_shards", "--partition", "00000")  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert materialized(cli_env) == {"raw_shards": ["00000"], "face_detections": []}
+
+    # Both stages over both shards in one run: the single-run backfill policy allows it.
+    ranged = cli(cli_env, str(BIN / "dagster"), "asset", "materialize", "-m", "flip_assets.definitions",
+                 "--select", "raw_shards,face_detections", "--partition-range", "00000...00001")  # fmt: skip
+    assert ranged.returncode == 0, ranged.stderr[-3000:]
+    assert materialized(cli_env) == {"raw_shards": ["00000", "00000", "00001"], "face_detections": ["00000", "00001"]}
+
+    launched = cli(cli_env, str(BIN / "dg"), "launch", "-m", "flip_assets.definitions",
+                   "--assets", "face_detections", "--partition-range", "00000...00001")  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert materialized(cli_env)["face_detections"] == ["00000", "00000", "00001", "00001"]
+
+
+def test_a_typo_in_run_config_fails_naming_it(cli_env):
+    typo = cli(cli_env, str(BIN / "dagster"), "asset", "materialize", "-m", "flip_assets.definitions",
+               "--select", "aigc_samples", "--config-json", '{"ops": {"aigc_samples": {"config": {"sampels": 2}}}}')  # fmt: skip
+    assert typo.returncode != 0
+    assert 'unexpected config entry "sampels"' in typo.stderr, typo.stderr[-2000:]
