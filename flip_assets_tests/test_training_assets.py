@@ -99,3 +99,14 @@ def test_released_pairs_cut_release_images_from_the_shards_and_count_what_is_gon
     assert all(Image.open(io.BytesIO(p["image"])).size == (224, 224) for p in pairs)
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["dropped"].value == {"no_image": 1}
+
+
+def test_fitting_splits_lose_the_images_their_test_splits_also_hold():
+    """FER2013 and UTKFace hold byte-identical images in both splits (found by
+    flip_eval_tables' blocking check on the full files): the probes never fit on them."""
+    from flip_assets.core.face_benchmarks import load_suite
+    from flip_assets.defs.evaluation.tables import split_facts
+
+    suite = load_suite(DATA / "eval", test_limit=0, train_limit=0, seed=0)
+    assert suite.removed_from_fitting["fer_train"] > 0 and suite.removed_from_fitting["utk_train"] > 0
+    assert split_facts(suite, set())["test_images_in_fitting_splits"] == 0

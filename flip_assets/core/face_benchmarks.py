@@ -69,6 +69,12 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    def without(self, hashes: set[str]) -> "ImageSet":
+        """This set less the images whose SHA-256 is in hashes."""
+        keep = np.array([h not in hashes for h in self.hashes], dtype=bool)
+        images = [image for image, kept in zip(self.images, keep) if kept]
+        return ImageSet(self.name, self.split, images, {k: v[keep] for k, v in self.labels.items()})
+
 
 def _sample(n: int, limit: int, seed: int) -> list[int]:
     """At most `limit` of range(n) (0: all), a fixed pseudo-random choice, in file order."""
@@ -150,6 +156,8 @@ class EvalSuite:
     utk_test: ImageSet
     landmarks_train: ImageSet
     landmarks_test: ImageSet
+    # Images dropped from a fitting split because a scored split holds the same bytes.
+    removed_from_fitting: dict[str, int] = field(default_factory=dict)
 
     @property
     def sets(self) -> list[ImageSet]:
@@ -168,7 +176,7 @@ def load_suite(data_dir: Path, test_limit: int, train_limit: int, seed: int) -> 
     landmarks_train, landmarks_test = faces_300w(
         [data_dir / "faces_300w_afw.parquet", data_dir / "faces_300w_helen_test.parquet"], test_limit, train_limit, seed
     )
-    return EvalSuite(
+    suite = EvalSuite(
         celeba=celeba_test(data_dir / "celeba_attr.parquet", test_limit, seed),
         fer_train=fer2013(data_dir / "fer2013.parquet", "train", train_limit, seed),
         fer_test=fer2013(data_dir / "fer2013.parquet", "test", test_limit, seed),
@@ -177,6 +185,15 @@ def load_suite(data_dir: Path, test_limit: int, train_limit: int, seed: int) -> 
         landmarks_train=landmarks_train,
         landmarks_test=landmarks_test,
     )
+    # FER2013 and UTKFace hold byte-identical images in both their splits: a fitting split loses
+    # those, so no probe or head is fitted on an image it is scored on.
+    tested = {h for s in suite.scored for h in s.hashes}
+    for name in ("fer_train", "utk_train", "landmarks_train"):
+        fitting = getattr(suite, name)
+        kept = fitting.without(tested)
+        suite.removed_from_fitting[name] = len(fitting) - len(kept)
+        setattr(suite, name, kept)
+    return suite
 
 
 def embed_images(model, images: ImageSet, cache_dir: Path | None, device) -> np.ndarray:

@@ -120,7 +120,8 @@ def flip_eval_tables(
         metadata={
             **metadata, "celeba_attributes": MetadataValue.md(markdown(per_attribute)),
             "checkpoint": MetadataValue.path(str(directory)), "trained_on": ", ".join(info["sources"]),
-            "scored_images": MetadataValue.json({s.name: len(s) for s in suite.scored}), "quality_sources": ", ".join(sources),
+            "scored_images": MetadataValue.json({s.name: len(s) for s in suite.scored}),
+            "fitting_images_dropped_as_test_duplicates": MetadataValue.json(suite.removed_from_fitting), "quality_sources": ", ".join(sources),
         },
         check_results=CHECKS.results(split_facts(suite, training_hashes)),
     ))  # fmt: skip
