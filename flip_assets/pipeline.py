@@ -19,6 +19,7 @@ from dagster import AssetKey, DagsterInstance, Definitions
 
 from flip_assets.core.shards import list_shards
 from flip_assets.defs.curation.partitions import shard_partitions
+from flip_assets.run_launcher import fail_dead_runs
 
 
 def register_shards(instance: DagsterInstance, source: Path) -> list[str]:
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     from flip_assets.definitions import defs
 
     instance = DagsterInstance.get()
+    for run_id in fail_dead_runs(instance):
+        print(f"run {run_id} had died (killed?): marked failed, its pool slots given back")
     shard_source = defs.resources["shard_source"].process_config_and_initialize()  # resolves EnvVars
     shards = register_shards(instance, shard_source.path)
     print(f"shards: {', '.join(shards) or 'none'}")

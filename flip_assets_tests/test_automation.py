@@ -125,3 +125,15 @@ def test_a_deleted_shard_file_fails_its_run_naming_the_file_and_keeps_the_output
     assert f"shard tar not found: {source / '00000.tar'}" in str(failure.event_specific_data.error)
     assert published.read_bytes() == before  # nothing lost
     assert instance.get_dynamic_partitions(shard_partitions.name) == ["00000"]
+
+
+def test_a_shard_that_failed_for_good_does_not_hold_back_the_unpartitioned_stages(instance, tmp_path):
+    source = link_source(tmp_path / "source", {"00000": "00000"})  # 00001 is registered, its file missing
+    resources = make_resources(tmp_path / "home", source)
+    defs = Definitions(assets=[raw_shards, downstream_of_raw_shards("1")], resources=resources)
+    instance.add_dynamic_partitions(shard_partitions.name, ["00000", "00001"])
+    ticks = evaluate_automation_conditions(defs, instance)
+    assert run_assets([raw_shards], resources, instance, "00000").success
+    assert not run_assets([raw_shards], resources, instance, "00001").success
+    ticks = evaluate_automation_conditions(defs, instance, cursor=ticks.cursor)
+    assert ticks.get_requested_partitions(AssetKey("shard_summary")) == {None}

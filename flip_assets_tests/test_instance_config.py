@@ -18,12 +18,13 @@ from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster._core.workspace.load_target import EmptyWorkspaceTarget
 from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 
-# A run that materializes one asset in its own process and sleeps in it.
+# A run that materializes one asset (in a pool, as the heavy stages are) in its own process and
+# sleeps in it.
 SLEEPING_RUN = """
 import sys, time
 from dagster import DagsterInstance, asset, materialize
 
-@asset
+@asset(pool="detector")
 def sleeper():
     print("started", flush=True)
     time.sleep(600)
@@ -104,3 +105,23 @@ def test_heavy_stages_share_pools_of_one_slot(repo_instance):
     assert pools["denoised_captions"] == ["llm"] and pools["face_text_pairs"] == ["classifier"]
     assert repo_instance.get_concurrency_config().pool_config.default_pool_limit == 1
     assert repo_instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
+
+
+def test_a_killed_in_process_run_gives_back_its_pool_slot(repo_instance, tmp_path):
+    """`make pipeline` runs in process with no daemon: the next run frees what a killed one held."""
+    from flip_assets.run_launcher import fail_dead_runs
+
+    worker = subprocess.Popen(
+        [sys.executable, "-c", SLEEPING_RUN, str(tmp_path)], cwd=tmp_path, stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert worker.stdout.readline() == b"started\n"
+        [run] = repo_instance.get_runs()
+        assert fail_dead_runs(repo_instance) == []  # alive: left alone
+        assert repo_instance.event_log_storage.get_concurrency_info("detector").claimed_slots
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert fail_dead_runs(repo_instance) == [run.run_id]
+    assert repo_instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    assert not repo_instance.event_log_storage.get_concurrency_info("detector").claimed_slots

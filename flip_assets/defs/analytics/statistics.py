@@ -1,0 +1,122 @@
+"""dataset_statistics: the numbers of paper 3.2 over every stage and the release, by DuckDB; and
+dataset_card, the Markdown that ships with the release, with its figures and tables beside it."""
+
+from pathlib import Path
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from flip_assets.core import storage
+from flip_assets.core.dataset_card import dataset_card as build_card
+from flip_assets.core.keywords import used_keywords
+from flip_assets.core.plots import markdown_image
+from flip_assets.core.statistics import DatasetStatistics, compute_statistics
+from flip_assets.core.statistics_report import figures, tables
+from flip_assets.defs.automation import REFRESH_ON_CHANGE
+from flip_assets.defs.checks import AssetChecks, Check
+from flip_assets.defs.curation.partitions import shard_partitions
+from flip_assets.defs.resources import FlipStorage
+
+STATISTICS_FILE, CARD_FILE, TABLES_FILE = "statistics.json", "README.md", "statistics.md"
+
+
+def _none_listed(name: str, description: str, fact: str) -> Check:
+    """Passes when the list `fact` of DatasetStatistics.check_facts is empty; shows the list."""
+    return Check(name, description, passed=lambda f: not f[fact], metadata=lambda f: {fact: MetadataValue.json(f[fact])})
+
+
+# None blocks, so that the card is always written and says what is missing.
+CHECKS = AssetChecks(
+    "dataset_statistics",
+    _none_listed(
+        "funnel_monotone", "In every shard and in total, no funnel stage has more samples than the one before it.",
+        "funnel_increases",
+    ),  # fmt: skip
+    _none_listed(
+        "shares_in_unit_interval", "The NSFW, duplicate, LAION-agreement and keyword shares all lie in [0, 1].",
+        "shares_out_of_range",
+    ),  # fmt: skip
+    _none_listed(
+        "every_shard_release_present",
+        "Every shard has a readable flip_release and release_exclusions file; the statistics list those they lack.",
+        "release_files_missing",
+    ),
+    _none_listed(
+        "candidates_add_up",
+        "In every shard whose files are all present, released + excluded samples = its denoised captions.",
+        "shards_not_adding_up",
+    ),
+)
+
+UPSTREAM = [
+    "raw_shards", "face_detections", "face_text_pairs", "denoised_captions", "flip_release", "release_exclusions",
+    "released_face_demographics", "race_classifier",
+]  # fmt: skip
+
+
+@asset(
+    deps=UPSTREAM, group_name="analytics", kinds={"duckdb", "parquet"}, check_specs=CHECKS.specs,
+    automation_condition=REFRESH_ON_CHANGE,
+)  # fmt: skip
+def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
+    """The funnel per shard and in total, caption length (paper: 85.1 characters, 15.6 words),
+    keyword frequencies, faces per image, face and image size, NSFW (paper: 5.4 %) and duplicate
+    shares, and the age, gender and race of the released faces (paper Figure 6), over every
+    registered shard. The Parquet output is the funnel; every statistic is in statistics.json
+    beside it, tables and plots in the metadata. Missing or unreadable shard files are listed,
+    not fatal; a file with other columns than expected fails naming it."""
+    shards = context.instance.get_dynamic_partitions(shard_partitions.name)
+    stats = compute_statistics(Path(flip_storage.home), shards)
+    flip_storage.write("dataset_statistics", None, pa.Table.from_pylist(stats.funnel))
+    # Every statistic, for the card; no check of this asset blocks, so the funnel file is published beside it.
+    everything = flip_storage.path("dataset_statistics").parent / STATISTICS_FILE
+    storage.atomic_write_bytes(everything, lambda tmp: tmp.write_text(stats.to_json()))
+    if stats.problems:
+        context.log.warning(f"statistics without {len(stats.problems)} shard file(s): {stats.problems}")
+    markdown = tables(stats)
+    return flip_storage.publish(context, MaterializeResult(
+        metadata={
+            "shards": len(stats.shards),
+            "released": stats.captions["captions"],
+            "mean_caption_chars": stats.captions["mean_chars"],
+            "mean_caption_words": stats.captions["mean_words"],
+            "nsfw_share": stats.safety["nsfw_share"],
+            "duplicate_share": stats.safety["duplicate_share"],
+            "race_test_accuracy": stats.race_test_accuracy,
+            "missing_files": MetadataValue.md(markdown["problems"]),
+            **{f"table_{name}": MetadataValue.md(text) for name, text in markdown.items() if name != "problems"},
+            **{f"plot_{name}": MetadataValue.md(markdown_image(png, name)) for name, png in figures(stats).items()},
+        },
+        check_results=CHECKS.results(stats.check_facts()),
+    ))
+
+
+@asset(
+    deps=["dataset_statistics", "face_keywords"], group_name="analytics", kinds={"markdown"},
+    automation_condition=REFRESH_ON_CHANGE,
+)  # fmt: skip
+def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
+    """The dataset card (README.md) with its plots (PNG) and statistics tables (statistics.md)
+    beside it in $FLIP_HOME/dataset_card/: counts, funnel, fields, licence, safety, keywords, how
+    to download the images, known limitations. The UI shows it with the plots inline."""
+    statistics_path = storage.require_file(flip_storage.path("dataset_statistics"))
+    stats = DatasetStatistics.from_json((statistics_path.parent / STATISTICS_FILE).read_text())
+    keywords = used_keywords(flip_storage.path("face_keywords"))
+    folder = flip_storage.directory("dataset_card")
+    pngs = figures(stats)
+    for name, png in pngs.items():
+        storage.atomic_write_bytes(folder / f"{name}.png", lambda tmp, png=png: tmp.write_bytes(png))
+    all_tables = "\n\n".join(f"## {name}\n\n{text}" for name, text in tables(stats).items())
+    storage.atomic_write_bytes(folder / TABLES_FILE, lambda tmp: tmp.write_text(all_tables))
+    card = build_card(stats, keywords, {name: f"![{name}]({name}.png)" for name in pngs})
+    card_path = storage.atomic_write_bytes(folder / CARD_FILE, lambda tmp: tmp.write_text(card))
+    shown = build_card(stats, keywords, {name: markdown_image(png, name) for name, png in pngs.items()})
+    context.log.info(f"dataset card written to {card_path}")
+    return MaterializeResult(
+        metadata={
+            "card": MetadataValue.md(shown),
+            "path": MetadataValue.path(str(card_path)),
+            "complete": not stats.problems,
+            "keywords": len(keywords),
+        }
+    )
