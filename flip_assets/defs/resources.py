@@ -39,8 +39,10 @@ from flip_assets.defs.curation.resources import (
     PerplexityResource,
     ShardSource,
 )
+from flip_assets.defs.evaluation.resources import EvaluationResource
 from flip_assets.defs.release.resources import ReleaseResource
 from flip_assets.defs.settings import EnvSettings
+from flip_assets.defs.training.resources import TrainingResource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT.parent / "shared"
@@ -140,4 +142,6 @@ def build_resources() -> dict:
             celeba_attr=str(SHARED / "data" / "eval" / "celeba_attr.parquet"),
             review_file=str(files("flip_assets") / "face_caption_review.csv"),
         ),
+        "training": TrainingResource.from_env(eval_data=str(SHARED / "data" / "eval")),
+        "evaluation": EvaluationResource.from_env(),
     }

@@ -1,0 +1,99 @@
+"""Training and evaluation speed of the CPU configuration (cpu_mobilenet_v2_minilm).
+
+    python -m bench.training [--pairs 1024] [--steps 20] [--rounds 3]
+
+- training samples/s of the asset's loop (contrastive_training.train: schedule, curve, state
+  saved every save_every steps) against a bare loop (forward, loss, backward, AdamW step) on
+  the same batches from the same initialisation, alternated `rounds` times so both see the
+  same machine load; the ratio is asset / bare (target >= 0.9);
+- evaluation images/s: encoded JPEG to embedding (decode, resize, frozen stem, trained top),
+  and embedding from the cached stems (what a second model costs);
+- peak resident memory of the process.
+One JSON object per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from flip_assets.core.contrastive_training import batch_order, build_optimizer, prepare_inputs, train
+from flip_assets.core.dual_encoder import build_model, contrastive_loss, load_config, load_tokenizer
+from flip_assets.core.face_benchmarks import ImageSet, embed_images
+from flip_assets.core.training_pairs import celeba_pairs
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eval"
+
+
+def bare_loop(model, inputs, config, seed: int) -> float:
+    """Samples/s of the plainest loop over the same batches."""
+    import torch
+
+    torch.manual_seed(seed)
+    optimizer, scheduler = build_optimizer(model, config)
+    started = time.perf_counter()
+    for step in range(config.steps):
+        index = batch_order(len(inputs), config.batch_size, seed, step)
+        mask = inputs.text_mask[index]
+        width = int(mask.sum(1).max())
+        loss = contrastive_loss(
+            model.embed_images(inputs.image_stems[index]), model.embed_texts(inputs.text_stems[index][:, :width], mask[:, :width]), model.logit_scale
+        )  # fmt: skip
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return config.steps * config.batch_size / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    device = torch.device("cpu")
+    config = load_config("cpu_mobilenet_v2_minilm")
+    config = config.scaled(steps=args.steps, warmup_steps=2, save_every=max(1, args.steps // 3))
+    pairs = celeba_pairs(DATA / "celeba_attr.parquet", seed=0, max_samples=args.pairs)
+    tokenizer = load_tokenizer()
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        model = build_model(config, seed=0)
+        images, hashes, captions = (pairs[c].to_pylist() for c in ("image", "sha256", "caption"))
+        started = time.perf_counter()
+        inputs = prepare_inputs(model, tokenizer, images, hashes, captions, cache, device)
+        print(json.dumps({"what": "prepare: decode, resize, frozen stems (once per data set)", "pairs": len(pairs), "seconds": round(time.perf_counter() - started, 1)}))  # fmt: skip
+        asset, bare = [], []
+        for round_ in range(args.rounds):
+            run = train(build_model(config, seed=0), inputs, config, 0, device, Path(tmp) / f"state{round_}", log=lambda _: None)
+            asset.append(config.steps * config.batch_size / run.train_seconds)
+            bare.append(bare_loop(build_model(config, seed=0), inputs, config, 0))
+        ratios = [a / b for a, b in zip(asset, bare)]
+        print(json.dumps({
+            "what": "training samples/s", "batch": config.batch_size, "steps": config.steps,
+            "asset_loop": [round(a, 1) for a in asset], "bare_loop": [round(b, 1) for b in bare],
+            "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(r, 3) for r in ratios],
+        }))  # fmt: skip
+
+        evaluated = ImageSet("celeba", "train", images[:512])
+        started = time.perf_counter()
+        embed_images(model, evaluated, None, device)
+        cold = len(evaluated) / (time.perf_counter() - started)
+        embed_images(model, evaluated, cache, device)  # fills the stem cache
+        started = time.perf_counter()
+        embed_images(model, evaluated, cache, device)
+        warm = len(evaluated) / (time.perf_counter() - started)
+        print(json.dumps({"what": "evaluation images/s", "images": len(evaluated), "from_jpeg": round(cold, 1), "from_cached_stems": round(warm, 1)}))  # fmt: skip
+    print(json.dumps({"what": "peak resident memory", "MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+
+
+if __name__ == "__main__":
+    main()

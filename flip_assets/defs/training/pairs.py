@@ -1,0 +1,135 @@
+"""Training pairs: CelebA faces captioned from their attributes, the released face-text pairs,
+and the unfiltered pairs of the raw shards (the ablation's "no curation" source). One table
+each, images inside."""
+
+
+from pathlib import Path
+
+import pyarrow as pa
+from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from flip_assets.core import storage
+from flip_assets.core.shards import read_sample_image
+from flip_assets.core.training_pairs import celeba_pairs, shard_pairs
+from flip_assets.defs.automation import REFRESH_ON_CHANGE, REFRESH_ON_CODE_CHANGE
+from flip_assets.defs.checks import AssetChecks, Check
+from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.training.resources import TrainingResource
+
+# No template may caption more than this share: the model must not key on one form.
+MAX_TEMPLATE_SHARE = 0.5
+
+
+def pair_checks(asset: str, *extra: Check) -> AssetChecks:
+    """Judged from training_pairs_checks.sql."""
+    return AssetChecks(
+        asset,
+        Check(
+            "no_evaluation_image", "No image (SHA-256 of the source bytes or of the stored image) is in an evaluation "
+            "file (CelebA's test split, FER2013, UTKFace, 300-W): training never sees a test image.",
+            blocking=True, zero=("images_in_evaluation",), report=("pairs",),
+        ),  # fmt: skip
+        Check("captions_present", "Every pair has a caption.", blocking=True, zero=("empty_captions",)),
+        *extra,
+    )
+
+
+CELEBA_CHECKS = pair_checks(
+    "celeba_caption_pairs",
+    Check(
+        "captions_varied",
+        f"At least 3 caption templates, none writing more than {MAX_TEMPLATE_SHARE:.0%} of the captions, and no image twice.",
+        zero=("duplicate_images",), report=("templates", "distinct_caption_share"),
+        passed=lambda f: f["templates"] >= 3 and f["largest_template_share"] <= MAX_TEMPLATE_SHARE,
+        metadata=lambda f: {"largest_template_share": float(f["largest_template_share"])},
+    ),  # fmt: skip
+)
+RAW_CHECKS = pair_checks("raw_shard_pairs")
+
+
+def _write_and_check(
+    context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource, asset: str,
+    table: pa.Table, checks: AssetChecks, metadata: dict,
+) -> MaterializeResult:  # fmt: skip
+    path = flip_storage.write(asset, None, table.sort_by("sample_id"))
+    facts = storage.query(
+        storage.sql_file("training_pairs_checks.sql"), path=str(path), eval_glob=str(Path(training.eval_data) / "*.parquet")
+    )[0]
+    examples = table.select(["sample_id", "template", "caption"]).slice(0, 10).to_pandas().to_markdown(index=False)
+    return flip_storage.publish(context, MaterializeResult(
+        metadata={"pairs": table.num_rows, "examples": MetadataValue.md(examples), **metadata},
+        check_results=checks.results(facts),
+    ))  # fmt: skip
+
+
+@asset(
+    group_name="training", kinds={"parquet"}, check_specs=CELEBA_CHECKS.specs, code_version="1",
+    automation_condition=REFRESH_ON_CODE_CHANGE,
+)
+def celeba_caption_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
+    """CelebA's train-split faces (ids 1-8000 of the shared file; it has no identity labels, so
+    its id split is the split) with one caption each, generated from the 40 attributes in
+    varied forms and wording, as MM-CelebA-HQ did."""
+    table = celeba_pairs(Path(training.eval_data) / "celeba_attr.parquet", training.seed, training.celeba_samples)
+    counts = table.group_by("template").aggregate([("template", "count")]).to_pylist()
+    return _write_and_check(
+        context, flip_storage, training, "celeba_caption_pairs", table, CELEBA_CHECKS,
+        {"templates": MetadataValue.json({r["template"]: r["template_count"] for r in counts})},
+    )  # fmt: skip
+
+
+@asset(
+    deps=["raw_shards"], group_name="training", kinds={"parquet"}, check_specs=RAW_CHECKS.specs, code_version="1",
+    automation_condition=REFRESH_ON_CHANGE,
+)
+def raw_shard_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
+    """Every downloaded sample of every shard as a pair, unfiltered (no face or text filter, raw
+    caption): the ablation's uncurated source. Images cut to 224 px once; a sample without a
+    caption or a readable image is dropped, counted per reason."""
+    folder = flip_storage.path("raw_shards").parent
+    if not any(folder.glob("*.parquet")):
+        raise FileNotFoundError(f"no raw_shards partitions in {folder}: materialize raw_shards first")
+    rows = storage.query(
+        "SELECT key, caption, tar_path, image_offset, image_size, image_sha256 FROM read_parquet($glob) WHERE status = 'ok' ORDER BY key",
+        glob=str(folder / "*.parquet"),
+    )
+    table, dropped = shard_pairs(rows, "raw_shards", read_sample_image)
+    return _write_and_check(
+        context, flip_storage, training, "raw_shard_pairs", table, RAW_CHECKS,
+        {"downloaded_samples": len(rows), "dropped": MetadataValue.json(dropped)},
+    )  # fmt: skip
+
+
+RELEASED_CHECKS = pair_checks("released_pairs")
+RELEASED_ROWS = """
+SELECT r.key, r.TEXT AS caption, s.tar_path, s.image_offset, s.image_size, s.image_sha256
+FROM read_parquet($release) r LEFT JOIN read_parquet($raw) s USING (key)
+ORDER BY r.key
+"""
+
+
+@asset(
+    deps=[AssetDep("flip_release", partition_mapping=AllPartitionMapping()), "flip_release_aigc", "raw_shards"],
+    group_name="training", kinds={"parquet"}, check_specs=RELEASED_CHECKS.specs, code_version="1",
+    automation_condition=REFRESH_ON_CHANGE,
+)  # fmt: skip
+def released_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
+    """The released face-text pairs of every shard (flip_release: images cut from the shards at
+    224 px, captions from TEXT) and the AIGC release's generated images with their captions. A
+    released sample whose image no longer reads (not in raw_shards, tar changed) is dropped,
+    counted per reason."""
+    folder = flip_storage.path("flip_release").parent
+    if not any(folder.glob("*.parquet")):
+        raise FileNotFoundError(f"no flip_release partitions in {folder}: materialize flip_release first")
+    rows = storage.query(RELEASED_ROWS, release=str(folder / "*.parquet"), raw=str(flip_storage.path("raw_shards").parent / "*.parquet"))
+    table, dropped = shard_pairs(rows, "released", read_sample_image)
+    aigc_path = flip_storage.path("flip_release_aigc")
+    aigc = storage.read_table(aigc_path).to_pylist() if aigc_path.is_file() else []
+    generated, aigc_dropped = shard_pairs(
+        [{"key": r["key"], "caption": r["TEXT"], "image": r["image"], "image_sha256": r["generated_sha256"]} for r in aigc],
+        "released_aigc", lambda r: r["image"],
+    )  # fmt: skip
+    return _write_and_check(
+        context, flip_storage, training, "released_pairs", pa.concat_tables([table, generated]), RELEASED_CHECKS,
+        {"released_samples": len(rows), "aigc_samples": len(aigc), "dropped": MetadataValue.json(dropped | {f"aigc_{k}": v for k, v in aigc_dropped.items()})},
+    )  # fmt: skip

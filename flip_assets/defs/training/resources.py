@@ -1,0 +1,61 @@
+"""The training domain's settings (variables in ENV; the rule is in ../settings.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flip_assets.core.devices import SETTING as DEVICE_SETTING
+from flip_assets.core.devices import torch_device
+from flip_assets.core.dual_encoder import ModelConfig, load_config
+from flip_assets.defs.settings import EnvSettings
+
+# Training sources: an asset of pairs each; a source spec joins them with "+".
+PAIR_ASSETS = ("celeba_caption_pairs", "released_pairs", "raw_shard_pairs")
+
+
+class TrainingResource(EnvSettings):
+    """Which model configuration trains on which pairs, where, and the evaluation data."""
+
+    ENV = {
+        "config": "FLIP_TRAIN_CONFIG", "sources": "FLIP_TRAIN_SOURCES", "steps": "FLIP_TRAIN_STEPS",
+        "seed": "FLIP_TRAIN_SEED", "celeba_samples": "FLIP_TRAIN_CELEBA_SAMPLES", "eval_data": "FLIP_EVAL_DATA",
+        "device": DEVICE_SETTING,
+    }  # fmt: skip
+
+    # A file name of flip_assets/training_configs (without .json) or a path to a .json file.
+    config: str = "cpu_mobilenet_v2_minilm"
+    # The pair assets the checkpoint trains on, joined with "+".
+    sources: str = "celeba_caption_pairs+released_pairs"
+    # 0: the configuration's own step budget.
+    steps: int = 0
+    seed: int = 0
+    # CelebA train faces captioned (0: all 8,000).
+    celeba_samples: int = 0
+    # The shared evaluation files (../shared/data/eval); training never takes an image of them.
+    eval_data: str
+    device: str = "cpu"
+
+    def training_config(self) -> ModelConfig:
+        try:
+            config = load_config(self.config)
+        except (FileNotFoundError, ValueError) as error:
+            raise ValueError(f"{self.setting('config')}: {error}") from None
+        if not self.steps:
+            return config
+        # Another budget keeps the configuration's share of warm-up steps.
+        return config.scaled(steps=self.steps, warmup_steps=config.warmup_steps * self.steps // config.steps)
+
+    def source_assets(self, spec: str | None = None) -> list[str]:
+        names = [s.strip() for s in (spec or self.sources).split("+") if s.strip()]
+        unknown = [n for n in names if n not in PAIR_ASSETS]
+        if unknown or not names:
+            raise ValueError(f"{self.setting('sources')}: {spec or self.sources!r} names no pair asset of {PAIR_ASSETS} (join with +)")
+        return names
+
+    def setup_for_execution(self, context) -> None:
+        self.source_assets()
+        self.require("steps", self.steps >= 0, "must not be negative")
+        self.require("celeba_samples", self.celeba_samples >= 0, "must not be negative")
+        self.require("eval_data", Path(self.eval_data).is_dir(), "is not a folder")
+        self.training_config()
+        torch_device(self.device)
