@@ -120,8 +120,10 @@ def source_nsfw_tags(sidecar: Path) -> dict[str, str]:
     return {str(r["key"]): str(r[column]) for r in rows if r["key"] is not None and r[column] is not None}
 
 
-def _faces(faces: list[dict] | None) -> tuple[list, list]:
-    faces = faces or []
+def _faces(faces: list[dict] | None, count: int) -> tuple[list, list]:
+    """The boxes and landmarks of the `count` faces face_detections counted (those above its
+    threshold, so the best-scoring ones), best first; weaker detections are not released."""
+    faces = sorted(faces or [], key=lambda f: f["score"], reverse=True)[:count]
     return [list(f["box"]) for f in faces], [list(f["landmarks"]) for f in faces]
 
 
@@ -142,7 +144,7 @@ def build_candidates(
     for start in range(0, len(rows), chunk_size):
         chunk, images, scored = rows[start : start + chunk_size], [], []
         for row in chunk:
-            boxes, landmarks = _faces(row["faces"])
+            boxes, landmarks = _faces(row["faces"], row["face_count"] or 0)
             record = {
                 "key": row["key"], "shard": shard, "URL": row["url"], "TEXT": row["text"],
                 "original_caption": row["original_caption"], "KEYWORDS": matcher.find(row["text"]),
