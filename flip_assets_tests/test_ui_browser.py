@@ -82,6 +82,11 @@ def ui(tmp_path):
         "FLIP_DETECTOR": "yunet",
         "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
     }  # fmt: skip
+    # Before dagster dev starts: the shard as a partition, and raw_shards, on the instance. Done
+    # first because a fresh SQLite instance created by two processes at once can end with two
+    # schema heads (alembic), and dagster dev then fails to start.
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert run_assets([raw_shards], make_resources(flip_home, source), instance, SHARD).success
     port, log = free_port(), tmp_path / "dagster_dev.log"
     dagster = Path(sys.executable).parent / "dagster"
     with log.open("w") as out:
@@ -90,9 +95,6 @@ def ui(tmp_path):
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        # While dagster dev starts: the shard as a partition, and raw_shards, on the same instance.
-        with DagsterInstance.from_config(str(dagster_home)) as instance:
-            assert run_assets([raw_shards], make_resources(flip_home, source), instance, SHARD).success
         url = f"http://127.0.0.1:{port}"
         wait_for_server(url, process, log)
         yield url, dagster_home
