@@ -1,6 +1,6 @@
-"""Training and evaluation speed of the CPU configuration (cpu_mobilenet_v2_minilm).
+"""Training and evaluation speed of a configuration (default: the CPU one, cpu_mobilenet_v2_minilm).
 
-    python -m bench.training [--pairs 1024] [--steps 20] [--rounds 3]
+    python -m bench.training [--pairs 1024] [--steps 20] [--rounds 3] [--config NAME] [--device cuda]
 
 - training samples/s of the asset's loop (contrastive_training.train: schedule, curve, state
   saved every save_every steps) against a bare loop (forward, loss, backward, AdamW step) on
@@ -16,38 +16,48 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from flip_assets.core.contrastive_training import batch_order, build_optimizer, prepare_inputs, train
+from flip_assets.core.contrastive_training import amp_context, batch_order, build_optimizer, prepare_inputs, train
 from flip_assets.core.dual_encoder import build_model, contrastive_loss, load_config, load_tokenizer
 from flip_assets.core.face_benchmarks import ImageSet, embed_images
 from flip_assets.core.training_pairs import celeba_pairs
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eval"
+DATA = Path(os.environ.get("FLIP_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "eval"
 
 
-def bare_loop(model, inputs, config, seed: int) -> float:
-    """Samples/s of the plainest loop over the same batches."""
+def bare_loop(model, inputs, config, seed: int, device) -> float:
+    """Samples/s of the plainest loop over the same batches (the same mixed precision on a GPU)."""
     import torch
 
     torch.manual_seed(seed)
+    model.to(device)
     optimizer, scheduler = build_optimizer(model, config)
+    autocast, scaler = amp_context(device)
+    image_stems, text_stems, text_mask = (t.to(device) for t in (inputs.image_stems, inputs.text_stems, inputs.text_mask))
     started = time.perf_counter()
     for step in range(config.steps):
-        index = batch_order(len(inputs), config.batch_size, seed, step)
-        mask = inputs.text_mask[index]
+        index = batch_order(len(inputs), config.batch_size, seed, step).to(device)
+        mask = text_mask[index]
         width = int(mask.sum(1).max())
-        loss = contrastive_loss(
-            model.embed_images(inputs.image_stems[index]), model.embed_texts(inputs.text_stems[index][:, :width], mask[:, :width]), model.logit_scale
-        )  # fmt: skip
+        with autocast:
+            loss = contrastive_loss(
+                model.embed_images(image_stems[index]), model.embed_texts(text_stems[index][:, :width], mask[:, :width]), model.logit_scale
+            )  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        (scaler.scale(loss) if scaler else loss).backward()
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         scheduler.step()
+    loss.item()  # waits for the GPU's queued work
     return config.steps * config.batch_size / (time.perf_counter() - started)
 
 
@@ -58,10 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--config", default="cpu_mobilenet_v2_minilm")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--save-every", type=int, default=0, help="steps between training-state saves (0: steps // 3)")
     args = parser.parse_args(argv)
-    device = torch.device("cpu")
-    config = load_config("cpu_mobilenet_v2_minilm")
-    config = config.scaled(steps=args.steps, warmup_steps=2, save_every=max(1, args.steps // 3))
+    device = torch.device(args.device)
+    config = load_config(args.config)
+    config = config.scaled(steps=args.steps, warmup_steps=2, save_every=args.save_every or max(1, args.steps // 3))
     pairs = celeba_pairs(DATA / "celeba_attr.parquet", seed=0, max_samples=args.pairs)
     tokenizer = load_tokenizer()
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,10 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         for round_ in range(args.rounds):
             run = train(build_model(config, seed=0), inputs, config, 0, device, Path(tmp) / f"state{round_}", log=lambda _: None)
             asset.append(config.steps * config.batch_size / run.train_seconds)
-            bare.append(bare_loop(build_model(config, seed=0), inputs, config, 0))
+            bare.append(bare_loop(build_model(config, seed=0), inputs, config, 0, device))
         ratios = [a / b for a, b in zip(asset, bare)]
         print(json.dumps({
-            "what": "training samples/s", "batch": config.batch_size, "steps": config.steps,
+            "what": "training samples/s", "config": config.name, "device": str(device), "batch": config.batch_size, "steps": config.steps, "save_every": config.save_every,
             "asset_loop": [round(a, 1) for a in asset], "bare_loop": [round(b, 1) for b in bare],
             "ratio_median": round(statistics.median(ratios), 3), "ratios": [round(r, 3) for r in ratios],
         }))  # fmt: skip
