@@ -111,6 +111,22 @@ class FlipStorage(EnvSettings):
                 self.objects.pull_tree(asset_key)
         return self._folder()
 
+    def require_folder(self, asset_key: str) -> None:
+        """Fail fast for a stage that cannot run with an object-store FLIP_HOME yet."""
+        self.require(
+            "home", self.objects is None,
+            f"is an object store, but {asset_key} needs a folder (its model and resume state are folders "
+            "of many files; see Object storage in the README): run it with FLIP_HOME set to a folder",
+        )  # fmt: skip
+
+    def share(self, folder: Path) -> None:
+        """Commit the files of a folder an asset wrote without a Parquet file to publish them
+        with (the dataset card) to the object store; a folder FLIP_HOME has them already."""
+        if self.objects is not None:
+            for file in sorted(folder.rglob("*")):
+                if file.is_file() and object_store.is_published_side_file(self._rel(file)):
+                    self.objects.push(file, self._rel(file))
+
     def directory(self, name: str) -> Path:
         """A folder for non-tabular outputs (models, caches) of one asset; on an object store
         this is local (the working copy), and an unpartitioned asset's files in its own folder
