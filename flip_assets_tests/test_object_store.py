@@ -10,7 +10,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_resources, run_assets
+from conftest import make_resources, make_text_resources, run_assets
 from dagster import RunConfig, materialize
 from pyarrow import fs as pafs
 from test_publishing import Verdict, raw_shards_with_verdict
@@ -19,6 +19,8 @@ from flip_assets.core import storage
 from flip_assets.defs.curation.partitions import shard_partitions
 from flip_assets.defs.curation.s01_raw_shards import raw_shards
 from flip_assets.defs.curation.s02_face_detections import face_detections
+from flip_assets.defs.curation.s03_face_keywords import face_keywords
+from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
 from flip_assets.defs.resources import FlipStorage
 
 BUCKET, SHARD = "flip-test", "00000"
@@ -76,6 +78,24 @@ def test_stages_publish_to_s3_what_they_publish_to_a_folder(s3, detected_home, t
     other = s3_storage(endpoint, tmp_path / "pod_b")
     assert other.read("face_detections", SHARD).equals(pq.read_table(detected_home / "face_detections" / f"{SHARD}.parquet"))
     assert other.path("face_detections", "*").parent.joinpath(f"{SHARD}.parquet").is_file()
+
+
+
+def test_text_filtering_reads_its_models_from_the_store(s3, text_filtered, tmp_path, instance):
+    """face_text_pairs on a machine that has none of its inputs: the keywords and the caption
+    classifier's model folder come from the store, as another machine published them."""
+    endpoint, fs = s3
+    home = f"s3://{BUCKET}/flip/text"
+    for asset in ("raw_shards", "face_detections", "face_keywords", "caption_classifier"):
+        pafs.copy_files(str(text_filtered.home / asset), f"{BUCKET}/flip/text/{asset}", destination_filesystem=fs)
+    resources = {**make_text_resources(tmp_path / "unused"), "flip_storage": s3_storage(endpoint, tmp_path / "pod", home)}
+    assert run_assets([face_text_pairs], resources, instance, SHARD).success
+    with fs.open_input_file(f"{BUCKET}/flip/text/face_text_pairs/{SHARD}.parquet") as f:
+        assert f.read() == (text_filtered.home / "face_text_pairs" / f"{SHARD}.parquet").read_bytes()
+
+    # An unpartitioned stage reading every shard, whose model file is committed with its table.
+    assert run_assets([face_keywords], resources, instance).success
+    assert {"all.parquet", "word2vec.model"} <= objects(fs, "text/face_keywords")
 
 
 def test_a_refused_output_never_becomes_a_visible_object(s3, tmp_path, instance):
