@@ -5,6 +5,7 @@ folder, never expose a refused or partial object, and fail fast when the store i
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import time
 
@@ -14,6 +15,7 @@ from conftest import make_resources, make_text_resources, run_assets
 from dagster import RunConfig, materialize
 from pyarrow import fs as pafs
 from test_publishing import Verdict, raw_shards_with_verdict
+from test_release import STAGES, resources
 
 from flip_assets.core import storage
 from flip_assets.defs.curation.partitions import shard_partitions
@@ -21,6 +23,7 @@ from flip_assets.defs.curation.s01_raw_shards import raw_shards
 from flip_assets.defs.curation.s02_face_detections import face_detections
 from flip_assets.defs.curation.s03_face_keywords import face_keywords
 from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
+from flip_assets.defs.release.assets import flip_release, release_candidates, release_index
 from flip_assets.defs.resources import FlipStorage
 
 BUCKET, SHARD = "flip-test", "00000"
@@ -96,6 +99,26 @@ def test_text_filtering_reads_its_models_from_the_store(s3, text_filtered, tmp_p
     # An unpartitioned stage reading every shard, whose model file is committed with its table.
     assert run_assets([face_keywords], resources, instance).success
     assert {"all.parquet", "word2vec.model"} <= objects(fs, "text/face_keywords")
+
+
+
+def test_the_release_on_the_store_equals_the_release_in_a_folder(s3, denoised_home, tmp_path, instance):
+    """release_candidates (every shard), release_index and flip_release of one shard, from the
+    session's stage files, once with them in the store and once in a folder."""
+    endpoint, fs = s3
+    folder = tmp_path / "folder"
+    for asset in STAGES:
+        pafs.copy_files(str(denoised_home / asset), f"{BUCKET}/flip/release/{asset}", destination_filesystem=fs)
+        shutil.copytree(denoised_home / asset, folder / asset, ignore=shutil.ignore_patterns(".staging", "rejected"))
+    on_store = {**resources(folder), "flip_storage": s3_storage(endpoint, tmp_path / "pod", f"s3://{BUCKET}/flip/release")}
+    for run in (on_store, resources(folder)):
+        for shard in ("00000", "00001"):
+            assert run_assets([release_candidates], run, instance, shard).success
+        assert run_assets([release_index], run, instance).success
+        assert run_assets([flip_release], run, instance, SHARD).success
+    for asset, partition in (("release_index", "all"), ("flip_release", SHARD), ("release_exclusions", SHARD)):
+        with fs.open_input_file(f"{BUCKET}/flip/release/{asset}/{partition}.parquet") as f:
+            assert f.read() == (folder / asset / f"{partition}.parquet").read_bytes(), asset
 
 
 def test_a_refused_output_never_becomes_a_visible_object(s3, tmp_path, instance):

