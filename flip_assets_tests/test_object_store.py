@@ -171,3 +171,15 @@ def test_an_unreachable_store_fails_the_run_fast_naming_flip_home(s3, problem, t
     errors = " ".join(str(e.event_specific_data.error) for e in result.all_events if e.is_failure)
     assert f"FLIP_HOME={home} (endpoint {endpoint})" in errors
     assert ("no-such-bucket" in errors) if problem == "no bucket" else ("reaching the bucket" in errors)
+
+
+def test_a_stage_that_needs_a_folder_says_so_before_any_work(s3, tmp_path, instance):
+    from flip_assets.defs.training.checkpoint import flip_checkpoint
+    from flip_assets.defs.training.resources import TrainingResource
+
+    endpoint, _ = s3
+    resources = {"flip_storage": s3_storage(endpoint, tmp_path), "training": TrainingResource(eval_data=str(tmp_path))}
+    result = materialize([flip_checkpoint], resources=resources, instance=instance, raise_on_error=False)
+    errors = " ".join(str(e.event_specific_data.error) for e in result.all_events if e.is_failure)
+    assert not result.success and f"FLIP_HOME='{HOME}' is an object store, but flip_checkpoint needs a folder" in errors
+    assert not list(tmp_path.rglob("*.parquet"))
