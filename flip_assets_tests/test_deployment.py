@@ -201,14 +201,16 @@ def test_helm_values_deploy_this_image_and_code_location():
     assert env["FLIP_EXECUTOR"] == "k8s_job"
     assert "FLIP_DEVICE" not in env, "only GPU steps get cuda (defs/executors.py)"
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
-    # Code server, run pods and step pods (the executor takes the launcher's volumes) all see
-    # FLIP_HOME and the shared data at the same paths.
+    # Code server, run pods and step pods (the executor takes the launcher's volumes and the
+    # code server's environment) share outputs in the bucket of the step logs, and see the shared
+    # data at the same path; the store's keys come from the secret both reference.
+    assert env["FLIP_HOME"].startswith(f"s3://{values['computeLogManager']['config']['s3ComputeLogManager']['bucket']}/")
     launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
     for where in (deployment, launcher):
         mounts = {m["mountPath"]: m["name"] for m in where["volumeMounts"]}
         claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in where["volumes"]}
-        assert claims[mounts[env["FLIP_HOME"]]] == "flip-home"
-        assert claims[mounts["/shared"]] == "flip-shared"
+        assert set(claims.values()) == {"flip-shared"} and claims[mounts["/shared"]] == "flip-shared"
+        assert [s["name"] for s in where["envSecrets"]] == ["flip-secrets"]
     assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
     assert values["global"]["postgresqlSecretName"]
 

@@ -132,7 +132,7 @@ def rejected_path(path: Path) -> Path:
     return path.parent / REJECTED_DIR / path.name
 
 
-def _rejection_note(path: Path) -> Path:
+def rejection_note(path: Path) -> Path:
     return rejected_path(path).with_suffix(".json")
 
 
@@ -143,7 +143,7 @@ def publish(path: Path, failed_checks: list[str], run_id: str) -> Path:
     earlier run published: a later, separate run must neither read what the checks refused nor
     go on with data older than it. The note is written first, so a kill part way still refuses.
     """
-    staged, note = staging_path(path), _rejection_note(path)
+    staged, note = staging_path(path), rejection_note(path)
     if not failed_checks:
         os.replace(staged, path)
         note.unlink(missing_ok=True)
@@ -161,7 +161,7 @@ def publish(path: Path, failed_checks: list[str], run_id: str) -> Path:
 def require_file(path: Path) -> Path:
     """An upstream asset's file, or an error saying to materialize that asset first, or that
     its latest materialization failed a blocking check."""
-    note = _rejection_note(path)
+    note = rejection_note(path)
     if note.is_file():
         record = json.loads(note.read_text())
         raise InputRejected(

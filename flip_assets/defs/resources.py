@@ -7,6 +7,7 @@ paths of this checkout, each field's own default covers the rest.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -25,9 +26,11 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
+from pydantic import PrivateAttr
 
-from flip_assets.core import storage
+from flip_assets.core import object_store, storage
 from flip_assets.core.caption_classifier import classifier_model_dir
+from flip_assets.core.object_store import ObjectHome
 from flip_assets.defs.analytics.resources import DemographicsResource
 from flip_assets.defs.curation.resources import (
     AIGCResource,
@@ -52,25 +55,90 @@ DEFAULT_HOME = REPO_ROOT / ".flip_home"
 
 
 class FlipStorage(EnvSettings):
-    """Asset files: $FLIP_HOME/<asset_key>/<partition>.parquet, written atomically."""
+    """Asset files: $FLIP_HOME/<asset_key>/<partition>.parquet, written atomically.
 
-    ENV = {"home": "FLIP_HOME"}
+    FLIP_HOME is a folder, or an object-store URL (s3://bucket/prefix): stages then read and
+    write a working copy under FLIP_LOCAL_CACHE, `path` and `read` bring the published objects
+    they name into it first, and `publish` commits the checked file to the store (see
+    core/object_store.py). FLIP_S3_ENDPOINT points at an S3-compatible server other than AWS.
+    """
+
+    ENV = {"home": "FLIP_HOME", "local_cache": "FLIP_LOCAL_CACHE", "s3_endpoint": "FLIP_S3_ENDPOINT"}
 
     home: str
+    # Only read when FLIP_HOME is an object store.
+    local_cache: str = str(Path(tempfile.gettempdir()) / "flip-cache")
+    s3_endpoint: str = ""
+
+    _objects: ObjectHome | None = PrivateAttr(default=None)
+
+    @property
+    def objects(self) -> ObjectHome | None:
+        """The object store behind FLIP_HOME, None when it is a folder."""
+        if self._objects is None and object_store.is_url(self.home):
+            self._objects = ObjectHome(self.home, self.local_cache, self.s3_endpoint)
+        return self._objects
+
+    def setup_for_execution(self, context) -> None:
+        if self.objects is not None:
+            self.objects.check()
+
+    def _folder(self) -> Path:
+        return self.objects.local if self.objects is not None else Path(self.home)
+
+    def _local_path(self, asset_key: str, partition: str | None = None) -> Path:
+        return storage.partition_path(self._folder(), asset_key, partition)
 
     def path(self, asset_key: str, partition: str | None = None) -> Path:
-        return storage.partition_path(Path(self.home), asset_key, partition)
+        """The asset file to read; partition "*" gives the glob of all its partitions."""
+        path = self._local_path(asset_key, partition)
+        if self.objects is not None:
+            if partition == "*":
+                self.objects.pull_tree(asset_key, pattern=path.name, recursive=False)
+            else:
+                for file in (path, storage.rejection_note(path)):
+                    self.objects.pull(self._rel(file))
+        return path
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self._folder()).as_posix()
+
+    def local_home(self, *asset_keys: str) -> Path:
+        """The folder to read these assets' files from, with every file they published: FLIP_HOME
+        itself, or the working copy of the object store, brought up to date."""
+        if self.objects is not None:
+            for asset_key in asset_keys:
+                self.objects.pull_tree(asset_key)
+        return self._folder()
+
+    def require_folder(self, asset_key: str) -> None:
+        """Fail fast for a stage that cannot run with an object-store FLIP_HOME yet."""
+        self.require(
+            "home", self.objects is None,
+            f"is an object store, but {asset_key} needs a folder (its model and resume state are folders "
+            "of many files; see Object storage in the README): run it with FLIP_HOME set to a folder",
+        )  # fmt: skip
+
+    def share(self, folder: Path) -> None:
+        """Commit the files of a folder an asset wrote without a Parquet file to publish them
+        with (the dataset card) to the object store; a folder FLIP_HOME has them already."""
+        if self.objects is not None:
+            for file in sorted(folder.rglob("*")):
+                if file.is_file() and object_store.is_published_side_file(self._rel(file)):
+                    self.objects.push(file, self._rel(file))
 
     def directory(self, name: str) -> Path:
-        """A folder for non-tabular outputs (models, caches) of one asset."""
-        path = Path(self.home) / name
+        """A folder for non-tabular outputs (models, caches) of one asset; on an object store
+        this is local (the working copy), and an unpartitioned asset's files in its own folder
+        are committed with its Parquet file by `publish`."""
+        path = self._folder() / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def write(self, asset_key: str, partition: str | None, table: pa.Table) -> Path:
         """Stage the asset's new file and return its path, for the checks to read; `publish`
         then puts it in place, or sets it aside when a blocking check failed."""
-        return storage.write_table(storage.staging_path(self.path(asset_key, partition)), table)
+        return storage.write_table(storage.staging_path(self._local_path(asset_key, partition)), table)
 
     def publish(
         self, context: AssetExecutionContext, result: MaterializeResult, withheld_by: Sequence[AssetCheckResult] = ()
@@ -89,12 +157,17 @@ class FlipStorage(EnvSettings):
             and r.severity == AssetCheckSeverity.ERROR
         )  # fmt: skip
         partition = context.partition_key if context.has_partition_key else None
-        path = storage.publish(self.path(key.to_user_string(), partition), failed, context.run.run_id)
+        target = self._local_path(key.to_user_string(), partition)
+        if self.objects is not None and not failed:
+            self._commit(target, partitioned=partition is not None)
+        path = storage.publish(target, failed, context.run.run_id)
+        if self.objects is not None and failed:
+            self._withdraw(target)
         if failed:
-            context.log.error(f"not published: blocking check(s) {', '.join(failed)} failed; kept at {path}")
+            context.log.error(f"not published: blocking check(s) {', '.join(failed)} failed; kept at {self._shown(path)}")
         metadata = {
             **(result.metadata or {}), **table_metadata(path, partitioned=partition is not None),
-            "path": MetadataValue.path(str(path)), "published": not failed,
+            "path": MetadataValue.path(self._shown(path)), "published": not failed,
         }  # fmt: skip
         return MaterializeResult(
             asset_key=result.asset_key, metadata=metadata, check_results=result.check_results,
@@ -104,13 +177,36 @@ class FlipStorage(EnvSettings):
             data_version=result.data_version or DataVersion(storage.sha256_of(path)), tags=result.tags,
         )  # fmt: skip
 
+    def _shown(self, path: Path) -> str:
+        """Where a file is for a user: its object URL on an object store."""
+        return f"{self.objects.url}/{self._rel(path)}" if self.objects is not None else str(path)
+
+    def _commit(self, target: Path, partitioned: bool) -> None:
+        """Commit the staged file of `target` to the store; an unpartitioned asset's other files
+        in its folder (models, figures) go first, so the Parquet file's commit publishes them all."""
+        if not partitioned:
+            for side in sorted(target.parent.rglob("*")):
+                rel = self._rel(side)
+                if side.is_file() and side != target and object_store.is_published_side_file(rel):
+                    self.objects.push(side, rel)
+        self.objects.push(storage.staging_path(target), self._rel(target))
+        for stale in (storage.rejection_note(target), storage.rejected_path(target)):
+            self.objects.delete(self._rel(stale))
+
+    def _withdraw(self, target: Path) -> None:
+        """Mirror a refusal on the store: the note first (as storage.publish does locally), then
+        the refused file, then withdraw the earlier publication."""
+        for kept in (storage.rejection_note(target), storage.rejected_path(target)):
+            self.objects.push(kept, self._rel(kept))
+        self.objects.delete(self._rel(target))
+
     def read(self, asset_key: str, partition: str | None = None) -> pa.Table:
         return storage.read_table(self.path(asset_key, partition))
 
     def caption_classifier_dir(self) -> Path:
         """The fine-tuned caption classifier, once caption_classifier published (passed its checks)."""
         storage.require_file(self.path("caption_classifier"))
-        return classifier_model_dir(Path(self.home))
+        return classifier_model_dir(self.local_home("caption_classifier"))
 
 
 def table_metadata(path: Path, partitioned: bool) -> dict:

@@ -69,7 +69,7 @@ def race_classifier(
     flip_storage.write("race_classifier", None, training.table())
     facts = storage.query(storage.sql_file("race_classifier_checks.sql"), utkface=str(utkface))[0]
     checks = RACE_CHECKS.results({**facts, "test_accuracy": training.test_accuracy})
-    model_path = race_model_path(Path(flip_storage.home))
+    model_path = race_model_path(flip_storage.local_home())
     # A model that fails a blocking check is kept aside, never where released_face_demographics reads it.
     saved = training.model.save(model_path if all(c.passed for c in checks) else model_path.with_name("rejected_race_pipeline.pkl"))
     confusion = [{"true \\ predicted": race, **dict(zip(RACES, row))} for race, row in zip(RACES, training.confusion)]
@@ -106,7 +106,7 @@ def released_face_demographics(
     release_path, raw_path = flip_storage.path("flip_release", shard), flip_storage.path("raw_shards", shard)
     for upstream in (release_path, raw_path, flip_storage.path("race_classifier")):
         storage.require_file(upstream)
-    model = RaceModel.load(race_model_path(Path(flip_storage.home)))
+    model = RaceModel.load(race_model_path(flip_storage.local_home("race_classifier")))
     rows = storage.query(storage.sql_file("released_faces_input.sql"), release_path=str(release_path), raw_path=str(raw_path))
     table = estimate_faces(rows, model, demographics.max_pixels)
     path = flip_storage.write("released_face_demographics", shard, table)

@@ -1,8 +1,6 @@
 """dataset_statistics: the numbers of paper 3.2 over every stage and the release, by DuckDB; and
 dataset_card, the Markdown that ships with the release, with its figures and tables beside it."""
 
-from pathlib import Path
-
 import pyarrow as pa
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -10,7 +8,7 @@ from flip_assets.core import storage
 from flip_assets.core.dataset_card import dataset_card as build_card
 from flip_assets.core.keywords import used_keywords
 from flip_assets.core.plots import markdown_image
-from flip_assets.core.statistics import DatasetStatistics, compute_statistics
+from flip_assets.core.statistics import STATISTICS_COLUMNS, DatasetStatistics, compute_statistics
 from flip_assets.core.statistics_report import figures, tables
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
@@ -66,7 +64,7 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
     beside it, tables and plots in the metadata. Missing or unreadable shard files are listed,
     not fatal; a file with other columns than expected fails naming it."""
     shards = context.instance.get_dynamic_partitions(shard_partitions.name)
-    stats = compute_statistics(Path(flip_storage.home), shards)
+    stats = compute_statistics(flip_storage.local_home(*STATISTICS_COLUMNS, "race_classifier"), shards)
     flip_storage.write("dataset_statistics", None, pa.Table.from_pylist(stats.funnel))
     # Every statistic, for the card; no check of this asset blocks, so the funnel file is published beside it.
     everything = flip_storage.path("dataset_statistics").parent / STATISTICS_FILE
@@ -99,6 +97,7 @@ def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> M
     """The dataset card (README.md) with its plots (PNG) and statistics tables (statistics.md)
     beside it in $FLIP_HOME/dataset_card/: counts, funnel, fields, licence, safety, keywords, how
     to download the images, known limitations. The UI shows it with the plots inline."""
+    flip_storage.local_home("dataset_statistics")  # statistics.json comes with the funnel file
     statistics_path = storage.require_file(flip_storage.path("dataset_statistics"))
     stats = DatasetStatistics.from_json((statistics_path.parent / STATISTICS_FILE).read_text())
     keywords = used_keywords(flip_storage.path("face_keywords"))
@@ -111,6 +110,7 @@ def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> M
     card = build_card(stats, keywords, {name: f"![{name}]({name}.png)" for name in pngs})
     card_path = storage.atomic_write_bytes(folder / CARD_FILE, lambda tmp: tmp.write_text(card))
     shown = build_card(stats, keywords, {name: markdown_image(png, name) for name, png in pngs.items()})
+    flip_storage.share(folder)
     context.log.info(f"dataset card written to {card_path}")
     return MaterializeResult(
         metadata={

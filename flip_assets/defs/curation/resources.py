@@ -18,6 +18,7 @@ from flip_assets.core.devices import torch_device
 from flip_assets.core.keywords import Word2VecSettings
 from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
 from flip_assets.core.llm_server import LOCAL_IDLE_S, MODEL_ALIAS, SharedLLMServer, default_gguf
+from flip_assets.core.object_store import is_url
 from flip_assets.core.perplexity import PerplexityScorer
 from flip_assets.defs.settings import EnvSettings, prefixed
 
@@ -151,6 +152,8 @@ class LLMResource(_OpenAICompatible):
             return
         self.require("flip_home", bool(self.flip_home), "is empty, but OPENAI_BASE_URL is not set: the local server lives there")
         self.require("model", self.model in ("", MODEL_ALIAS), f"but without OPENAI_BASE_URL the local server serves {MODEL_ALIAS}")
+        # Its lease locks need a local file system; an object-store FLIP_HOME has none to share.
+        self.require("flip_home", not is_url(self.flip_home), "is an object store: set OPENAI_BASE_URL (the local llama.cpp server keeps its state in a folder FLIP_HOME)")
         self._local = SharedLLMServer(Path(self.flip_home) / "llm_server", self.local_idle_s)
         self._local_url = self._local.acquire()
         context.log.info(f"OPENAI_BASE_URL not set: {MODEL_ALIAS} on the local llama.cpp server {self._local_url}")

@@ -63,7 +63,7 @@ def face_keywords(
     """Seed words, their Word2Vec neighbours (top 10) and neighbours of those (top 3), each with
     its seed, similarity and review state. Seeds and accepted words are the face keywords;
     unreviewed candidates are listed in the metadata for a person to add to the review file."""
-    home = Path(flip_storage.home)
+    home = flip_storage.local_home("raw_shards", "face_detections")
     face_captions = [row["caption"] for row in shard_captions(home) if row["face_kept"]]
     corpus_captions = [caption for path in caption_corpus.files for caption in read_caption_corpus(path)]
     sentences = [tokens for tokens in map(tokenize, face_captions + corpus_captions) if tokens]

@@ -105,7 +105,7 @@ def caption_classifier_dataset(
     graphics with face words), person scenes and random captions as negatives; 1:1, de-duplicated,
     split train/validation/test with every caption in one split only, and no reviewed caption."""
     keywords = used_keywords(flip_storage.path("face_keywords"))
-    records = caption_records(shard_captions(Path(flip_storage.home)), caption_corpus.files)
+    records = caption_records(shard_captions(flip_storage.local_home("raw_shards", "face_detections")), caption_corpus.files)
     reviewed = {caption_id(row["caption"]) for row in load_review(Path(caption_filter.review_file))}
     descriptions = generated_descriptions(caption_filter.face_labels_dir, caption_filter.generated_per_dataset, caption_filter.seed)
     table, left_out = build_web_dataset(
@@ -188,7 +188,7 @@ def caption_classifier(
         "min_precision": caption_filter.min_precision, "min_recall": caption_filter.min_recall,
     })  # fmt: skip
     model.config.update({THRESHOLD_KEY: review.threshold})
-    model_dir = classifier_model_dir(Path(flip_storage.home))
+    model_dir = classifier_model_dir(flip_storage.local_home())
     saved = save_classifier(model, tokenizer, model_dir if checks[0].passed else model_dir.with_name("rejected_model"))
     silver_test_scores = scores[len(splits["validation"]) : len(splits["validation"]) + len(splits["test"])]
     return flip_storage.publish(context, MaterializeResult(
@@ -237,7 +237,7 @@ def face_description_test(
     """The classifier on captions it never saw, like the paper's MM-CelebA test: CelebA
     attributes written out by a grammar (positives) against as many captions that do not
     describe a face: of photos face_detections found no face in, and held-out corpus captions."""
-    home = Path(flip_storage.home)
+    home = flip_storage.local_home("raw_shards", "face_detections")
     model_dir = flip_storage.caption_classifier_dir()
     model, tokenizer = load_classifier(model_dir, caption_filter.device)
     threshold = caption_filter.threshold(model_dir)

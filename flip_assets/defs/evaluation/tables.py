@@ -85,6 +85,7 @@ def flip_eval_tables(
     FER2013), 300-W landmarks from 1/10/100 % of its train part, and Table 9's CLIP score and
     perplexity per training source: the model before training (the same initialisation) and
     after. Only test splits are scored (see core/face_benchmarks.py)."""
+    flip_storage.require_folder("flip_eval_tables")
     device = torch_device(training.device)
     directory = storage.require_file(model_dir(flip_storage) / "config.json").parent
     config, info = checkpoint_info(directory)

@@ -77,6 +77,7 @@ def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, t
     """The dual encoder of FLIP_TRAIN_CONFIG trained on FLIP_TRAIN_SOURCES with CLIP's symmetric
     contrastive loss; saved in Hugging Face layout with a model card under
     $FLIP_HOME/flip_checkpoint/model. A killed run resumes from its last saved step."""
+    flip_storage.require_folder("flip_checkpoint")
     config, device = training.training_config(), torch_device(training.device)
     sources = training.source_assets()
     pairs = pa.concat_tables([flip_storage.read(name).select(["sha256", "caption", "image"]) for name in sources])

@@ -86,7 +86,7 @@ def raw_shard_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, t
     """Every downloaded sample of every shard as a pair, unfiltered (no face or text filter, raw
     caption): the ablation's uncurated source. Images cut to 224 px once; a sample without a
     caption or a readable image is dropped, counted per reason."""
-    folder = flip_storage.path("raw_shards").parent
+    folder = flip_storage.path("raw_shards", "*").parent
     if not any(folder.glob("*.parquet")):
         raise FileNotFoundError(f"no raw_shards partitions in {folder}: materialize raw_shards first")
     rows = storage.query(
@@ -118,10 +118,10 @@ def released_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, tr
     224 px, captions from TEXT) and the AIGC release's generated images with their captions. A
     released sample whose image no longer reads (not in raw_shards, tar changed) is dropped,
     counted per reason."""
-    folder = flip_storage.path("flip_release").parent
+    folder = flip_storage.path("flip_release", "*").parent
     if not any(folder.glob("*.parquet")):
         raise FileNotFoundError(f"no flip_release partitions in {folder}: materialize flip_release first")
-    rows = storage.query(RELEASED_ROWS, release=str(folder / "*.parquet"), raw=str(flip_storage.path("raw_shards").parent / "*.parquet"))
+    rows = storage.query(RELEASED_ROWS, release=str(folder / "*.parquet"), raw=str(flip_storage.path("raw_shards", "*")))
     table, dropped = shard_pairs(rows, "released", read_sample_image)
     aigc_path = flip_storage.path("flip_release_aigc")
     aigc = storage.read_table(aigc_path).to_pylist() if aigc_path.is_file() else []
