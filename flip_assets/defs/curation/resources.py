@@ -4,6 +4,7 @@ dataclasses, and the README's settings table lists them all (test_settings.py ch
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Optional
 
@@ -262,7 +263,8 @@ class CaptionFilterResource(EnvSettings):
     ENV = {
         "base_model": "FLIP_CLASSIFIER_BASE",
         **prefixed("FLIP_CLASSIFIER", "max_samples", "epochs", "max_length", "dev_precision", "min_precision", "min_recall"),
-        "review_file": "FLIP_CAPTION_REVIEW", "keep_threshold": "FLIP_TEXT_THRESHOLD",
+        "review_file": "FLIP_CAPTION_REVIEW", "training_labels": "FLIP_CAPTION_TRAINING_LABELS",
+        "keep_threshold": "FLIP_TEXT_THRESHOLD",
         "celeba_attr": "FLIP_CELEBA_ATTR", "eval_samples": "FLIP_FACE_EVAL_SAMPLES", "device": DEVICE_SETTING,
     }  # fmt: skip
 
@@ -278,6 +280,9 @@ class CaptionFilterResource(EnvSettings):
     frozen_layers: int = TrainingSettings.frozen_layers
     seed: int = TrainingSettings.seed
     review_file: str
+    # Hand-labelled training captions (caption_training.load_training_labels): their labels
+    # override the cues'. Never a reviewed caption (check no_reviewed_caption).
+    training_labels: str = str(files("flip_assets") / "face_caption_training_labels.csv")
     # 0: the threshold of highest weighted F1 on the reviewed dev split. Else the one of highest
     # recall whose weighted precision there reaches this (none does: highest F1). With ~30 dev
     # face captions, a precision target picks a threshold resting on a handful of them (0.8 gave
@@ -325,6 +330,8 @@ class CaptionFilterResource(EnvSettings):
             raise FileNotFoundError(f"{self.setting('base_model')}: no Hugging Face model in {self.base_model}")
         if not Path(self.review_file).is_file():
             raise FileNotFoundError(f"{self.setting('review_file')}: caption review file not found: {self.review_file}")
+        if not Path(self.training_labels).is_file():
+            raise FileNotFoundError(f"{self.setting('training_labels')}: caption training labels not found: {self.training_labels}")
         for name in ("max_samples", "epochs", "batch_size", "score_batch_size", "eval_samples", "max_caption_chars"):
             self.require(name, getattr(self, name) >= 1, "must be at least 1")
         self.require("generated_per_dataset", self.generated_per_dataset >= 0, "must not be negative")
