@@ -66,7 +66,7 @@ def test_classifier_is_chosen_and_measured_on_the_reviewed_captions(text_filtere
     assert getattr(model.config, THRESHOLD_KEY) == meta["threshold"]
     assert "on the dev split" in meta["threshold_rule"]
     # Weighted precision and recall on the reviewed test split, inside their bootstrap intervals.
-    floors = {"precision": 0.3, "recall": 0.4}  # CaptionFilterResource's defaults
+    floors = {"precision": 0.4, "recall": 0.5}  # CaptionFilterResource's defaults
     for name, floor in floors.items():
         low, high = meta[f"test_{name}_90ci"]
         assert floor <= meta[f"test_{name}"] <= 1.0 and low <= meta[f"test_{name}"] <= high, (name, meta[f"test_{name}"])
