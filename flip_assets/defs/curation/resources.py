@@ -290,8 +290,8 @@ class CaptionFilterResource(EnvSettings):
     dev_precision: float = 0.0
     # Blocking floors on weighted precision and recall on the reviewed test split: a model below
     # either never filters data. They stop a model that went wrong (the keyword-only model:
-    # 0.06 / 0.16) and lie below the 90% intervals of the pipeline's model (lower ends about
-    # 0.46-0.50 / 0.68-0.77 over two training seeds); issue 9's target (0.8 / 0.8) is reported
+    # 0.06 / 0.16) and lie below the 90% intervals of the pipeline's model (lower ends 0.41 /
+    # 0.54); issue 9's target (0.8 / 0.8) is reported
     # beside them, not enforced (not reached).
     min_precision: float = 0.4
     min_recall: float = 0.5
