@@ -13,13 +13,18 @@ from flip_assets.core.caption_review import (
     bootstrap_interval,
     caption_id,
     choose_threshold,
+    draw_extension,
     draw_sample,
     evaluate_review,
     load_review,
+    merge_extension,
     split_of,
     weighted_point,
     weighted_pr_curve,
 )
+from flip_assets.core.captions import read_caption_corpus
+from flip_assets.core.keywords import SEED_WORDS
+from flip_assets.core.keywords import load_review as load_keyword_review
 
 REVIEW = Path(__file__).resolve().parents[1] / "flip_assets" / "face_caption_review.csv"
 
@@ -154,3 +159,45 @@ def test_evaluate_review_chooses_on_dev_and_measures_test_there():
         evaluate_review(rows, scores[:5])
     with pytest.raises(ValueError, match="test split has no face caption"):
         evaluate_review([row("dev", 1), row("test", 0)], [0.5, 0.5])
+
+
+def test_draw_extension_is_reproducible_and_excludes_reviewed_captions():
+    captions = [f"Red car number {i}" for i in range(40)] + [f"A woman in a park, photo {i}" for i in range(30)]
+    reviewed = {caption_id(c) for c in captions[:10] + captions[40:45]}
+    counts = {"person_word": 8, "other": 12}
+    rows = draw_extension(captions, ["smile"], reviewed, counts, seed=5)
+    assert rows == draw_extension(captions, ["smile"], reviewed, counts, seed=5)
+    assert rows != draw_extension(captions, ["smile"], reviewed, counts, seed=6)
+    assert [r["stratum"] for r in rows] == ["person_word"] * 8 + ["other"] * 12
+    assert not reviewed & {r["caption_id"] for r in rows}
+    assert len({r["caption_id"] for r in rows}) == 20 and all(r["label"] is None for r in rows)
+
+
+def test_repo_review_extension_is_the_extend_draw():
+    # The extension rows of the review file are draws of `extend` from the shared LAION files.
+    corpus = sorted((REVIEW.parents[2] / "shared" / "data" / "laion").glob("*.parquet"))
+    rows = load_review(REVIEW)
+    original = {r["caption_id"] for r in rows[:1078]}
+    accepted = [w for w, r in load_keyword_review(REVIEW.with_name("face_keywords_review.csv")).items() if r.decision == "accept"]
+    captions = [c for path in corpus for c in read_caption_corpus(path)]
+    drawn = draw_extension(captions, [*SEED_WORDS, *accepted], original, {"person_word": 300, "other": 1050})
+    assert [r["caption_id"] for r in rows[1078:]] == [r["caption_id"] for r in drawn][: len(rows) - 1078]
+
+
+def test_merge_extension_adds_the_labelled_prefix_and_reweights():
+    def row(caption, stratum, weight, label):
+        return {"caption_id": caption_id(caption), "split": split_of(caption), "stratum": stratum, "weight": weight,
+                "caption": caption, "label": label, "reason": ""}  # fmt: skip
+
+    review = [row("Smiling face", "face_keyword", 1.0, 1), row("A woman", "person_word", 5.0, 0),
+              row("Car 1", "other", 10.0, 0), row("Car 2", "other", 10.0, 1)]  # fmt: skip
+    extension = [row("A man", "person_word", None, 1), row("Car 3", "other", None, 0),
+                 row("Car 4", "other", None, ""), row("Car 5", "other", None, 1)]  # fmt: skip
+    merged, added = merge_extension(review, extension)
+    # Car 5 follows an unlabelled row: left out, so the added captions stay a random sample.
+    assert added == {"face_keyword": 0, "person_word": 1, "other": 1}
+    assert [r["caption"] for r in merged] == ["Smiling face", "A woman", "Car 1", "Car 2", "A man", "Car 3"]
+    # Stratum sizes (5 and 20 captions) stay; the weights spread them over the reviewed captions.
+    assert {r["stratum"]: r["weight"] for r in merged} == {"face_keyword": 1.0, "person_word": 2.5, "other": 6.6667}
+    with pytest.raises(ValueError, match="already reviewed"):
+        merge_extension(review, [row("Car 1", "other", None, 0)])

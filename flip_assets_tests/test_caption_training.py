@@ -8,24 +8,30 @@ from pathlib import Path
 import pytest
 
 from flip_assets.core.caption_classifier import CORPUS_PREFIX, FACE_PAIRS, RAW_SHARDS, CaptionRecord
-from flip_assets.core.caption_review import caption_id
+from flip_assets.core.caption_review import caption_id, load_review
 from flip_assets.core.caption_training import (
     DESCRIBED,
     GENERATED,
     HARD_NEGATIVE,
     KEYWORD,
+    LABELLED,
+    LABELLED_FACE,
+    LABELLED_OTHER,
     PERSON_PHOTO,
     PERSON_SCENE,
     RANDOM_NEGATIVE,
+    TRAINING_LABEL_COLUMNS,
     WEB_DATASET_SCHEMA,
     WebDatasetSettings,
     build_web_dataset,
     generated_descriptions,
+    load_training_labels,
     silver_label,
 )
 from flip_assets.core.keywords import KeywordMatcher
 
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
+REPO = Path(__file__).resolve().parents[1]
+EVAL = REPO.parent / "shared" / "data" / "eval"
 MATCHER = KeywordMatcher(["smile", "eyes", "earrings"])
 
 
@@ -96,3 +102,37 @@ def test_build_web_dataset_balances_excludes_reviewed_and_accounts_for_every_inp
     for split in ("train", "validation", "test"):
         labels = [r["label"] for r in rows if r["split"] == split]
         assert labels and labels.count(1) == labels.count(0)
+
+
+def test_hand_labels_override_the_cues():
+    corpus = CORPUS_PREFIX + "laion"
+    records = [
+        CaptionRecord("Jesse Eisenberg and Ruben Fleischer Talk Zombieland", corpus, "laion:1"),  # no cue: a random caption
+        CaptionRecord("Portrait of a vintage car", corpus, "laion:2"),  # a portrait cue, but no face
+        *[CaptionRecord(f"Portrait of actress number {i}", corpus, f"laion:p{i}") for i in range(10)],
+        *[CaptionRecord(f"A red car, photo {i}", corpus, f"laion:n{i}") for i in range(30)],
+    ]
+    labelled = [("Jesse Eisenberg and Ruben Fleischer Talk Zombieland", 1), ("Portrait of a vintage car", 0),
+                ("Reviewed face caption", 1)]  # fmt: skip
+    settings = WebDatasetSettings(seed=1, generated_share=0.0, labelled_negative_share=1.0)
+    table, dropped = build_web_dataset(records, MATCHER, {caption_id("Reviewed face caption")}, [], settings, labelled=labelled)
+    rows = {r["text"]: r for r in table.to_pylist()}
+    assert (rows[labelled[0][0]]["label"], rows[labelled[0][0]]["role"]) == (1, LABELLED_FACE)
+    assert (rows[labelled[1][0]]["label"], rows[labelled[1][0]]["role"]) == (0, LABELLED_OTHER)
+    assert rows[labelled[0][0]]["origin"] == LABELLED
+    assert dropped["duplicate"] == 2 and dropped["reviewed_caption"] == 1
+    assert len(rows) + sum(dropped.values()) == len(records) + len(labelled)
+
+
+def test_repo_training_labels_are_read_and_never_reviewed(tmp_path):
+    labelled = load_training_labels(REPO / "flip_assets" / "face_caption_training_labels.csv")
+    assert len(labelled) >= 1000 and {label for _, label in labelled} == {0, 1}
+    reviewed = {caption_id(r["caption"]) for r in load_review(REPO / "flip_assets" / "face_caption_review.csv")}
+    # A labelled training caption in the review set would make the dev and test figures lie.
+    assert not reviewed & {caption_id(text) for text, _ in labelled}
+    header = ",".join(TRAINING_LABEL_COLUMNS)
+    (tmp_path / "bad.csv").write_text(f"{header}\n{caption_id('A smiling woman')},other,A smiling woman,yes,\n")
+    with pytest.raises(ValueError, match="bad.csv line 2: need a 0/1 label"):
+        load_training_labels(tmp_path / "bad.csv")
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        load_training_labels(tmp_path / "missing.csv")

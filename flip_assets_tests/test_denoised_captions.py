@@ -363,12 +363,14 @@ def test_pipeline_pairs_and_evaluation_set_through_the_real_model(text_filtered,
         "llm": LLMResource(base_url=llm_server.base_url),
         "perplexity": PerplexityResource(),
     }
+    kept_pairs = 0
     with DagsterInstance.ephemeral() as inst:
         for shard in ("00000", "00001"):
             result = run_assets([denoised_captions], res, inst, shard)
             assert result.success and all(checks(result).values()), failure_text(result)
             meta = materialization(result)
             pairs = storage.read_table(storage.partition_path(home, "face_text_pairs", shard))
+            kept_pairs += sum(pairs.column("kept").to_pylist())
             assert meta["input_captions"] == pairs.num_rows
             assert meta["dropped"] >= pairs.num_rows - sum(pairs.column("kept").to_pylist())
         config = {"ops": {"denoising_eval_set": {"config": {"max_captions": 12, "seed": 3}}}}
@@ -384,7 +386,9 @@ def test_pipeline_pairs_and_evaluation_set_through_the_real_model(text_filtered,
     meta = materialization(result, "denoising_evaluation")
     assert meta["input_captions"] == 12 and meta["captions_denoised"] == 12
     for name in ("ppl_before_mean", "ppl_after_mean", "chars_removed_share"):
-        assert math.isfinite(meta[name]) and math.isfinite(meta[f"all_shards_{name}"])
+        # The shards' figures exist only when the classifier kept a pair there (COCO captions
+        # describe scenes; the classifier may keep none of them).
+        assert math.isfinite(meta[name]) and math.isfinite(meta[f"all_shards_{name}"]) == (kept_pairs > 0)
     assert meta["chars_removed_share"] >= 0 and meta["ppl_before_mean"] > 1
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import RAW_SHARDS, make_resources, run_assets
+from conftest import RAW_SHARDS, make_resources, make_text_resources, run_assets
 from dagster import DagsterInstance
 from test_denoised_captions import checks, failure_text
 
@@ -55,12 +55,27 @@ def tagged_source(home, tagged: set[str]):
 
 
 @pytest.fixture(scope="module")
-def candidates_home(denoised_home, tmp_path_factory):
+def candidates_home(denoised_home, llm_server, tmp_path_factory):
     """A FLIP_HOME of this module: the real stage files of both shards and release_candidates
-    materialized on them (real images through NudeNet)."""
+    materialized on them (real images through NudeNet). face_text_pairs and denoised_captions
+    are run again with FLIP_TEXT_THRESHOLD 0.5: the classifier's own threshold keeps few or none
+    of the COCO captions of the sample shards (they describe scenes), and the release needs pairs."""
+    from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
+    from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
+    from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
+
     home = tmp_path_factory.mktemp("release_home")
-    for name in STAGES:
+    for name in (*STAGES, "caption_classifier", "llm_cache"):
         shutil.copytree(denoised_home / name, home / name, ignore=shutil.ignore_patterns(".staging", "rejected"))
+    lenient = {
+        **make_text_resources(home, keep_threshold=0.5),
+        "llm": LLMResource(base_url=llm_server.base_url),
+        "perplexity": PerplexityResource(),
+    }
+    with DagsterInstance.ephemeral() as inst:
+        for shard in SHARDS:
+            result = run_assets([face_text_pairs, denoised_captions], lenient, inst, shard)
+            assert result.success, failure_text(result)
     source = tagged_source(home, set(candidate_keys(home, "00000", "denoised_captions")))
     with DagsterInstance.ephemeral() as inst:
         for shard in SHARDS:

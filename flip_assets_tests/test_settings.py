@@ -108,7 +108,7 @@ def test_every_variable_reaches_its_field(monkeypatch, tmp_path):
         "FLIP_DETECTOR": "yunet", "OPENAI_BASE_URL": LOCAL, "FLIP_AIGC_BASE_URL": LOCAL,
         "FLIP_CLASSIFIER_BASE": str(tmp_path / "base"), "FLIP_CAPTION_CORPUS": str(tmp_path / "corpus.parquet"),
         "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"), "FLIP_CAPTION_REVIEW": str(tmp_path / "review.csv"),
-        "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"), "FLIP_NSFW_ACTION": "drop", "FLIP_NEAR_DUPLICATE_BITS": 6,
+        "FLIP_CAPTION_TRAINING_LABELS": str(tmp_path / "review.csv"), "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"), "FLIP_NSFW_ACTION": "drop", "FLIP_NEAR_DUPLICATE_BITS": 6,
         "FLIP_TRAIN_CONFIG": "clip_vit_b32", "FLIP_TRAIN_SOURCES": "raw_shard_pairs", "FLIP_EVAL_DATA": str(tmp_path),
         "FLIP_ABLATION_SOURCES": "raw_shard_pairs", "FLIP_ABLATION_SEEDS": "3,4",
     }  # fmt: skip
@@ -164,7 +164,8 @@ def test_invalid_settings_fail_naming_their_variable(monkeypatch, key, env, mess
 
 @pytest.mark.parametrize(
     "key, name",
-    [("caption_corpus", "FLIP_CAPTION_CORPUS"), ("keyword_mining", "FLIP_KEYWORD_REVIEW"), ("caption_filter", "FLIP_CAPTION_REVIEW")],
+    [("caption_corpus", "FLIP_CAPTION_CORPUS"), ("keyword_mining", "FLIP_KEYWORD_REVIEW"), ("caption_filter", "FLIP_CAPTION_REVIEW"),
+     ("caption_filter", "FLIP_CAPTION_TRAINING_LABELS")],
 )
 def test_missing_files_fail_naming_their_variable(monkeypatch, tmp_path, key, name):
     clear_settings(monkeypatch)

@@ -132,17 +132,19 @@ def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    epochs: int = 3
-    # Small batches, brisk rate: ~300 training captions give few steps per epoch.
+    # 5 rather than 3 or 8: highest weighted average precision on the reviewed dev split (issue 9).
+    epochs: int = 5
+    # Small batches, brisk rate: ~900 training captions give few steps per epoch.
     batch_size: int = 8
     learning_rate: float = 1e-4
     max_length: int = 48  # tokens; longer captions are truncated
     seed: int = 42
     warmup_share: float = 0.1
-    # The embeddings and this many lowest transformer layers keep their pretrained weights:
-    # trained on a few hundred captions they would learn product words (earrings are jewellery
-    # listings) rather than what describes a face. Also makes training faster.
-    frozen_layers: int = 3
+    # The embeddings and this many lowest transformer layers keep their pretrained weights. With
+    # cue labels alone, 3 kept the model from learning product words; with hand-labelled real
+    # captions, training all layers ranks the reviewed dev captions better (average precision 0.72
+    # against 0.69 at 3 epochs), so none is frozen.
+    frozen_layers: int = 0
 
 
 def token_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int) -> Iterator[tuple[np.ndarray, dict]]:

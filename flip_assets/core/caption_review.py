@@ -2,16 +2,24 @@
 
 Captions come from the LAION caption corpora, are split into strata by cheap word tests, and a
 fixed number is drawn from each stratum with a fixed seed. Each drawn caption carries its
-stratum's weight (captions in the stratum / captions drawn), so precision and recall measured
+stratum's weight (captions in the stratum / captions reviewed), so precision and recall measured
 on the sample estimate those on the whole corpus. The split into dev (model selection,
 threshold) and test (reported figures) is by a hash of the caption, so a caption that occurs
 twice cannot sit in both.
 
     python -m flip_assets.core.caption_review sample OUT.csv --corpus LAION_FILES... --keywords WORDS...
+    python -m flip_assets.core.caption_review extend OUT.csv --corpus LAION_FILES... [--count person_word=300 other=1050]
+    python -m flip_assets.core.caption_review merge OUT.csv   # once OUT.csv is labelled
 
 `flip_assets/face_caption_review.csv` was drawn so, from the two LAION files of the shared
 data, with 450 per stratum and the 12 seeds plus the 6 accepted words of the keyword review as
 keywords, then labelled by reading each caption against `flip_assets/face_caption_rule.md`.
+It was then extended: `extend` (seed 20261130) drew 300 more person-word and 1,050 more other
+captions at random from those not yet reviewed; after labelling, `merge` added them and
+reweighted every row of those strata. A simple random sample extended by a simple random sample
+of the rest is a simple random sample, and so is the reviewed set plus the labelled prefix (in
+draw order) of each stratum's extension, which is all `merge` adds: a labeller who stops early
+leaves the estimates unbiased, only wider.
 
 Metrics on it are population-weighted: a caption counts with its stratum's weight, and a
 caption is accepted when its score is above the threshold (as the pipeline filters).
@@ -34,6 +42,7 @@ import pyarrow.csv as pacsv
 
 from flip_assets.core.captions import normalized, read_caption_corpus, tokenize
 from flip_assets.core.keywords import SEED_WORDS
+from flip_assets.core.keywords import load_review as load_keyword_review
 
 # Words that name a person or a portrait: captions with them but without a face keyword are
 # where most face descriptions without keywords hide ("portrait of Jesse Eisenberg").
@@ -46,6 +55,10 @@ PERSON_WORDS = frozenset(
 STRATA = ("face_keyword", "person_word", "other")
 REVIEW_COLUMNS = ("caption_id", "split", "stratum", "weight", "caption", "label", "reason")
 REVIEW_SPLITS = ("dev", "test")
+EXTENSION_COLUMNS = ("caption_id", "split", "stratum", "caption", "label", "reason")
+EXTENSION_SEED = 20261130
+DEFAULT_REVIEW = Path(__file__).resolve().parents[1] / "face_caption_review.csv"
+DEFAULT_KEYWORD_REVIEW = Path(__file__).resolve().parents[1] / "face_keywords_review.csv"
 
 
 def caption_id(caption: str) -> str:
@@ -65,8 +78,8 @@ def stratum_of(caption: str, face_keywords: frozenset[str]) -> str:
     return "other"
 
 
-def draw_sample(captions: Iterable[str], face_keywords: Iterable[str], per_stratum: int, seed: int = 7) -> list[dict]:
-    """Unique captions drawn per stratum, with their weights; label and reason left blank."""
+def strata_pools(captions: Iterable[str], face_keywords: Iterable[str]) -> dict[str, list[str]]:
+    """The unique non-empty captions of each stratum, in corpus order (the draws rest on it)."""
     keywords = frozenset(k.lower() for k in face_keywords)
     by_stratum: dict[str, list[str]] = {s: [] for s in STRATA}
     seen: set[str] = set()
@@ -78,6 +91,12 @@ def draw_sample(captions: Iterable[str], face_keywords: Iterable[str], per_strat
             continue
         seen.add(cid)
         by_stratum[stratum_of(caption, keywords)].append(caption)
+    return by_stratum
+
+
+def draw_sample(captions: Iterable[str], face_keywords: Iterable[str], per_stratum: int, seed: int = 7) -> list[dict]:
+    """Unique captions drawn per stratum, with their weights; label and reason left blank."""
+    by_stratum = strata_pools(captions, face_keywords)
     rng = random.Random(seed)
     rows = []
     for stratum in STRATA:
@@ -90,6 +109,64 @@ def draw_sample(captions: Iterable[str], face_keywords: Iterable[str], per_strat
                  "weight": round(weight, 4), "caption": caption, "label": None, "reason": None}
             )  # fmt: skip
     return rows
+
+
+def draw_extension(
+    captions: Iterable[str], face_keywords: Iterable[str], reviewed_ids: set[str], counts: dict[str, int],
+    seed: int = EXTENSION_SEED,
+) -> list[dict]:  # fmt: skip
+    """More captions to review (EXTENSION_COLUMNS, label and reason blank): `counts[stratum]`
+    drawn at random from the stratum's captions not yet reviewed, strata in `counts` order, one
+    random generator for all. A simple random sample of the captions left, so the reviewed ones
+    plus these are a simple random sample of the stratum, and so is the reviewed set plus any
+    prefix of these in draw order (what a labeller who stops early leaves labelled)."""
+    by_stratum = strata_pools(captions, face_keywords)
+    rng = random.Random(seed)
+    rows = []
+    for stratum, count in counts.items():
+        pool = [c for c in by_stratum[stratum] if caption_id(c) not in reviewed_ids]
+        for caption in rng.sample(pool, min(count, len(pool))):
+            rows.append(
+                {"caption_id": caption_id(caption), "split": split_of(caption), "stratum": stratum, "caption": caption,
+                 "label": None, "reason": None}
+            )  # fmt: skip
+    return rows
+
+
+def merge_extension(review_rows: Sequence[dict], extension: Sequence[dict]) -> tuple[list[dict], dict[str, int]]:
+    """The review rows plus the labelled prefix of each stratum of `extension` (rows in draw
+    order; a stratum's rows after its first unlabelled one are left out, so what is added stays
+    a random sample), every row of a stratum weighted (captions in the stratum) / (its reviewed
+    captions). The stratum sizes are read off the review rows (weight x rows, one weight per
+    stratum). Returns the rows and the extension rows added per stratum."""
+    sizes: dict[str, float] = {}
+    for stratum in STRATA:
+        weights = {float(r["weight"]) for r in review_rows if r["stratum"] == stratum}
+        if len(weights) != 1:
+            raise ValueError(f"stratum {stratum}: expected one weight in the review rows, found {sorted(weights)}")
+        sizes[stratum] = weights.pop() * sum(r["stratum"] == stratum for r in review_rows)
+    reviewed = {r["caption_id"] for r in review_rows}
+    added: dict[str, int] = {s: 0 for s in STRATA}
+    stopped: set[str] = set()
+    rows = [dict(r) for r in review_rows]
+    for row in extension:
+        stratum = row["stratum"]
+        if stratum not in STRATA:
+            raise ValueError(f"extension row of unknown stratum {stratum!r}: {row}")
+        if stratum in stopped or str(row["label"]) not in ("0", "1"):
+            stopped.add(stratum)
+            continue
+        if row["caption_id"] in reviewed or row["caption_id"] != caption_id(row["caption"]):
+            raise ValueError(f"extension row already reviewed, or its caption_id is not its caption's: {row}")
+        reviewed.add(row["caption_id"])
+        rows.append({c: row.get(c) for c in REVIEW_COLUMNS} | {"label": int(row["label"]), "split": split_of(row["caption"])})
+        added[stratum] += 1
+    for stratum in STRATA:
+        n = sum(r["stratum"] == stratum for r in rows)
+        for r in rows:
+            if r["stratum"] == stratum:
+                r["weight"] = round(round(sizes[stratum]) / n, 4)
+    return rows, added
 
 
 def load_review(path: Path) -> list[dict]:
@@ -308,18 +385,65 @@ def curve_png(evaluation: ReviewEvaluation, target: tuple[float, float] | None =
     return figure_png(figure)
 
 
+def read_csv_rows(path: Path, columns: Sequence[str]) -> list[dict]:
+    """Rows of a CSV file whose header must be `columns`; fails naming the file otherwise."""
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != tuple(columns):
+            raise ValueError(f"{path}: header must be {','.join(columns)}, found {reader.fieldnames}")
+        return list(reader)
+
+
+def write_csv_rows(path: Path, rows: Iterable[dict], columns: Sequence[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: f"{v:g}" if isinstance(v, float) else ("" if v is None else v) for k, v in row.items()})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["sample"])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--corpus", type=Path, nargs="+", required=True)
-    parser.add_argument("--per-stratum", type=int, default=400)
-    parser.add_argument("--keywords", nargs="*", default=list(SEED_WORDS))
+    commands = parser.add_subparsers(dest="command", required=True)
+    sample = commands.add_parser("sample", help="draw a new review file")
+    sample.add_argument("out", type=Path)
+    sample.add_argument("--corpus", type=Path, nargs="+", required=True)
+    sample.add_argument("--per-stratum", type=int, default=400)
+    sample.add_argument("--keywords", nargs="*", default=list(SEED_WORDS))
+    extend = commands.add_parser("extend", help="draw more captions to review, none of them reviewed yet")
+    extend.add_argument("out", type=Path)
+    extend.add_argument("--review", type=Path, default=DEFAULT_REVIEW)
+    extend.add_argument("--corpus", type=Path, nargs="+", required=True)
+    extend.add_argument("--keyword-review", type=Path, default=DEFAULT_KEYWORD_REVIEW,
+                        help="keywords: the seeds plus this file's accepted words, as the review file was drawn")  # fmt: skip
+    extend.add_argument("--count", nargs="+", default=["person_word=300", "other=1050"], help="STRATUM=N, in draw order")
+    extend.add_argument("--seed", type=int, default=EXTENSION_SEED)
+    merge = commands.add_parser("merge", help="add the labelled rows of an extension to the review file, reweighted")
+    merge.add_argument("extension", type=Path)
+    merge.add_argument("--review", type=Path, default=DEFAULT_REVIEW)
     args = parser.parse_args(argv)
-    captions = [c for path in args.corpus for c in read_caption_corpus(path)]
-    rows = draw_sample(captions, args.keywords, args.per_stratum)
-    table = pa.Table.from_pylist(rows, schema=pa.schema([(c, pa.float64() if c == "weight" else pa.string()) for c in REVIEW_COLUMNS]))
-    pacsv.write_csv(table, args.out)
+    if args.command == "sample":
+        captions = [c for path in args.corpus for c in read_caption_corpus(path)]
+        rows = draw_sample(captions, args.keywords, args.per_stratum)
+        table = pa.Table.from_pylist(rows, schema=pa.schema([(c, pa.float64() if c == "weight" else pa.string()) for c in REVIEW_COLUMNS]))
+        pacsv.write_csv(table, args.out)
+    elif args.command == "extend":
+        counts = {stratum: int(n) for stratum, n in (item.split("=", 1) for item in args.count)}
+        unknown = set(counts) - set(STRATA)
+        if unknown:
+            parser.error(f"unknown strata {sorted(unknown)}: use {STRATA}")
+        accepted = [w for w, r in load_keyword_review(args.keyword_review).items() if r.decision == "accept"]
+        captions = [c for path in args.corpus for c in read_caption_corpus(path)]
+        reviewed = {r["caption_id"] for r in read_csv_rows(args.review, REVIEW_COLUMNS)}
+        rows = draw_extension(captions, [*SEED_WORDS, *accepted], reviewed, counts, args.seed)
+        write_csv_rows(args.out, rows, EXTENSION_COLUMNS)
+    else:
+        rows, added = merge_extension(load_review(args.review), read_csv_rows(args.extension, EXTENSION_COLUMNS))
+        write_csv_rows(args.review, rows, REVIEW_COLUMNS)
+        print(f"added {added} labelled captions of {args.extension}")
+        args.out = args.review
     print(f"{len(rows)} captions to {args.out}")
     return 0
 

@@ -24,7 +24,7 @@ from flip_assets.core.caption_classifier import (
     train_classifier,
 )
 from flip_assets.core.caption_review import caption_id, confusion_rows, curve_png, evaluate_review, load_review
-from flip_assets.core.caption_training import build_web_dataset, generated_descriptions
+from flip_assets.core.caption_training import build_web_dataset, generated_descriptions, load_training_labels
 from flip_assets.core.captions import clean_caption, normalized, read_caption_corpus, shard_captions
 from flip_assets.core.face_descriptions import celeba_descriptions, face_description_set
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
@@ -52,9 +52,10 @@ DATASET_CHECKS = AssetChecks(
     ),  # fmt: skip
     Check(
         "no_reviewed_caption",
-        "No caption of the reviewed evaluation set (FLIP_CAPTION_REVIEW) is trained on: the classifier's precision, "
-        "recall and threshold are measured on them.",
-        blocking=True, zero=("reviewed_captions",),
+        "No caption of the reviewed evaluation set (FLIP_CAPTION_REVIEW) is trained on, nor among the hand-labelled "
+        "training captions (FLIP_CAPTION_TRAINING_LABELS): the classifier's precision, recall and threshold are "
+        "measured on them.",
+        blocking=True, zero=("reviewed_captions", "reviewed_training_labels"),
     ),  # fmt: skip
 )
 # Judged from evaluate_review on the reviewed test split at the threshold chosen on dev.
@@ -100,20 +101,24 @@ def caption_classifier_dataset(
     caption_corpus: CaptionCorpus,
     caption_filter: CaptionFilterResource,
 ) -> MaterializeResult:
-    """Web captions labelled by cues (see core/caption_training.py): face-keyword and person-photo
-    captions plus generated face descriptions as positives; hard negatives (listings, titles,
-    graphics with face words), person scenes and random captions as negatives; 1:1, de-duplicated,
-    split train/validation/test with every caption in one split only, and no reviewed caption."""
+    """Web captions labelled by hand (FLIP_CAPTION_TRAINING_LABELS) and by cues (see
+    core/caption_training.py): hand-labelled faces, face-keyword and person-photo captions plus
+    generated face descriptions as positives; hand-labelled other captions, hard negatives
+    (listings, titles, graphics with face words), person scenes and random captions as negatives;
+    1:1, de-duplicated, split train/validation/test with every caption in one split only, and no
+    reviewed caption."""
     keywords = used_keywords(flip_storage.path("face_keywords"))
     records = caption_records(shard_captions(flip_storage.local_home("raw_shards", "face_detections")), caption_corpus.files)
     reviewed = {caption_id(row["caption"]) for row in load_review(Path(caption_filter.review_file))}
+    labelled = load_training_labels(Path(caption_filter.training_labels))
     descriptions = generated_descriptions(caption_filter.face_labels_dir, caption_filter.generated_per_dataset, caption_filter.seed)
     table, left_out = build_web_dataset(
-        records, KeywordMatcher(keywords), reviewed, descriptions, caption_filter.dataset_settings()
+        records, KeywordMatcher(keywords), reviewed, descriptions, caption_filter.dataset_settings(), labelled=labelled
     )  # fmt: skip
     path = flip_storage.write("caption_classifier_dataset", None, table)
     facts = storage.query(storage.sql_file("caption_classifier_dataset_checks.sql"), path=str(path))[0]
     facts["reviewed_captions"] = sum(caption_id(text) in reviewed for text in storage.read_table(path).column("text").to_pylist())
+    facts["reviewed_training_labels"] = sum(caption_id(text) in reviewed for text, _ in labelled)
     summary = storage.query(storage.sql_file("caption_classifier_dataset_summary.sql"), path=str(path))
     if facts["samples"] == 0:
         context.log.warning("no face captions: the classifier dataset is empty")
@@ -127,6 +132,7 @@ def caption_classifier_dataset(
             "negatives": facts["negatives"],
             "candidate_records": len(records),
             "generated_descriptions": len(descriptions),
+            "training_labels": MetadataValue.json({"faces": sum(label for _, label in labelled), "captions": len(labelled)}),
             "left_out": MetadataValue.json(dict(left_out)),
             "keywords_used": len(keywords),
             "composition": _markdown(summary),
