@@ -11,7 +11,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_resources, make_text_resources, run_assets
+from conftest import DATA, make_resources, make_text_resources, run_assets
 from dagster import RunConfig, materialize
 from pyarrow import fs as pafs
 from test_publishing import Verdict, raw_shards_with_verdict
@@ -173,13 +173,50 @@ def test_an_unreachable_store_fails_the_run_fast_naming_flip_home(s3, problem, t
     assert ("no-such-bucket" in errors) if problem == "no bucket" else ("reaching the bucket" in errors)
 
 
-def test_a_stage_that_needs_a_folder_says_so_before_any_work(s3, tmp_path, instance):
+def test_a_checkpoint_trained_on_the_store_resumes_and_is_evaluated_on_other_machines(s3, tmp_path, instance):
+    """Three machines (each its own empty cache): one writes the pairs and is killed 2 steps
+    into training, its state committed at the save; the next resumes from the store's state and
+    publishes the checkpoint; the third evaluates that checkpoint, read from the store."""
+    import torch
+
+    from flip_assets.core.contrastive_training import prepare_inputs, train
+    from flip_assets.core.dual_encoder import build_model, load_tokenizer
+    from flip_assets.defs.curation.resources import PerplexityResource
+    from flip_assets.defs.evaluation.resources import EvaluationResource
+    from flip_assets.defs.evaluation.tables import flip_eval_tables
     from flip_assets.defs.training.checkpoint import flip_checkpoint
+    from flip_assets.defs.training.pairs import celeba_caption_pairs
     from flip_assets.defs.training.resources import TrainingResource
 
-    endpoint, _ = s3
-    resources = {"flip_storage": s3_storage(endpoint, tmp_path), "training": TrainingResource(eval_data=str(tmp_path))}
-    result = materialize([flip_checkpoint], resources=resources, instance=instance, raise_on_error=False)
-    errors = " ".join(str(e.event_specific_data.error) for e in result.all_events if e.is_failure)
-    assert not result.success and f"FLIP_HOME='{HOME}' is an object store, but flip_checkpoint needs a folder" in errors
-    assert not list(tmp_path.rglob("*.parquet"))
+    endpoint, fs = s3
+    home = f"s3://{BUCKET}/flip/training"
+    training = TrainingResource(eval_data=str(DATA / "eval"), celeba_samples=96, steps=6, sources="celeba_caption_pairs")
+    killed = s3_storage(endpoint, tmp_path / "pod_a", home)
+    assert run_assets([celeba_caption_pairs], {"flip_storage": killed, "training": training}, instance).success
+
+    # What flip_checkpoint does on pod A until it is killed after step 2 (it saves at the stop).
+    config, cpu, pairs = training.training_config(), torch.device("cpu"), killed.read("celeba_caption_pairs")
+    model = build_model(config, seed=training.seed)
+    inputs = prepare_inputs(model, load_tokenizer(), *(pairs[c].to_pylist() for c in ("image", "sha256", "caption")), None, cpu)
+    state_dir = killed.resume_dir("flip_checkpoint/state")
+    train(model, inputs, config, training.seed, cpu, state_dir, log=lambda _: None, stop_after=2, on_save=lambda _: killed.share(state_dir))
+    assert objects(fs, "training/flip_checkpoint") == {"state/training_state.pt"}
+
+    trainer = {"flip_storage": s3_storage(endpoint, tmp_path / "pod_b", home), "training": training}
+    result = run_assets([flip_checkpoint], trainer, instance)
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    assert result.get_asset_materialization_events()[0].materialization.metadata["resumed_from_step"].value == 2
+    # The model folder and the figure committed with the table; the finished run's state removed.
+    published = objects(fs, "training/flip_checkpoint")
+    assert {"all.parquet", "training_curves.png", "model/config.json", "model/model.safetensors"} <= published
+    assert not [p for p in published if p.startswith(("state/", ".staging/"))], published
+
+    evaluator = {
+        "flip_storage": s3_storage(endpoint, tmp_path / "pod_c", home), "training": training, "perplexity": PerplexityResource(),
+        "evaluation": EvaluationResource(test_images=16, train_images=16, quality_samples=4),
+    }  # fmt: skip
+    result = run_assets([flip_eval_tables], evaluator, instance)
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["trained_on"].value == "celeba_caption_pairs"
+    assert {"all.parquet", "zero_shot.png"} <= objects(fs, "training/flip_eval_tables")

@@ -191,11 +191,13 @@ def train(
     state_dir: Path | None = None,
     log: Callable[[str], None] = print,
     stop_after: int | None = None,
+    on_save: Callable[[Path], None] | None = None,
 ) -> TrainingRun:
     """config.steps steps of the contrastive loss. With state_dir, the trained parameters,
     optimizer, schedule and curve are saved every config.save_every steps and at the end, and a
-    run whose state (same data, config and seed) is there resumes from it. stop_after ends the
-    run early after that many steps (to test resuming)."""
+    run whose state (same data, config and seed) is there resumes from it; on_save(state file)
+    follows each save (to copy it elsewhere). stop_after ends the run early after that many
+    steps (to test resuming)."""
     import torch
 
     torch.manual_seed(seed)
@@ -228,6 +230,8 @@ def train(
             "scheduler": scheduler.state_dict(), "trained": {n: p.detach().cpu() for n, p in trained.items()},
         }  # fmt: skip
         atomic_write_bytes(state_path, lambda tmp: torch.save(state, tmp))
+        if on_save is not None:
+            on_save(state_path)
 
     image_stems, text_stems, mask = (t.to(device) for t in (inputs.image_stems, inputs.text_stems, inputs.text_mask))
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)

@@ -7,6 +7,7 @@ paths of this checkout, each field's own default covers the rest.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Sequence
 from importlib.resources import files
@@ -103,25 +104,35 @@ class FlipStorage(EnvSettings):
     def _rel(self, path: Path) -> str:
         return path.relative_to(self._folder()).as_posix()
 
-    def local_home(self, *asset_keys: str) -> Path:
-        """The folder to read these assets' files from, with every file they published: FLIP_HOME
-        itself, or the working copy of the object store, brought up to date."""
+    def local_home(self, *folders: str) -> Path:
+        """The folder to read these assets' files from (folders: asset keys, or a subfolder of
+        one such as "flip_checkpoint/model"), with every file they published: FLIP_HOME itself,
+        or the working copy of the object store, brought up to date."""
         if self.objects is not None:
-            for asset_key in asset_keys:
-                self.objects.pull_tree(asset_key)
+            for folder in folders:
+                self.objects.pull_tree(folder)
         return self._folder()
 
-    def require_folder(self, asset_key: str) -> None:
-        """Fail fast for a stage that cannot run with an object-store FLIP_HOME yet."""
-        self.require(
-            "home", self.objects is None,
-            f"is an object store, but {asset_key} needs a folder (its model and resume state are folders "
-            "of many files; see Object storage in the README): run it with FLIP_HOME set to a folder",
-        )  # fmt: skip
+    def resume_dir(self, name: str) -> Path:
+        """A local folder for a stage's resume state; on an object store the files a run that
+        stopped (on this machine or another) put there with `share` are brought in first."""
+        if self.objects is not None:
+            self.objects.pull_tree(name)
+        return self.directory(name)
+
+    def discard(self, folder: Path) -> None:
+        """Remove a folder no longer needed (a finished training's resume state), and the copies
+        of its files `share` put in the object store."""
+        if self.objects is not None:
+            for file in sorted(folder.rglob("*")):
+                if file.is_file() and object_store.is_published_side_file(self._rel(file)):
+                    self.objects.delete(self._rel(file))
+        shutil.rmtree(folder, ignore_errors=True)
 
     def share(self, folder: Path) -> None:
-        """Commit the files of a folder an asset wrote without a Parquet file to publish them
-        with (the dataset card) to the object store; a folder FLIP_HOME has them already."""
+        """Commit the files of a folder to the object store when they are not published with a
+        Parquet file (the dataset card; a training's resume state at each save); a folder
+        FLIP_HOME has them already."""
         if self.objects is not None:
             for file in sorted(folder.rglob("*")):
                 if file.is_file() and object_store.is_published_side_file(self._rel(file)):

@@ -62,7 +62,6 @@ def flip_ablation(
     configuration's step budget from the seed's initialisation (the same for every source),
     then the evaluation of flip_eval_tables (without Table 9). Reports every run and, per
     source and task, the mean over seeds and the spread (max - min)."""
-    flip_storage.require_folder("flip_ablation")
     config, device = training.training_config(), torch_device(training.device)
     suite = load_suite(Path(training.eval_data), evaluation.test_images, evaluation.train_images, training.seed)
     tokenizer, cache_dir = load_tokenizer(), flip_storage.directory("training_cache")

@@ -19,7 +19,7 @@ from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.curation.resources import PerplexityResource
 from flip_assets.defs.evaluation.resources import EvaluationResource
 from flip_assets.defs.resources import FlipStorage
-from flip_assets.defs.training.checkpoint import model_dir
+from flip_assets.defs.training.checkpoint import published_model_dir
 from flip_assets.defs.training.resources import PAIR_ASSETS, TrainingResource
 
 MODELS = ["init", "trained"]
@@ -85,9 +85,8 @@ def flip_eval_tables(
     FER2013), 300-W landmarks from 1/10/100 % of its train part, and Table 9's CLIP score and
     perplexity per training source: the model before training (the same initialisation) and
     after. Only test splits are scored (see core/face_benchmarks.py)."""
-    flip_storage.require_folder("flip_eval_tables")
     device = torch_device(training.device)
-    directory = storage.require_file(model_dir(flip_storage) / "config.json").parent
+    directory = storage.require_file(published_model_dir(flip_storage) / "config.json").parent
     config, info = checkpoint_info(directory)
     trained, tokenizer = load_checkpoint(directory)
     models = {"init": build_model(config, seed=info["seed"]).to(device), "trained": trained.to(device)}

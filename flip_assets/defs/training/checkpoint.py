@@ -45,7 +45,15 @@ CHECKS = AssetChecks(
 
 
 def model_dir(flip_storage: FlipStorage) -> Path:
+    """Where the checkpoint is written (on an object store: in the working copy)."""
     return flip_storage.directory("flip_checkpoint") / "model"
+
+
+def published_model_dir(flip_storage: FlipStorage) -> Path:
+    """The checkpoint flip_checkpoint committed last, brought into the working copy of an object
+    store (a folder FLIP_HOME has it in place)."""
+    flip_storage.local_home("flip_checkpoint/model")
+    return model_dir(flip_storage)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -76,8 +84,8 @@ def embedding_difference(model, reloaded, pixels, tokenizer, captions: list[str]
 def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
     """The dual encoder of FLIP_TRAIN_CONFIG trained on FLIP_TRAIN_SOURCES with CLIP's symmetric
     contrastive loss; saved in Hugging Face layout with a model card under
-    $FLIP_HOME/flip_checkpoint/model. A killed run resumes from its last saved step."""
-    flip_storage.require_folder("flip_checkpoint")
+    $FLIP_HOME/flip_checkpoint/model. A killed run resumes from its last saved step (on an
+    object store, on any machine: the state file is committed at each save)."""
     config, device = training.training_config(), torch_device(training.device)
     sources = training.source_assets()
     pairs = pa.concat_tables([flip_storage.read(name).select(["sha256", "caption", "image"]) for name in sources])
@@ -85,8 +93,10 @@ def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, t
     model, tokenizer = build_model(config, seed=training.seed), load_tokenizer()
     cache_dir = flip_storage.directory("training_cache")
     inputs = prepare_inputs(model, tokenizer, images, hashes, captions, cache_dir, device)
-    state_dir = flip_storage.directory("flip_checkpoint") / "state"
-    run = train(model, inputs, config, training.seed, device, state_dir, log=context.log.info)
+    state_dir = flip_storage.resume_dir("flip_checkpoint/state")
+    run = train(
+        model, inputs, config, training.seed, device, state_dir, log=context.log.info, on_save=lambda _: flip_storage.share(state_dir)
+    )
 
     final_loss = run.curve[-1]["loss"]
     card = {"steps": len(run.curve), "sources": ", ".join(f"{n} ({flip_storage.read(n).num_rows} pairs)" for n in sources),
@@ -106,7 +116,7 @@ def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, t
     checks = CHECKS.results({**facts, "max_embedding_difference": difference, "images_in_evaluation": leaks[0]["images_in_evaluation"]})
     if all(c.passed for c in checks):
         _replace_dir(written, target)
-        shutil.rmtree(state_dir, ignore_errors=True)  # done: a later run trains afresh
+        flip_storage.discard(state_dir)  # done: a later run trains afresh
     png = curves_png(run.curve, f"{config.name} on {' + '.join(sources)}")
     storage.atomic_write_bytes(flip_storage.path("flip_checkpoint").with_name("training_curves.png"), lambda tmp: tmp.write_bytes(png))
     return flip_storage.publish(context, MaterializeResult(
