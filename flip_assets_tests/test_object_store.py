@@ -1,6 +1,7 @@
 """FLIP_HOME on an object store: stages materialize through a real Dagster instance against a
 real S3 server on 127.0.0.1 (moto's, installed from PyPI), publish the same files as with a
-folder, never expose a refused or partial object, and fail fast when the store is unreachable."""
+folder, never expose a refused or partial object, let a training resume and its checkpoint be
+evaluated on other machines, and fail fast when the store is unreachable."""
 
 from __future__ import annotations
 
