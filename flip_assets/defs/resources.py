@@ -124,9 +124,8 @@ class FlipStorage(EnvSettings):
         """Remove a folder no longer needed (a finished training's resume state), and the copies
         of its files `share` put in the object store."""
         if self.objects is not None:
-            for file in sorted(folder.rglob("*")):
-                if file.is_file() and object_store.is_published_side_file(self._rel(file)):
-                    self.objects.delete(self._rel(file))
+            for _, rel in self._shared_files(folder):
+                self.objects.delete(rel)
         shutil.rmtree(folder, ignore_errors=True)
 
     def share(self, folder: Path) -> None:
@@ -134,9 +133,14 @@ class FlipStorage(EnvSettings):
         Parquet file (the dataset card; a training's resume state at each save); a folder
         FLIP_HOME has them already."""
         if self.objects is not None:
-            for file in sorted(folder.rglob("*")):
-                if file.is_file() and object_store.is_published_side_file(self._rel(file)):
-                    self.objects.push(file, self._rel(file))
+            for file, rel in self._shared_files(folder):
+                self.objects.push(file, rel)
+
+    def _shared_files(self, folder: Path) -> list[tuple[Path, str]]:
+        """The files of a folder that `share` commits (not temp files nor refused outputs), with
+        their object names."""
+        files = (file for file in sorted(folder.rglob("*")) if file.is_file())
+        return [(file, rel) for file in files if object_store.is_published_side_file(rel := self._rel(file))]
 
     def directory(self, name: str) -> Path:
         """A folder for non-tabular outputs (models, caches) of one asset; on an object store
@@ -196,9 +200,8 @@ class FlipStorage(EnvSettings):
         """Commit the staged file of `target` to the store; an unpartitioned asset's other files
         in its folder (models, figures) go first, so the Parquet file's commit publishes them all."""
         if not partitioned:
-            for side in sorted(target.parent.rglob("*")):
-                rel = self._rel(side)
-                if side.is_file() and side != target and object_store.is_published_side_file(rel):
+            for side, rel in self._shared_files(target.parent):
+                if side != target:
                     self.objects.push(side, rel)
         self.objects.push(storage.staging_path(target), self._rel(target))
         for stale in (storage.rejection_note(target), storage.rejected_path(target)):
