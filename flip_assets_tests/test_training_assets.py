@@ -110,3 +110,12 @@ def test_fitting_splits_lose_the_images_their_test_splits_also_hold():
     suite = load_suite(DATA / "eval", test_limit=0, train_limit=0, seed=0)
     assert suite.removed_from_fitting["fer_train"] > 0 and suite.removed_from_fitting["utk_train"] > 0
     assert split_facts(suite, set())["test_images_in_fitting_splits"] == 0
+
+
+def test_a_source_without_pairs_gives_no_quality_rows_instead_of_failing():
+    """The sample shards' release can be empty (the classifier kept no caption there): Table 9's
+    quality columns then have nothing to score, and flip_eval_tables must still run."""
+    from flip_assets.defs.evaluation.tables import quality_rows
+
+    empty = pa.Table.from_pylist([], schema=PAIR_SCHEMA)
+    assert quality_rows(None, None, empty, "released_pairs", None, 100, "cpu") == []

@@ -57,8 +57,11 @@ def split_facts(suite: EvalSuite, training_hashes: set[str]) -> dict:
 
 def quality_rows(model, tokenizer, pairs: pa.Table, source: str, perplexity, samples: int, device) -> list[dict]:
     """Table 9's automatic columns for a sample of one source's pairs: CLIP score (100 x cosine of
-    image and caption under the model, at least 0) and the captions' perplexity."""
+    image and caption under the model, at least 0) and the captions' perplexity; none for a
+    source without pairs (a release the classifier kept nothing of)."""
     pairs = pairs.slice(0, samples)
+    if not pairs.num_rows:
+        return []
     captions = pairs.column("caption").to_pylist()
     images = embed_images(model, ImageSet(source, "train", pairs.column("image").to_pylist()), None, device)
     texts = embed_texts(model, tokenizer, captions, device)
@@ -98,9 +101,10 @@ def flip_eval_tables(
         results = evaluate(model, tokenizer, suite, cache_dir, device, training.seed)
         rows += long_rows(results, name, split="test")
         attributes[name] = results["celeba_attributes"]
-    sources = [n for n in PAIR_ASSETS if flip_storage.path(n).is_file()]
-    for source in sources:
+    sources, empty_sources = [], []
+    for source in [n for n in PAIR_ASSETS if flip_storage.path(n).is_file()]:
         pairs = flip_storage.read(source)
+        (sources if pairs.num_rows else empty_sources).append(source)
         for name, model in models.items():
             quality = quality_rows(model, tokenizer, pairs, source, perplexity.get_scorer(), evaluation.quality_samples, device)
             rows += long_rows({"quality": quality}, name, split="train")
@@ -122,6 +126,7 @@ def flip_eval_tables(
             "checkpoint": MetadataValue.path(str(directory)), "trained_on": ", ".join(info["sources"]),
             "scored_images": MetadataValue.json({s.name: len(s) for s in suite.scored}),
             "fitting_images_dropped_as_test_duplicates": MetadataValue.json(suite.removed_from_fitting), "quality_sources": ", ".join(sources),
+            "quality_sources_without_pairs": ", ".join(empty_sources),
         },
         check_results=CHECKS.results(split_facts(suite, training_hashes)),
     ))  # fmt: skip
