@@ -27,6 +27,7 @@ from flip_assets.core.caption_training import (
     POSITIVE_ROLES,
     TRAINING_LABEL_COLUMNS,
     WEB_DATASET_SCHEMA,
+    WebDatasetSettings,
 )
 from flip_assets.core.face_descriptions import describe, face_description_set
 
@@ -38,7 +39,16 @@ def test_dataset_asset(text_filtered):
     table = pq.read_table(text_filtered.home / "caption_classifier_dataset" / "all.parquet")
     assert table.schema.equals(WEB_DATASET_SCHEMA)
     rows = table.to_pylist()
-    assert sum(r["label"] for r in rows) * 2 == len(rows) > 100
+    # 1:1 in validation and test; in training, 1:1 in every negative round (one round per epoch).
+    for split in ("validation", "test"):
+        labels = [r["label"] for r in rows if r["split"] == split]
+        assert labels.count(1) == labels.count(0) > 10
+    train = [r for r in rows if r["split"] == "train"]
+    positives = sum(r["label"] for r in train)
+    negative_rounds = {r["negative_round"] for r in train if r["label"] == 0}
+    assert positives > 100 and negative_rounds == set(range(1, WebDatasetSettings.negative_rounds + 1))
+    assert all(sum(r["label"] == 0 and r["negative_round"] == k for r in train) == positives for k in negative_rounds)
+    assert {r["negative_round"] for r in rows if r["label"] == 1} == {0}
     # Real captions of the corpora and generated face descriptions as positives, marked so.
     positives = [r for r in rows if r["label"] == 1]
     assert {r["role"] for r in positives} <= set(POSITIVE_ROLES)
@@ -128,7 +138,7 @@ def _tiny_dataset(home, inverted: bool) -> None:
         for label, text in ((1, f"Portrait of a woman with a lovely smile and blue eyes {i}"), (0, f"Cast iron frying pan model {i}")):
             rows.append(
                 {"text": text, "label": 1 - label if inverted else label, "origin": "test", "source_id": str(i),
-                 "keywords": [], "split": split, "role": "test"}
+                 "keywords": [], "split": split, "role": "test", "negative_round": label if inverted else 1 - label}
             )  # fmt: skip
     (home / "caption_classifier_dataset").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=WEB_DATASET_SCHEMA), home / "caption_classifier_dataset" / "all.parquet")

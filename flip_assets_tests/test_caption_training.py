@@ -3,6 +3,7 @@ balanced set that never holds a reviewed caption."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def test_build_web_dataset_balances_excludes_reviewed_and_accounts_for_every_inp
         CaptionRecord("  ", corpus, "laion:empty"),
     ]
     descriptions = [(f"Headshot of a young woman {i}", GENERATED + "celeba_attr") for i in range(50)]
-    settings = WebDatasetSettings(seed=1, generated_share=0.25, hard_negative_share=0.4)
+    settings = WebDatasetSettings(seed=1, generated_share=0.25, hard_negative_share=0.4, negative_rounds=1)
     table, dropped = build_web_dataset(records, MATCHER, {caption_id(reviewed)}, descriptions, settings)
     assert table.schema.equals(WEB_DATASET_SCHEMA)
     rows = table.to_pylist()
@@ -102,6 +103,44 @@ def test_build_web_dataset_balances_excludes_reviewed_and_accounts_for_every_inp
     for split in ("train", "validation", "test"):
         labels = [r["label"] for r in rows if r["split"] == split]
         assert labels and labels.count(1) == labels.count(0)
+
+
+def test_negative_rounds_bring_fresh_negatives_each_one_to_one_with_the_positives():
+    corpus = CORPUS_PREFIX + "laion"
+    records = [
+        *[CaptionRecord(f"Portrait of actress number {i}", corpus, f"laion:p{i}") for i in range(20)],
+        *[CaptionRecord(f"Gold earrings model {i} for sale", corpus, f"laion:h{i}") for i in range(30)],
+        *[CaptionRecord(f"A red car, photo {i}", corpus, f"laion:n{i}") for i in range(62)],
+    ]
+    settings = WebDatasetSettings(seed=1, generated_share=0.0, hard_negative_share=0.3, negative_rounds=5)
+    table, dropped = build_web_dataset(records, MATCHER, set(), [], settings)
+    rows = table.to_pylist()
+    assert len(rows) + sum(dropped.values()) == len(records)
+    # 20 positives, 16 of them for training; 92 negatives allow the 1:1 set (20) and 4 more rounds of 16.
+    train = [r for r in rows if r["split"] == "train"]
+    assert sum(r["label"] for r in train) == 16 and {r["negative_round"] for r in train if r["label"] == 1} == {0}
+    per_round = Counter(r["negative_round"] for r in train if r["label"] == 0)
+    assert per_round == {k: 16 for k in range(1, 6)}
+    assert {r["negative_round"] for r in rows if r["split"] != "train"} == {0, 1}
+    assert len({r["text"] for r in rows}) == len(rows)  # every round's negatives are new captions
+    # Each round keeps the shares of roles (30 % hard negatives overall, give or take the shuffle).
+    assert 0.15 < sum(r["role"] == HARD_NEGATIVE for r in rows if r["label"] == 0) / 84 < 0.45
+    # Too few negatives for the rounds asked: as many full rounds as they allow.
+    table, _ = build_web_dataset(records[:20] + records[50:90], MATCHER, set(), [], WebDatasetSettings(seed=1, generated_share=0.0))
+    assert {r["negative_round"] for r in table.to_pylist() if r["label"] == 0} == {1, 2}  # 40 = 20 + 16 + 4 left
+
+
+def test_hand_labelled_negatives_fill_up_before_random_captions():
+    # With plenty of hand-labelled non-faces, the shards' random captions are not needed: they stay
+    # out of training, for face_description_test's photos without a face.
+    labelled = [(f"Portrait of actress number {i}", 1) for i in range(20)]
+    labelled += [(f"Cast iron frying pan model {i}", 0) for i in range(200)]
+    records = [CaptionRecord(f"A red car parked on a street {i}", RAW_SHARDS, f"k{i}") for i in range(30)]
+    settings = WebDatasetSettings(seed=1, generated_share=0.0)
+    table, _ = build_web_dataset(records, MATCHER, set(), [], settings, labelled=labelled)
+    rows = table.to_pylist()
+    assert sum(r["label"] == 0 for r in rows) == 20 + 4 * 16
+    assert not [r for r in rows if r["origin"] == RAW_SHARDS]
 
 
 def test_hand_labels_override_the_cues():

