@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from flip_assets.core import storage
 from flip_assets.core.caption_classifier import CORPUS_PREFIX, FACE_PAIRS, RAW_SHARDS, CaptionRecord
 from flip_assets.core.caption_review import caption_id, load_review
 from flip_assets.core.caption_training import (
@@ -105,7 +108,7 @@ def test_build_web_dataset_balances_excludes_reviewed_and_accounts_for_every_inp
         assert labels and labels.count(1) == labels.count(0)
 
 
-def test_negative_rounds_bring_fresh_negatives_each_one_to_one_with_the_positives():
+def test_negative_rounds_bring_fresh_negatives_each_one_to_one_with_the_positives(tmp_path):
     corpus = CORPUS_PREFIX + "laion"
     records = [
         *[CaptionRecord(f"Portrait of actress number {i}", corpus, f"laion:p{i}") for i in range(20)],
@@ -125,6 +128,13 @@ def test_negative_rounds_bring_fresh_negatives_each_one_to_one_with_the_positive
     assert len({r["text"] for r in rows}) == len(rows)  # every round's negatives are new captions
     # Each round keeps the shares of roles (30 % hard negatives overall, give or take the shuffle).
     assert 0.15 < sum(r["role"] == HARD_NEGATIVE for r in rows if r["label"] == 0) / 84 < 0.45
+    # The blocking check `balanced` reads each round: one negative short in round 3 fails it.
+    check = lambda t: storage.query(storage.sql_file("caption_classifier_dataset_checks.sql"), path=str(t))[0]
+    pq.write_table(table, tmp_path / "rounds.parquet")
+    assert check(tmp_path / "rounds.parquet")["max_split_imbalance"] == 0
+    short = next(i for i, r in enumerate(rows) if r["negative_round"] == 3)
+    pq.write_table(pa.Table.from_pylist(rows[:short] + rows[short + 1 :], schema=table.schema), tmp_path / "short.parquet")
+    assert check(tmp_path / "short.parquet")["max_split_imbalance"] > 0.01
     # Too few negatives for the rounds asked: as many full rounds as they allow.
     table, _ = build_web_dataset(records[:20] + records[50:90], MATCHER, set(), [], WebDatasetSettings(seed=1, generated_share=0.0))
     assert {r["negative_round"] for r in table.to_pylist() if r["label"] == 0} == {1, 2}  # 40 = 20 + 16 + 4 left

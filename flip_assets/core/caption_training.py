@@ -328,7 +328,8 @@ class WebDatasetSettings:
     seed: int = 42
     max_chars: int = 10_000
     # Shares of one label's captions; the rest of the positives are real captions, of the
-    # negatives random captions. Generated text is capped so the model cannot learn its style.
+    # negatives more hand-labelled ones, then random captions. Generated text is capped so the
+    # model cannot learn its style.
     # 0.15 with the whole corpus hand-labelled (721 real faces): dev average precision 0.77
     # against 0.60 at 0.35, CelebA descriptions still above the threshold (0.99); with none the
     # face-description test fails (CelebA recall 0.95). With 282 real faces 0.35 was needed.
@@ -418,7 +419,10 @@ def build_web_dataset(
     negatives += rest[: n_drawn - len(negatives)]
     rng.shuffle(negatives)  # every round the same mix of roles
     base, later = negatives[:per_label], negatives[per_label:]
-    drawn = [(label, item, split, 0 if label else 1) for label, item, split in split_balanced(positives, base, per_label, settings.seed, fractions)]
+    drawn = [
+        (label, item, split, 0 if label else 1)
+        for label, item, split in split_balanced(positives, base, per_label, settings.seed, fractions)
+    ]
     drawn += [(0, item, "train", 2 + i // n_train) for i, item in enumerate(later)]
     rows = []
     for label, (text, record, keywords, role), split, negative_round in drawn:
