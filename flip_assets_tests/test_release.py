@@ -58,8 +58,9 @@ def tagged_source(home, tagged: set[str]):
 def candidates_home(denoised_home, llm_server, tmp_path_factory):
     """A FLIP_HOME of this module: the real stage files of both shards and release_candidates
     materialized on them (real images through NudeNet). face_text_pairs and denoised_captions
-    are run again with FLIP_TEXT_THRESHOLD 0.5: the classifier's own threshold keeps few or none
-    of the COCO captions of the sample shards (they describe scenes), and the release needs pairs."""
+    are run again with FLIP_TEXT_THRESHOLD just below each shard's third-best caption score: the
+    classifier's own threshold keeps one or none of the COCO captions of a sample shard (they
+    describe scenes), and the release needs a few pairs in every shard."""
     from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
     from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
     from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
@@ -67,8 +68,9 @@ def candidates_home(denoised_home, llm_server, tmp_path_factory):
     home = tmp_path_factory.mktemp("release_home")
     for name in (*STAGES, "caption_classifier", "llm_cache"):
         shutil.copytree(denoised_home / name, home / name, ignore=shutil.ignore_patterns(".staging", "rejected"))
+    third_best = [sorted(read(home, "face_text_pairs", shard)["text_score"].to_pylist())[-3] for shard in SHARDS]
     lenient = {
-        **make_text_resources(home, keep_threshold=0.5),
+        **make_text_resources(home, keep_threshold=0.99 * min(third_best)),
         "llm": LLMResource(base_url=llm_server.base_url),
         "perplexity": PerplexityResource(),
     }
