@@ -31,6 +31,7 @@ from flip_assets.core.caption_training import (
     generated_descriptions,
     load_training_labels,
     silver_label,
+    training_rounds,
 )
 from flip_assets.core.keywords import KeywordMatcher
 
@@ -126,6 +127,11 @@ def test_negative_rounds_bring_fresh_negatives_each_one_to_one_with_the_positive
     assert per_round == {k: 16 for k in range(1, 6)}
     assert {r["negative_round"] for r in rows if r["split"] != "train"} == {0, 1}
     assert len({r["text"] for r in rows}) == len(rows)  # every round's negatives are new captions
+    # What train_classifier gets: per round the 16 training positives and that round's 16 negatives.
+    rounds = training_rounds(rows)
+    assert [sorted(Counter(labels).items()) for _, labels in rounds] == [[(0, 16), (1, 16)]] * 5
+    assert [set(texts[:16]) for texts, _ in rounds] == [{r["text"] for r in train if r["label"] == 1}] * 5
+    assert [set(texts[16:]) for texts, _ in rounds] == [{r["text"] for r in train if r["negative_round"] == k} for k in range(1, 6)]
     # Each round keeps the shares of roles (30 % hard negatives overall, give or take the shuffle).
     assert 0.15 < sum(r["role"] == HARD_NEGATIVE for r in rows if r["label"] == 0) / 84 < 0.45
     # The blocking check `balanced` reads each round: one negative short in round 3 fails it.

@@ -436,3 +436,17 @@ def build_web_dataset(
     for pool in pools.values():
         dropped["not_drawn"] += sum(item[0].lower() not in chosen for item in pool)
     return pa.Table.from_pylist(rows, schema=WEB_DATASET_SCHEMA), dropped
+
+
+def training_rounds(rows: Iterable[dict]) -> list[tuple[list[str], list[int]]]:
+    """The (texts, labels) sets train_classifier takes, one per negative round of the dataset's
+    training rows (WEB_DATASET_SCHEMA): the training positives with that round's negatives, 1:1."""
+    positives, negatives = [], {}
+    for r in rows:
+        if r["split"] != "train":
+            continue
+        if r["label"] == 1:
+            positives.append(r["text"])
+        else:
+            negatives.setdefault(r["negative_round"], []).append(r["text"])
+    return [(positives + texts, [1] * len(positives) + [0] * len(texts)) for _, texts in sorted(negatives.items())]

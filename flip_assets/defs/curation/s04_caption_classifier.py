@@ -24,7 +24,7 @@ from flip_assets.core.caption_classifier import (
     train_classifier,
 )
 from flip_assets.core.caption_review import caption_id, confusion_rows, curve_png, evaluate_review, load_review
-from flip_assets.core.caption_training import build_web_dataset, generated_descriptions, load_training_labels
+from flip_assets.core.caption_training import build_web_dataset, generated_descriptions, load_training_labels, training_rounds
 from flip_assets.core.captions import clean_caption, normalized, read_caption_corpus, shard_captions
 from flip_assets.core.face_descriptions import celeba_descriptions, face_description_set
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
@@ -169,13 +169,8 @@ def caption_classifier(
     if not splits["train"] or not splits["test"]:
         raise ValueError("caption_classifier_dataset has no train or no test rows: too few face captions")
     settings = caption_filter.training_settings()
-    positives = [r["text"] for r in splits["train"] if r["label"] == 1]
-    negatives: dict[int, list[str]] = {}
-    for r in splits["train"]:
-        if r["label"] == 0:
-            negatives.setdefault(r["negative_round"], []).append(r["text"])
     # One 1:1 set per negative round; epoch e trains on round e (cycled).
-    rounds = [(positives + texts, [1] * len(positives) + [0] * len(texts)) for _, texts in sorted(negatives.items())]
+    rounds = training_rounds(splits["train"])
     started = time.perf_counter()
     model, tokenizer, curve = train_classifier(
         Path(caption_filter.base_model),
