@@ -9,6 +9,7 @@ import pytest
 
 from flip_assets.core.caption_review import (
     REVIEW_COLUMNS,
+    REVIEW_KEYWORDS,
     STRATA,
     bootstrap_interval,
     caption_id,
@@ -19,6 +20,7 @@ from flip_assets.core.caption_review import (
     load_review,
     merge_extension,
     split_of,
+    strata_pools,
     weighted_point,
     weighted_pr_curve,
 )
@@ -178,10 +180,21 @@ def test_repo_review_extension_is_the_extend_draw():
     corpus = sorted((REVIEW.parents[2] / "shared" / "data" / "laion").glob("*.parquet"))
     rows = load_review(REVIEW)
     original = {r["caption_id"] for r in rows[:1078]}
-    accepted = [w for w, r in load_keyword_review(REVIEW.with_name("face_keywords_review.csv")).items() if r.decision == "accept"]
     captions = [c for path in corpus for c in read_caption_corpus(path)]
-    drawn = draw_extension(captions, [*SEED_WORDS, *accepted], original, {"person_word": 300, "other": 1050})
+    drawn = draw_extension(captions, REVIEW_KEYWORDS, original, {"person_word": 300, "other": 1050})
     assert [r["caption_id"] for r in rows[1078:]] == [r["caption_id"] for r in drawn][: len(rows) - 1078]
+
+
+def test_review_strata_keep_the_keywords_they_were_drawn_with():
+    # Words accepted after the draw (pensive, screaming) are keywords of the pipeline, not of the
+    # review: its strata and weights describe the draw, and every reviewed caption's stratum is
+    # the one REVIEW_KEYWORDS give it.
+    accepted = {w for w, r in load_keyword_review(REVIEW.with_name("face_keywords_review.csv")).items() if r.decision == "accept"}
+    assert {"pensive", "screaming"} <= accepted and not {"pensive", "screaming"} & set(REVIEW_KEYWORDS)
+    assert set(REVIEW_KEYWORDS) - set(SEED_WORDS) <= accepted
+    rows = load_review(REVIEW)
+    pools = strata_pools([r["caption"] for r in rows], REVIEW_KEYWORDS)
+    assert {r["caption_id"]: r["stratum"] for r in rows} == {caption_id(c): s for s, pool in pools.items() for c in pool}
 
 
 def test_merge_extension_adds_the_labelled_prefix_and_reweights():

@@ -31,7 +31,7 @@ from flip_assets.core.caption_classifier import (
     score_texts,
     train_classifier,
 )
-from flip_assets.core.caption_review import DEFAULT_KEYWORD_REVIEW, DEFAULT_REVIEW, caption_id, load_review
+from flip_assets.core.caption_review import DEFAULT_REVIEW, caption_id, load_review
 from flip_assets.core.caption_training import (
     WebDatasetSettings,
     build_web_dataset,
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-dir", type=Path, required=True, help="face label files for the generated descriptions")
     parser.add_argument("--labels", type=Path, default=Path(__file__).resolve().parents[1] / "face_caption_training_labels.csv")
     parser.add_argument("--review", type=Path, default=DEFAULT_REVIEW)
-    parser.add_argument("--keyword-review", type=Path, default=DEFAULT_KEYWORD_REVIEW)
+    parser.add_argument("--keyword-review", type=Path, default=Path(__file__).resolve().parents[1] / "face_keywords_review.csv")
     parser.add_argument("--base-model", type=Path, default=None, help="default: the all-MiniLM-L6-v2 package")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--scores", type=Path, default=None, help="also write the scores (.npy), in label-file order")

@@ -42,7 +42,6 @@ import pyarrow.csv as pacsv
 
 from flip_assets.core.captions import normalized, read_caption_corpus, tokenize
 from flip_assets.core.keywords import SEED_WORDS
-from flip_assets.core.keywords import load_review as load_keyword_review
 
 # Words that name a person or a portrait: captions with them but without a face keyword are
 # where most face descriptions without keywords hide ("portrait of Jesse Eisenberg").
@@ -58,7 +57,10 @@ REVIEW_SPLITS = ("dev", "test")
 EXTENSION_COLUMNS = ("caption_id", "split", "stratum", "caption", "label", "reason")
 EXTENSION_SEED = 20261130
 DEFAULT_REVIEW = Path(__file__).resolve().parents[1] / "face_caption_review.csv"
-DEFAULT_KEYWORD_REVIEW = Path(__file__).resolve().parents[1] / "face_keywords_review.csv"
+# The face keywords the face_keyword stratum was drawn with: the seeds and the six words then
+# accepted in face_keywords_review.csv. Frozen: a word accepted later must not move reviewed
+# captions between strata, or the weights would no longer describe the draw.
+REVIEW_KEYWORDS = (*SEED_WORDS, "chin", "confused", "earring", "expression", "eyed", "eyeglass")
 
 
 def caption_id(caption: str) -> str:
@@ -416,8 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     extend.add_argument("out", type=Path)
     extend.add_argument("--review", type=Path, default=DEFAULT_REVIEW)
     extend.add_argument("--corpus", type=Path, nargs="+", required=True)
-    extend.add_argument("--keyword-review", type=Path, default=DEFAULT_KEYWORD_REVIEW,
-                        help="keywords: the seeds plus this file's accepted words, as the review file was drawn")  # fmt: skip
+    extend.add_argument("--keywords", nargs="+", default=list(REVIEW_KEYWORDS), help="as the review file was drawn")
     extend.add_argument("--count", nargs="+", default=["person_word=300", "other=1050"], help="STRATUM=N, in draw order")
     extend.add_argument("--seed", type=int, default=EXTENSION_SEED)
     merge = commands.add_parser("merge", help="add the labelled rows of an extension to the review file, reweighted")
@@ -434,10 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(counts) - set(STRATA)
         if unknown:
             parser.error(f"unknown strata {sorted(unknown)}: use {STRATA}")
-        accepted = [w for w, r in load_keyword_review(args.keyword_review).items() if r.decision == "accept"]
         captions = [c for path in args.corpus for c in read_caption_corpus(path)]
         reviewed = {r["caption_id"] for r in read_csv_rows(args.review, REVIEW_COLUMNS)}
-        rows = draw_extension(captions, [*SEED_WORDS, *accepted], reviewed, counts, args.seed)
+        rows = draw_extension(captions, args.keywords, reviewed, counts, args.seed)
         write_csv_rows(args.out, rows, EXTENSION_COLUMNS)
     else:
         rows, added = merge_extension(load_review(args.review), read_csv_rows(args.extension, EXTENSION_COLUMNS))
