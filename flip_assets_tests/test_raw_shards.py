@@ -136,7 +136,10 @@ EXPECTED_DETECTION = {
 
 
 def test_list_shards_finds_the_sample_shards():
-    assert list_shards(RAW_SHARDS) == ["00000", "00001"]
+    # Every shard with a tar in the sample folder (two COCO, then the Flickr8k people photos), sorted.
+    expected = sorted(p.stem for p in RAW_SHARDS.glob("*.tar"))
+    assert expected[:2] == ["00000", "00001"] and len(expected) >= 10
+    assert list_shards(RAW_SHARDS) == expected
     with pytest.raises(FileNotFoundError, match="FLIP_SOURCE"):
         list_shards(RAW_SHARDS / "missing")
 
