@@ -103,7 +103,7 @@ def take_inventory(home: Path, shards: list[str]) -> Inventory:
                 inventory.problems.append({"stage": stage, "shard": shard, "problem": f"rejected: {e}"})
                 continue
             except FileNotFoundError:
-                staged = storage.staging_path(path).is_file()
+                staged = bool(storage.staged_files(path))
                 problem = "missing (a staged file exists: its run did not finish)" if staged else "missing"
                 inventory.problems.append({"stage": stage, "shard": shard, "problem": problem})
                 continue

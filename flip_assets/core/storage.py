@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import json
@@ -118,14 +119,27 @@ def write_table(path: Path, table: pa.Table) -> Path:
 # A stage writes its new file under .staging/, checks it there, and only then publishes it.
 # Neither folder matches the `<asset>/*.parquet` globs that readers of all shards use.
 STAGING_DIR, REJECTED_DIR = ".staging", "rejected"
+# Locks of the partitions being written, and the journals of files published together.
+LOCKS_DIR, COMMITS_DIR = ".locks", ".commits"
 
 
 class InputRejected(RuntimeError):
     """An upstream file whose latest materialization failed a blocking check."""
 
 
-def staging_path(path: Path) -> Path:
-    return path.parent / STAGING_DIR / path.name
+class PartitionBusy(RuntimeError):
+    """Another run holds the partition: a second run of it is refused, never interleaved."""
+
+
+def staging_path(path: Path, token: str) -> Path:
+    """A run's own staged file of `path` (token: its run id): two runs of one partition never
+    write, check or publish each other's file."""
+    return path.parent / STAGING_DIR / f"{path.stem}.{token}{path.suffix}"
+
+
+def staged_files(path: Path) -> list[Path]:
+    """Every run's staged file of `path` (a run that did not finish leaves one)."""
+    return sorted((path.parent / STAGING_DIR).glob(f"{glob.escape(path.stem)}.*{path.suffix}"))
 
 
 def rejected_path(path: Path) -> Path:
@@ -136,16 +150,61 @@ def rejection_note(path: Path) -> Path:
     return rejected_path(path).with_suffix(".json")
 
 
-def publish(path: Path, failed_checks: list[str], run_id: str) -> Path:
-    """Move the staged file of `path` into place when no blocking check failed, and return it.
+class PartitionLock:
+    """The right to stage and publish one asset file, held by one run at a time.
+
+    An exclusive flock on <asset>/.locks/<partition>.lock: the kernel releases it when its
+    process ends, killed or not, so a dead run never keeps a partition locked and there is no
+    staleness to guess. Shared folders (NFS) carry flock as a POSIX lock across machines. The
+    file holds the holder's run id, machine and pid, for the message that refuses another run.
+    """
+
+    def __init__(self, path: Path, run_id: str):
+        self.path, self.run_id = path.parent / LOCKS_DIR / f"{path.name}.lock", run_id
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace")
+            os.close(fd)
+            raise PartitionBusy(_busy_message(path, holder)) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"run_id": run_id, "host": HOST, "pid": os.getpid(), "since": time.time()}).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def _busy_message(path: Path, holder: str) -> str:
+    try:
+        record = json.loads(holder)
+        who = f"run {record['run_id']} (machine {record['host']}, pid {record['pid']}, since {time.ctime(record['since'])})"
+    except (ValueError, KeyError, TypeError):
+        who = "another run"
+    return (
+        f"{path.parent.name} {path.stem} is being materialized by {who}: a second run of the same partition "
+        f"is refused so that neither publishes the other's file. Materialize it again once that run has ended."
+    )
+
+
+def publish(path: Path, staged: Path, failed_checks: list[str], run_id: str) -> Path:
+    """Move the run's staged file into place at `path` when no blocking check failed, and return it.
 
     Otherwise move it to rejected/ beside a note naming the checks, and withdraw the file an
     earlier run published: a later, separate run must neither read what the checks refused nor
     go on with data older than it. The note is written first, so a kill part way still refuses.
+    Done again with the same arguments (a journal's recovery), it finishes what is left.
     """
-    staged, note = staging_path(path), rejection_note(path)
+    note = rejection_note(path)
     if not failed_checks:
-        os.replace(staged, path)
+        _replace_once(staged, path)
         note.unlink(missing_ok=True)
         rejected_path(path).unlink(missing_ok=True)
         _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -153,14 +212,74 @@ def publish(path: Path, failed_checks: list[str], run_id: str) -> Path:
     note.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps({"failed_checks": failed_checks, "run_id": run_id})
     atomic_write_bytes(note, lambda tmp: tmp.write_text(record))
-    os.replace(staged, rejected_path(path))
+    _replace_once(staged, rejected_path(path))
     path.unlink(missing_ok=True)
     return rejected_path(path)
+
+
+def _replace_once(staged: Path, target: Path) -> None:
+    """Put a staged file in place; a staged file already gone was put there before (a journal
+    rolled forward by a reader): nothing is left to do."""
+    try:
+        os.replace(staged, target)
+    except FileNotFoundError:
+        if not target.is_file():
+            raise
+
+
+def publish_together(files: list[tuple[Path, Path]], failed_checks: list[str], run_id: str) -> list[Path]:
+    """Publish several (path, staged) files as one: all of them, or, when a blocking check
+    failed, none. A journal naming every file is written into each file's folder first, so a
+    run killed part way is completed by the next reader of any of them (recover_commits) before
+    it reads: nobody sees one file of the set without the others. Returns where each file went."""
+    if len(files) == 1:  # one rename is atomic already
+        return [publish(*files[0], failed_checks, run_id)]
+    journal = json.dumps({
+        "run_id": run_id, "failed_checks": failed_checks,
+        "files": [[_home_relative(path), _home_relative(staged)] for path, staged in files],
+    })  # fmt: skip
+    journals = [_journal(path) for path, _ in files]
+    for path in journals:
+        atomic_write_bytes(path, lambda tmp: tmp.write_text(journal))
+    out = [publish(path, staged, failed_checks, run_id) for path, staged in files]
+    for path in journals:
+        path.unlink(missing_ok=True)
+    return out
+
+
+def _journal(path: Path) -> Path:
+    return path.parent / COMMITS_DIR / f"{path.stem}.json"
+
+
+def _home_relative(path: Path) -> str:
+    # <home>/<asset>/[.staging/]<file>: relative to home, so a folder mounted elsewhere still reads.
+    return path.relative_to(path.parents[2] if path.parent.name == STAGING_DIR else path.parents[1]).as_posix()
+
+
+def recover_commits(path: Path) -> None:
+    """Finish a publication of several files that a killed run left part way (a journal beside
+    `path`, or beside any file of the folder when `path` is a glob), so that the reader that
+    follows sees all of its files or none."""
+    folder = path.parent / COMMITS_DIR
+    pattern = "*.json" if glob.has_magic(path.name) else f"{glob.escape(path.stem)}.json"
+    for journal in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+        try:
+            record = json.loads(journal.read_text())
+        except FileNotFoundError:  # finished by another reader meanwhile
+            continue
+        home = path.parents[1]
+        files = [(home / rel, home / staged) for rel, staged in record["files"]]
+        for target, staged in files:
+            if staged.is_file():  # else it was put in place before the kill
+                publish(target, staged, record["failed_checks"], record["run_id"])
+        for target, _ in files:
+            _journal(target).unlink(missing_ok=True)
 
 
 def require_file(path: Path) -> Path:
     """An upstream asset's file, or an error saying to materialize that asset first, or that
     its latest materialization failed a blocking check."""
+    recover_commits(path)
     note = rejection_note(path)
     if note.is_file():
         record = json.loads(note.read_text())

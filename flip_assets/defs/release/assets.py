@@ -216,8 +216,7 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
     exclusion_checks = RELEASE_EXCLUSIONS_CHECKS.results(facts)
     reasons = storage.query(storage.sql_file("release_exclusion_reasons.sql"), path=str(exclusions_path))
     nsfw = pc.value_counts(released["NSFW"]).to_pylist() if released.num_rows else []
-    yield flip_storage.publish(
-        context,
+    yield from flip_storage.publish_together(context, [
         MaterializeResult(
             asset_key="flip_release",
             metadata={
@@ -233,10 +232,6 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
             },
             check_results=release_checks,
         ),
-        withheld_by=exclusion_checks,
-    )
-    yield flip_storage.publish(
-        context,
         MaterializeResult(
             asset_key="release_exclusions",
             metadata={
@@ -246,8 +241,7 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
             },
             check_results=exclusion_checks,
         ),
-        withheld_by=release_checks,
-    )
+    ])
 
 
 NO_AIGC = "no AIGC samples with an image (aigc_samples has no backend configured, or none succeeded)"
