@@ -6,7 +6,8 @@ to 1024x1024 PNG, returned as b64_json, and a vision request is answered with a 
 built from the CelebA attributes of the next image. Faults are scripted per request:
 an HTTP status such as "429", "500" or "400" (with Retry-After 0), "garbage" (a 200 that is not JSON), "sleep" (slower
 than any client timeout in the tests), "trickle" (the whole response, status line first, one byte every
-trickle_s, so that no single read waits long; given up after sleep_s), or a callable answer for chat. Never a default: only
+trickle_s, so that no single read waits long; given up after sleep_s), or a callable answer for chat. fault_for(body)
+scripts a fault by what is asked (the same one on every retry: "500" for one caption only). Never a default: only
 tests start it.
 """
 
@@ -52,6 +53,7 @@ class FakeOpenAI:
         self.chat_answer = chat_answer or (lambda text: text.replace("<caption>", "").replace("</caption>", "").strip())
         self.faults: deque = deque()  # consumed one per request
         self.always: str | None = None  # a fault for every request
+        self.fault_for = None  # fault_for(request body) -> a fault or None, for requests not scripted above
         self.requests: list[tuple[str, dict]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -141,7 +143,7 @@ class FakeOpenAI:
                     fake.requests.append((self.path, body))
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                    fault = fake.faults.popleft() if fake.faults else fake.always
+                    fault = fake.faults.popleft() if fake.faults else (fake.fault_for and fake.fault_for(body)) or fake.always
                 try:
                     if fault == "sleep":
                         time.sleep(fake.sleep_s)

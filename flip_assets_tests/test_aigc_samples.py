@@ -132,6 +132,14 @@ def test_api_errors_are_recorded_per_sample(pairs_home, fake_openai, instance):
     assert [r["status"] for r in rows] == ["recaption:http_400"] * 2 and all(r["image"] is None for r in rows)
 
 
+def test_server_errors_on_every_request_fail_the_run(pairs_home, fake_openai, instance):
+    """A 5xx on one request is that sample's error; on every request it is an outage, not a green run."""
+    fake_openai.always = "500"
+    res = aigc_resources(pairs_home, fake_openai.base_url, max_retries=0)
+    result = materialize([aigc_samples], res, instance, run_config(samples=1, seed=5))
+    assert not result.success and "HTTP 500 after 1 attempts on 2 requests in a row" in failure_text(result)
+
+
 def test_remote_backend_without_key_fails_fast(pairs_home, instance):
     result = materialize([aigc_samples], aigc_resources(pairs_home, "https://api.openai.com/v1"), instance)
     assert not result.success

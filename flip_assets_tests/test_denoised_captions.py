@@ -314,6 +314,45 @@ def test_inverted_meaning_and_control_characters_through_the_stage(tmp_path, ins
     assert check.metadata["max_fallback_share"].value == 0.5
 
 
+def test_a_caption_the_server_always_fails_falls_back_with_the_reason(tmp_path, instance, fake_openai):
+    """llama.cpp answers some prompts with a 5xx every time: that caption keeps its pre-cleaned
+    text with the reason, and the shard goes on."""
+    write_pairs(tmp_path, [(laion_caption(c), True) for c in LAION_CAPTIONS[:4]])
+    fake_openai.fault_for = lambda body: "500" if "lavender" in body["messages"][-1]["content"] else None
+    result = run_assets([denoised_captions], resources(tmp_path, fake_openai.base_url, max_retries=1, model="fake-model"), instance, SHARD)
+    assert result.success and all(checks(result).values()), failure_text(result)
+    rows = storage.read_table(storage.partition_path(tmp_path, "denoised_captions", SHARD)).to_pylist()
+    failed = rows[3]
+    assert (failed["outcome"], failed["reason"], failed["reason_detail"]) == ("fallback", "llm_server_error", "HTTP 500 after 2 attempts")
+    assert failed["denoised"] == failed["precleaned"] == "Woman standing on a lavender field"
+    assert [r["outcome"] for r in rows[:3]] == ["llm"] * 3
+    meta = materialization(result)
+    assert meta["llm_fallback_shares"] == {"llm_server_error": 0.25} and meta["llm_failed"] == 1
+    assert meta["outcomes"] == {"llm": 3, "fallback:llm_server_error": 1}
+
+
+def test_server_errors_on_most_captions_fail_as_an_outage_naming_the_samples(tmp_path, instance, fake_openai):
+    write_pairs(tmp_path, [(laion_caption(c), True) for c in LAION_CAPTIONS[:3]])
+    fake_openai.fault_for = lambda body: None if "suitcase" in body["messages"][-1]["content"] else "502"
+    result = run_assets([denoised_captions], resources(tmp_path, fake_openai.base_url, max_retries=1, model="fake-model"), instance, SHARD)
+    assert not result.success
+    message = failure_text(result)
+    assert "outage: 67% of the 3 captions put to fake-model fell back (llm_server_error 67%)" in message
+    assert "samples 000000001, 000000002" in message
+    assert not storage.partition_path(tmp_path, "denoised_captions", SHARD).exists()
+
+
+def test_server_errors_on_every_caption_fail_as_an_outage_naming_the_samples(tmp_path, instance, fake_openai):
+    write_pairs(tmp_path, [(laion_caption(c), True) for c in LAION_CAPTIONS[:2]] + [(laion_caption(UNKEPT), False)])
+    fake_openai.always = "500"
+    result = run_assets([denoised_captions], resources(tmp_path, fake_openai.base_url, max_retries=1, model="fake-model"), instance, SHARD)
+    assert not result.success
+    message = failure_text(result)
+    assert "HTTP 500 after 2 attempts on 2 requests in a row" in message
+    assert "samples 000000000, 000000001" in message and "000000002" not in message
+    assert not storage.partition_path(tmp_path, "denoised_captions", SHARD).exists()
+
+
 def test_budget_exhausted_falls_back_and_is_recorded(tmp_path, instance, fake_openai):
     write_pairs(tmp_path, [(laion_caption(c), True) for c in LAION_CAPTIONS[:4]])
     result = run_assets([denoised_captions], resources(tmp_path, fake_openai.base_url, max_requests=2), instance, SHARD)
@@ -331,6 +370,7 @@ def test_server_down_fails_the_run_and_writes_nothing(tmp_path, instance):
     result = run_assets([denoised_captions], res, instance, SHARD)
     assert not result.success
     assert "connection failed (ConnectError) after 2 attempts" in failure_text(result)
+    assert "sample 000000000" in failure_text(result)
     assert not storage.partition_path(tmp_path, "denoised_captions", SHARD).exists()
 
 

@@ -13,6 +13,7 @@ from flip_assets.core.llm_client import (
     LLMConfigError,
     LLMUnavailable,
     ResponseCache,
+    SERVER_ERROR,
     RetryPolicy,
     check_endpoint,
 )
@@ -74,6 +75,46 @@ def test_client_error_is_not_retried(fake_openai, tmp_path):
     client = make_client(fake_openai.base_url, tmp_path)
     [reply] = client.chat_many("fake-model", [conversation("a boy")], [20])
     assert reply.error == "http_400" and fake_openai.count("/chat/completions") == 1
+
+
+def test_a_request_the_server_always_fails_gets_an_error_reply_and_the_others_their_answers(fake_openai, tmp_path):
+    fake_openai.fault_for = lambda body: "500" if "bald" in body["messages"][-1]["content"] else None
+    texts = ["a smiling woman", "a bald man", "a girl with glasses"]
+    client = make_client(fake_openai.base_url, tmp_path)
+    replies = client.chat_many("fake-model", [conversation(t) for t in texts], [20] * 3)
+    assert [r.text for r in replies] == ["a smiling woman", None, "a girl with glasses"]
+    assert (replies[1].error, replies[1].detail) == (SERVER_ERROR, "HTTP 500 after 3 attempts")
+    assert fake_openai.count("/chat/completions") == 2 + FAST_RETRY.max_retries + 1
+    assert client.stats.failed == 1
+    # Not cached: a later run asks again (and a cached answer beside it is an answer: no outage).
+    again = client.chat_many("fake-model", [conversation("a bald man"), conversation("a smiling woman")], [20] * 2)
+    assert again[0].error == SERVER_ERROR and again[1].cached
+    assert fake_openai.count("/chat/completions") == 2 + 2 * (FAST_RETRY.max_retries + 1)
+
+
+def test_server_errors_on_every_request_are_an_outage_naming_the_requests(fake_openai, tmp_path):
+    fake_openai.always = "503"
+    client = make_client(fake_openai.base_url, tmp_path)
+    with pytest.raises(LLMUnavailable, match=r"HTTP 503 after 3 attempts on 3 requests in a row") as failure:
+        client.chat_many("fake-model", [conversation(f"face {i}") for i in range(3)], [20] * 3)
+    assert sorted(failure.value.requests) == [0, 1, 2]
+
+
+def test_server_errors_in_a_row_stop_a_long_run_early(fake_openai, tmp_path):
+    fake_openai.always = "500"
+    retry = RetryPolicy(max_retries=0, backoff_s=0.01, max_server_errors_in_a_row=3)
+    client = make_client(fake_openai.base_url, tmp_path, retry=retry, concurrency=1)
+    with pytest.raises(LLMUnavailable, match=r"HTTP 500 after 1 attempts on 3 requests in a row") as failure:
+        client.chat_many("fake-model", [conversation(f"eyes {i}") for i in range(20)], [20] * 20)
+    assert len(failure.value.requests) == 3 and fake_openai.count("/chat/completions") < 6
+
+
+def test_a_request_that_still_fails_is_named(fake_openai, tmp_path):
+    fake_openai.always = "429"
+    client = make_client(fake_openai.base_url, tmp_path, concurrency=1)
+    with pytest.raises(LLMUnavailable, match=r"HTTP 429 after 3 attempts") as failure:
+        client.chat_many("fake-model", [conversation("a man"), conversation("a woman")], [20] * 2)
+    assert failure.value.requests == (0,)
 
 
 def test_server_down_raises_after_retries(tmp_path):

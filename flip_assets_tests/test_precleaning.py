@@ -70,3 +70,30 @@ def test_control_characters_and_terminal_escapes_are_stripped(caption, expected)
 def test_strip_controls_keeps_text_and_separates_on_whitespace_controls():
     assert strip_controls("smiling\nwoman\x1b[2J\x00") == "smiling woman"
     assert strip_controls("naïve 笑顔 😀") == "naïve 笑顔 😀"
+
+
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [
+        # A stray ESC (or a broken "ESC [") goes alone; the text after it stays.
+        ("woman\x1b[ smiling", "woman smiling"),
+        ("woman\x1b smiling", "woman smiling"),
+        ("woman \x1bSmiling at the camera", "woman Smiling at the camera"),
+        ("girl\x1b", "girl"),
+        ("old man \x1b\x1b[1mlaughing", "old man laughing"),
+        # Complete sequences still go whole: CSI with parameters, two-byte and charset escapes.
+        ("\x1b[31mred\x1b[0m hair, \x1b[1;32;40mgreen\x1b[m eyes", "red hair, green eyes"),
+        ("\x1b7boy\x1b8 \x1bc\x1b(Bwith cap\x1b[K", "boy with cap"),
+        ("girl with \x1bcat", "girl with cat"),  # a letter that begins a word is text, not ESC c
+        # Bidi embeddings, overrides, isolates and marks, zero-width space, BOM, word joiner and
+        # soft hyphen are invisible: removed without a trace, the letters around them joined.
+        ("\ufeffsmiling \u202ewoman\u202c with \u2067glasses\u2069", "smiling woman with glasses"),
+        ("smi\u00adling wo\u200bman\u2060 \u200eboy\u200f \u202a\u202b\u202d\u2066\u2068x\u061c", "smiling woman boy x"),
+        ("&#8203;happy&shy;girl &#x202E;", "happygirl"),
+        # Joiners that shape text stay: ZWJ of emoji, ZWNJ of Persian.
+        ("👨\u200d👩\u200d👧 family, می\u200cخواهم", "👨\u200d👩\u200d👧 family, می\u200cخواهم"),
+    ],
+)
+def test_stray_escapes_and_invisible_format_characters(caption, expected):
+    assert preclean(caption) == expected
+    assert strip_controls(expected) == expected

@@ -10,9 +10,11 @@ Every input row gets one output row with an outcome:
   fallback  the pre-cleaned text (reason: why the model's answer was not used)
   dropped   no caption (reason: the upstream drop reason, or empty_after_preclean)
 
-A broken server or model makes every answer fall back, which would look like a run that
-succeeded: above a share of fallbacks among the captions put to the model, denoising fails as
-an outage instead, and the useless answers leave the reply cache.
+A caption the server answers with a 5xx on every attempt falls back (llm_server_error) while
+the others go on. A broken server or model makes every answer fall back, which would look like
+a run that succeeded: above a share of fallbacks among the captions put to the model, denoising
+fails as an outage instead, and the useless answers leave the reply cache. Every failure names
+the samples it concerns.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from flip_assets.core.captions import TOKEN, clean_caption
-from flip_assets.core.llm_client import BUDGET_EXHAUSTED, LLMClient
+from flip_assets.core.llm_client import BUDGET_EXHAUSTED, SERVER_ERROR, LLMClient, LLMUnavailable
 from flip_assets.core.precleaning import preclean, strip_controls
 
 LLM, FALLBACK, DROPPED = "llm", "fallback", "dropped"
 EMPTY_AFTER_PRECLEAN = "empty_after_preclean"
 TOO_LONG_FOR_LLM = "too_long_for_llm"
 LLM_ERROR = "llm_error"
+LLM_SERVER_ERROR = "llm_server_error"  # the server answered this caption with a 5xx on every attempt
 
 SYSTEM_PROMPT = (
     "You are a text correction engine for image captions. The user message holds one caption "
@@ -282,7 +285,13 @@ def denoise_rows(
 
     sources = [out[i]["precleaned"] for i in to_model]
     conversations, limits = [build_messages(s) for s in sources], [answer_budget(s) for s in sources]
-    replies = client.chat_many(model, conversations, limits, temperature=settings.temperature, progress=progress)
+    try:
+        replies = client.chat_many(model, conversations, limits, temperature=settings.temperature, progress=progress)
+    except LLMUnavailable as exc:
+        failed = exc.requests
+        if not failed:
+            raise
+        raise LLMUnavailable(f"{exc} ({name_samples([out[to_model[k]]['key'] for k in failed])})", failed) from exc
     for i, source, reply in zip(to_model, sources, replies):
         record = out[i]
         answer = strip_controls(reply.text) if reply.text is not None else None  # stored and shown: no escapes
@@ -290,6 +299,9 @@ def denoise_rows(
             llm_answer=answer, cached=reply.cached, model=model,
             prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
         )  # fmt: skip
+        if reply.error == SERVER_ERROR:
+            record.update(denoised=source, outcome=FALLBACK, reason=LLM_SERVER_ERROR, reason_detail=reply.detail)
+            continue
         if reply.error:
             record.update(denoised=source, outcome=FALLBACK, reason=LLM_ERROR, reason_detail=reply.error)
             continue
@@ -307,10 +319,17 @@ def denoise_rows(
         raise DenoisingOutage(
             f"outage: {shares.share:.0%} of the {shares.asked} captions put to {model} fell back ({shares.describe()}), "
             f"above FLIP_LLM_MAX_FALLBACK_SHARE={settings.max_fallback_share}: the server or the model is broken, "
-            "not the captions. Nothing was written, and these answers were dropped from the reply cache.",
+            "not the captions. Nothing was written, and these answers were dropped from the reply cache "
+            f"({name_samples([out[to_model[k]]['key'] for k in useless])}).",
             shares,
         )
     return out
+
+
+def name_samples(keys: Sequence[str], shown: int = 5) -> str:
+    """'sample k1', 'samples k1, k2' or 'samples k1, ..., k5 and 7 more', for error messages."""
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return f"sample{'s' if len(keys) > 1 else ''} {', '.join(keys[:shown])}{more}"
 
 
 def fallback_shares(rows: Sequence[dict]) -> FallbackShares:

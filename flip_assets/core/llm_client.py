@@ -7,7 +7,12 @@ What every stage needs around the bare `openai` client:
   timeout bounds each read, and a server that trickles a byte at a time never trips it;
 - retries with exponential backoff on 429, 5xx, timeouts and refused connections, honouring
   Retry-After; a server still unreachable after them raises LLMUnavailable, since answering
-  every caption with a fallback would hide an outage;
+  every caption with a fallback would hide an outage. A request still answered with a 5xx gets
+  an error reply (SERVER_ERROR): a server may fail on one prompt and answer every other. But
+  5xx on every request of a call, or on max_server_errors_in_a_row requests with none answered
+  in between, is an outage again and raises (early: a dead server does not cost a whole shard
+  of retries). LLMUnavailable.requests names the requests it concerns, so the caller can name
+  its samples;
 - a per-run budget (requests sent, tokens spent), after which calls return an error reply;
 - bounded concurrency (a thread pool of `concurrency` requests in flight).
 
@@ -38,6 +43,7 @@ import openai
 NO_KEY = "no-key-needed"
 BUDGET_EXHAUSTED = "budget_exhausted"
 BAD_RESPONSE = "bad_response"
+SERVER_ERROR = "server_error"
 CHAT = "chat.completions"  # the endpoint, as the cache keys name it
 
 
@@ -46,7 +52,12 @@ class LLMConfigError(ValueError):
 
 
 class LLMUnavailable(RuntimeError):
-    """The server could not be reached (or kept failing) after every retry."""
+    """The server could not be reached (or kept failing) after every retry. `requests`: the
+    positions, in the call's list, of the requests that failed so."""
+
+    def __init__(self, message: str, requests: tuple[int, ...] = ()):
+        super().__init__(message)
+        self.requests = requests
 
 
 def is_loopback(base_url: str) -> bool:
@@ -202,10 +213,11 @@ class Budget:
 @dataclass
 class Reply:
     """One answer: `text` is the message content (chat) or the base64 image (images); `error`
-    a short reason when there is none."""
+    a short reason when there is none, `detail` what happened ("HTTP 500 after 5 attempts")."""
 
     text: str | None = None
     error: str | None = None
+    detail: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
@@ -230,6 +242,8 @@ class RetryPolicy:
     max_retries: int = 4
     backoff_s: float = 0.5
     max_backoff_s: float = 20.0
+    # Requests in a row that end in a 5xx, none answered in between, that make an outage.
+    max_server_errors_in_a_row: int = 5
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
         try:
@@ -356,14 +370,30 @@ class LLMClient:
             else:
                 pending.setdefault(key, []).append(i)
         done = len(requests) - sum(len(v) for v in pending.values())
+        # Every request of the call (no cache hit), or enough in a row, failing with a 5xx is an outage.
+        outage_after = min(self.retry.max_server_errors_in_a_row, len(requests))
+        server_errors: list[int] = []  # the requests in a row, since the last answer
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="llm")
         try:
             futures = {pool.submit(self._with_retries, call, requests[idx[0]]): key for key, idx in pending.items()}
             for future in as_completed(futures):
                 key = futures[future]
-                reply = future.result()  # LLMUnavailable propagates; what finished is already cached
+                try:
+                    reply = future.result()  # what finished is already cached
+                except LLMUnavailable as exc:
+                    exc.requests = tuple(pending[key])
+                    raise
                 if reply.error is None:
                     self.cache.put(key, asdict(reply))
+                    server_errors.clear()
+                elif reply.error == SERVER_ERROR:
+                    server_errors.extend(pending[key])
+                    if len(server_errors) >= outage_after:
+                        raise LLMUnavailable(
+                            f"{self.base_url}: {reply.detail} on {len(server_errors)} requests in a row, none answered "
+                            "in between: the server is failing, not the requests",
+                            tuple(sorted(server_errors)),
+                        )
                 for i in pending[key]:
                     replies[i] = reply
                 done += len(pending[key])
@@ -383,13 +413,14 @@ class LLMClient:
                 return self._failed(BUDGET_EXHAUSTED)
             with self._lock:
                 self.stats.requests_sent += 1
-            retry_after = None
+            retry_after, server_error = None, False
             try:
                 with _deadline(self.timeout_s):
                     reply = call(request)
             except (openai.RateLimitError, openai.InternalServerError) as exc:
                 problem = f"HTTP {exc.status_code}"
                 retry_after = exc.response.headers.get("retry-after")
+                server_error = isinstance(exc, openai.InternalServerError)
             except openai.APITimeoutError:
                 problem = "timeout"
             except openai.APIConnectionError as exc:
@@ -408,11 +439,14 @@ class LLMClient:
                 return reply
             if attempt < self.retry.max_retries:
                 time.sleep(self.retry.delay(attempt, retry_after))
+        what = f"{problem} after {self.retry.max_retries + 1} attempts"
         if problem == BAD_RESPONSE:
             return self._failed(BAD_RESPONSE)
-        raise LLMUnavailable(f"{self.base_url}: {problem} after {self.retry.max_retries + 1} attempts")
+        if server_error:  # this request may be the trouble; _run tells an outage
+            return self._failed(SERVER_ERROR, what)
+        raise LLMUnavailable(f"{self.base_url}: {what}")
 
-    def _failed(self, reason: str) -> Reply:
+    def _failed(self, reason: str, detail: str | None = None) -> Reply:
         with self._lock:
             self.stats.failed += 1
-        return Reply(error=reason)
+        return Reply(error=reason, detail=detail)

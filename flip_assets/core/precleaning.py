@@ -1,9 +1,27 @@
 """The deterministic pre-clean of a caption (paper 3.1, before the language model).
 
 Removes what is noise whatever the caption says: control characters and terminal escape
-sequences, HTML tags and entities, literal escape sequences, URLs and domains, file names,
-stock-photo and shop boilerplate, prices, long IDs, repeated punctuation and stray separators.
-It never rewrites words, so it cannot add or change a fact; the language model pass does the rest.
+sequences, invisible format characters, HTML tags and entities, literal escape sequences, URLs
+and domains, file names, stock-photo and shop boilerplate, prices, long IDs, repeated
+punctuation and stray separators. It never rewrites words, so it cannot add or change a fact;
+the language model pass does the rest.
+
+Controls and escapes (strip_controls):
+- C0 and C1 control characters go; those that separate (tab, newline, ...) become a space.
+- A complete escape sequence goes whole: CSI "ESC [ params intermediates final" (colours such
+  as ESC [31m; a space is not taken as an intermediate byte, "ESC [ smiling" is text after a
+  broken escape), OSC "ESC ] ... BEL or ESC \\", charset designations such as ESC ( B, and
+  two-byte escapes (ESC 7, ESC =, ESC M, ESC c; a letter is taken only when no lower-case letter
+  follows it: "ESC cat" is a stray ESC before "cat"). Any other ESC, or ESC [ / ESC ] that
+  begins nothing complete, goes alone (ESC [ is the 7-bit form of the C1 control CSI); the text
+  after it stays.
+- Invisible format characters that carry no text go without a trace (the letters around them
+  join, as a reader sees them): bidi embeddings, overrides and isolates (U+202A-202E,
+  U+2066-2069, and the deprecated U+206A-206F), bidi marks (U+200E, U+200F, U+061C), the
+  zero-width space U+200B, the BOM / zero-width no-break space U+FEFF, the word joiner and
+  invisible operators U+2060-2064, and the soft hyphen U+00AD. Format characters that shape
+  text stay: the zero-width joiner U+200D (emoji sequences, Indic scripts), the zero-width
+  non-joiner U+200C (Persian), variation selectors and emoji tag characters.
 
 Speed matters (every caption of every shard passes here), so each rule is one compiled
 regex, and a rule only runs when a cheap substring test finds what it needs in the caption.
@@ -21,10 +39,20 @@ _INLINE_TAGS = frozenset("a abbr b em font i small span strong sub sup u".split(
 # Literal escape sequences left by broken scrapers and JSON double-encoding: "\n", "\u00e9".
 _UNICODE_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
 _OTHER_ESCAPE = re.compile(r"\\[nrt\\\"']")
-# Terminal escape sequences (CSI such as colours "\x1b[31m", OSC up to BEL or ST, two-byte
-# ones) and C0/C1 control characters (NUL, BEL, ...): invisible as text, and harmful in a
-# terminal or a parser downstream. Format characters (zero-width joiners of emoji) stay.
-_CONTROL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -~])?|[\x00-\x1f\x7f-\x9f]")
+# Terminal escape sequences and C0/C1 control characters (NUL, BEL, ...): invisible as text,
+# and harmful in a terminal or a parser downstream. Which escapes go whole: module docstring.
+_ESCAPE = (
+    r"\x1b(?:"
+    r"\[[0-?]*[!-/]*[@-~]"  # CSI: parameters, intermediates (not a space), final byte
+    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC, up to BEL or ST
+    r"|[!-/]+[0-~]"  # charset designations and other nF escapes: ESC ( B
+    r"|[0-?`{-~]|[@-Z\[-_a-z](?![a-z])"  # two-byte escapes; a letter that begins a word is text
+    r")?"
+)
+# Invisible format characters that only reorder or hide text (bidi controls, zero-width space,
+# BOM, word joiner, soft hyphen); those that shape text (U+200C, U+200D) stay.
+_INVISIBLE = "\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+_CONTROL = re.compile(_ESCAPE + "|[\x00-\x1f\x7f-\x9f" + _INVISIBLE + "]")
 _TLDS = ("com", "net", "org", "co.uk", "de", "fr", "ru", "info", "biz", "io", "us")
 _TLD_PATTERN = "|".join(t.replace(".", r"\.") for t in _TLDS)
 # Hints: one quick search on the lower-cased caption decides whether the full rule runs.
@@ -91,8 +119,8 @@ def _collapse_separators(match: re.Match) -> str:
 
 
 def strip_controls(text: str) -> str:
-    """text without control characters and terminal escape sequences; a control that
-    separates (tab, newline, ...) becomes a space."""
+    """text without control characters, terminal escape sequences and invisible format
+    characters; a control that separates (tab, newline, ...) becomes a space."""
     if text.isprintable():  # the common case, one pass in C
         return text
     return _CONTROL.sub(lambda m: " " if m.group(0).isspace() else "", text)
