@@ -26,7 +26,7 @@ from flip_assets.defs.resources import FlipStorage
 
 ASSET = "classifier"
 # Short enough that a cut-off writer gives up in about a second.
-TIMEOUT_S = 1.0
+TIMEOUT_S = 0.5
 
 
 class StoreProxy:
@@ -237,7 +237,8 @@ def test_a_store_that_accepts_and_never_answers_fails_within_the_timeout(tmp_pat
             except TimeoutError:
                 pass
 
-    threading.Thread(target=accept_and_stall, daemon=True).start()
+    acceptor = threading.Thread(target=accept_and_stall, daemon=True)
+    acceptor.start()
     endpoint, home, bound = f"http://127.0.0.1:{listener.getsockname()[1]}", f"s3://{BUCKET}/flip", 2.0
     flip = FlipStorage(home=home, local_cache=str(tmp_path), s3_endpoint=endpoint, store_timeout_s=bound)
     try:
@@ -263,6 +264,7 @@ def test_a_store_that_accepts_and_never_answers_fails_within_the_timeout(tmp_pat
         assert accepted  # it did reach the server, which stalled
     finally:
         stop.set()
+        acceptor.join()
         listener.close()
         for connection in accepted:
             connection.close()
