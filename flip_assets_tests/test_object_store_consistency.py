@@ -17,6 +17,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
+from pyarrow import fs as pafs
 import pytest
 from test_object_store import BUCKET, s3  # noqa: F401 (the module's S3 server fixture)
 
@@ -25,8 +26,9 @@ from flip_assets.core.object_store import ObjectStoreError
 from flip_assets.defs.resources import FlipStorage
 
 ASSET = "classifier"
-# Short enough that a cut-off writer gives up in about a second.
-TIMEOUT_S = 0.5
+# Short enough that a cut-off writer gives up at once; a reader whose reads the proxy holds
+# while another machine writes waits longer.
+TIMEOUT_S, PATIENT_S = 0.5, 10.0
 
 
 class StoreProxy:
@@ -109,8 +111,8 @@ def proxy(s3):  # noqa: F811
     proxy.close()
 
 
-def store(endpoint: str, cache, home: str) -> FlipStorage:
-    return FlipStorage(home=home, local_cache=str(cache), s3_endpoint=endpoint, store_timeout_s=TIMEOUT_S)
+def store(endpoint: str, cache, home: str, timeout_s: float = TIMEOUT_S) -> FlipStorage:
+    return FlipStorage(home=home, local_cache=str(cache), s3_endpoint=endpoint, store_timeout_s=timeout_s)
 
 
 def commit_version(flip: FlipStorage, version: int) -> None:
@@ -173,6 +175,28 @@ def test_a_commit_cut_off_at_any_step_leaves_the_old_or_the_new_whole_version(s3
             assert seen == whole(2)
 
 
+def test_a_reader_whose_version_is_deleted_midway_reads_the_next_whole_version(s3, proxy, tmp_path):  # noqa: F811
+    """A reader resolves version 1; before it fetches its files another machine commits version
+    2 and version 1's files are deleted (garbage collection): the reader starts over from the
+    manifest and ends with the whole version 2."""
+    endpoint, fs = s3
+    home = f"s3://{BUCKET}/flip/gc"
+    commit_version(store(endpoint, tmp_path / "v1", home), 1)
+    versions = f"{BUCKET}/flip/gc/{ASSET}/.versions"
+    (first,) = [i.path for i in fs.get_file_info(pafs.FileSelector(versions)) if i.type == pafs.FileType.Directory]
+    replaced = []
+
+    def commit_and_collect(path, headers):
+        if "/.versions/" in path and not replaced:
+            replaced.append(path)
+            commit_version(store(endpoint, tmp_path / "v2", home), 2)
+            fs.delete_dir(first)
+
+    proxy.before_get = commit_and_collect
+    assert read_version(store(proxy.endpoint, tmp_path / "reader", home, PATIENT_S)) == whole(2)
+    assert replaced
+
+
 def test_a_read_racing_an_overwrite_ends_with_one_whole_object(s3, proxy, tmp_path, monkeypatch):  # noqa: F811
     endpoint, fs = s3
     monkeypatch.setattr(object_store, "CHUNK", 1 << 20)
@@ -189,7 +213,7 @@ def test_a_read_racing_an_overwrite_ends_with_one_whole_object(s3, proxy, tmp_pa
                     out.write(b"2" * size)
 
     proxy.before_get = overwrite_after_the_first_range
-    reader = store(proxy.endpoint, tmp_path / "reader", f"s3://{BUCKET}/flip/torn")
+    reader = store(proxy.endpoint, tmp_path / "reader", f"s3://{BUCKET}/flip/torn", PATIENT_S)
     data = reader.path("raw_shards", "00000").read_bytes()
     assert len(ranged_gets) >= 3  # the race happened: the object changed mid-read
     assert len(data) == size and set(data) in ({ord("1")}, {ord("2")}), {b: data.count(b) for b in set(data)}
@@ -212,37 +236,31 @@ def test_a_read_that_never_settles_fails_naming_the_store(s3, proxy, tmp_path, m
                 out.write(bytes([ord("a") + len(writes) % 20]) * size)
 
     proxy.before_get = overwrite_every_time
-    reader = store(proxy.endpoint, tmp_path / "reader", f"s3://{BUCKET}/flip/churn")
+    reader = store(proxy.endpoint, tmp_path / "reader", f"s3://{BUCKET}/flip/churn", PATIENT_S)
     with pytest.raises(ObjectStoreError, match=f"FLIP_HOME=s3://{BUCKET}/flip/churn .*changed while"):
         reader.path("raw_shards", "00000")
     assert not (tmp_path / "reader" / "s3" / BUCKET / "flip" / "churn" / "raw_shards" / "00000.parquet").exists()
 
 
 def test_a_store_that_accepts_and_never_answers_fails_within_the_timeout(tmp_path):
-    """A server that accepts connections and never answers: each store operation fails within
-    about FLIP_STORE_TIMEOUT_S, naming FLIP_HOME and the endpoint, instead of minutes of retries."""
+    """A server that takes connections and never answers: each store operation (the bucket check,
+    a read, a commit) fails within about FLIP_STORE_TIMEOUT_S, naming FLIP_HOME and the endpoint, instead of minutes of retries."""
     import time
 
+    # Listening but never accepting: the kernel completes each connection (up to the backlog)
+    # and nothing ever answers on it.
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
-    accepted = []
-    stop = threading.Event()
-
-    def accept_and_stall():
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                pass
-
-    acceptor = threading.Thread(target=accept_and_stall, daemon=True)
-    acceptor.start()
     endpoint, home, bound = f"http://127.0.0.1:{listener.getsockname()[1]}", f"s3://{BUCKET}/flip", 2.0
     flip = FlipStorage(home=home, local_cache=str(tmp_path), s3_endpoint=endpoint, store_timeout_s=bound)
+    staged = flip.write("raw_shards", "00000", pa.table({"x": [1]}))
+    operations = {
+        "check": flip.objects.check, "read": lambda: flip.path("raw_shards", "00000"),
+        "commit": lambda: flip.objects.push(staged, "raw_shards/00000.parquet"),
+    }  # fmt: skip
     try:
-        for name, operation in (("check", flip.objects.check), ("read", lambda: flip.path("raw_shards", "00000"))):
+        for name, operation in operations.items():
             outcome = {}
 
             def run(operation=operation, outcome=outcome):
@@ -257,14 +275,10 @@ def test_a_store_that_accepts_and_never_answers_fails_within_the_timeout(tmp_pat
             worker.start()
             worker.join(bound * 3 + 5)
             assert "seconds" in outcome, f"{name} still waiting on the stalled store after {bound * 3 + 5:.0f} s"
-            assert outcome["seconds"] < bound + 1.5, (name, outcome)
+            # Beyond the bound: the SDK client's start-up (about 0.5 s) and a busy two-core machine.
+            assert outcome["seconds"] < bound + 3, (name, outcome)
             assert isinstance(outcome["error"], ObjectStoreError), (name, outcome)
             message = str(outcome["error"])
             assert f"FLIP_HOME={home} (endpoint {endpoint})" in message and "FLIP_STORE_TIMEOUT_S" in message, message
-        assert accepted  # it did reach the server, which stalled
     finally:
-        stop.set()
-        acceptor.join()
         listener.close()
-        for connection in accepted:
-            connection.close()

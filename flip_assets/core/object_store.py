@@ -29,11 +29,13 @@ AWS_SECRET_ACCESS_KEY, AWS_REGION, or an instance role): they never pass through
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import math
 import os
 import re
 import secrets
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +46,8 @@ TIMEOUT_SETTING, DEFAULT_TIMEOUT_S = "FLIP_STORE_TIMEOUT_S", 10.0
 # A transfer may take one more second per this many bytes (a 400 MiB model: 100 s more).
 MIN_RATE = 4 << 20
 CONNECT_TIMEOUT_S = 3
+# botocore waits up to this long for a "100 Continue" before it sends a file body.
+EXPECT_CONTINUE_WAIT_S = 1.0
 ETAGS_DIR = ".etags"
 CHUNK = 8 << 20
 MANIFEST, VERSIONS_DIR = ".manifest.json", ".versions"
@@ -83,7 +87,7 @@ class ObjectHome:
         root = match[2].strip("/")
         self.bucket, _, self.prefix = root.partition("/")
         self.local = Path(cache) / self.scheme / root
-        self._clients: dict[int, object] = {}
+        self._clients: dict[float, object] = {}
 
     def where(self) -> str:
         return f"FLIP_HOME={self.url}" + (f" (endpoint {self.endpoint})" if self.endpoint else "")
@@ -94,34 +98,36 @@ class ObjectHome:
     # --- requests, each bounded in time -------------------------------------------------------
 
     def _client(self, timeout_s: float):
-        """An S3 client whose requests give up after `timeout_s` without an answer; the SDK's
-        own retries are off: `_attempts` retries within the operation's time."""
-        seconds = max(1, math.ceil(timeout_s))
+        """An S3 client whose requests give up after `timeout_s` (rounded up to half seconds)
+        without an answer; the SDK's own retries are off: `_attempts` retries within the
+        operation's time."""
+        seconds = max(1, math.ceil(timeout_s * 2)) / 2
         if seconds not in self._clients:
-            import boto3
             from botocore.config import Config
 
             config = Config(connect_timeout=min(CONNECT_TIMEOUT_S, seconds), read_timeout=seconds, retries={"total_max_attempts": 1})
-            self._clients[seconds] = boto3.session.Session().client("s3", endpoint_url=self.endpoint or None, config=config)
+            with _SESSION_LOCK:  # a session makes one client at a time
+                self._clients[seconds] = _session().client("s3", endpoint_url=self.endpoint or None, config=config)
         return self._clients[seconds]
 
     def _deadline(self, size: int = 0) -> float:
         return time.monotonic() + self.timeout_s + size / MIN_RATE
 
-    def _op(self, what: str, request, size: int = 0):
+    def _op(self, what: str, request, size: int = 0, waits_s: float = 0.0):
         """request(client), as one store operation: within FLIP_STORE_TIMEOUT_S (and its size's share)."""
-        return self._attempts(what, request, self._deadline(size))
+        return self._attempts(what, request, self._deadline(size), waits_s)
 
-    def _attempts(self, what: str, request, deadline: float):
+    def _attempts(self, what: str, request, deadline: float, waits_s: float = 0.0):
         """request(client), retried on faults that pass (no answer, a refused connection, a 5xx)
-        until `deadline`; each attempt's timeout is the time left. A missing object raises
-        FileNotFoundError, a failed If-Match _Changed, any other refusal ObjectStoreError."""
+        until `deadline`; each attempt's timeout is the time left (less `waits_s` the request
+        spends waiting otherwise). A missing object raises FileNotFoundError, a failed If-Match
+        _Changed, any other refusal ObjectStoreError."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         pause = 0.1
         while True:
             try:
-                return request(self._client(min(self.timeout_s, deadline - time.monotonic())))
+                return request(self._client(min(self.timeout_s, deadline - time.monotonic()) - waits_s))
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -301,11 +307,12 @@ class ObjectHome:
         deadline = self._deadline(2 * local.stat().st_size)
         copy = {"Bucket": self.bucket, "Key": self.key(rel), "CopySource": {"Bucket": self.bucket, "Key": tmp}}
         try:
-            self._attempts(f"uploading {rel}", lambda c: self._put(c, tmp, local), deadline)
+            self._attempts(f"uploading {rel}", lambda c: self._put(c, tmp, local), deadline, EXPECT_CONTINUE_WAIT_S)
             etag = self._attempts(f"committing {rel}", lambda c: c.copy_object(**copy)["CopyObjectResult"]["ETag"], deadline)
         finally:
             try:
-                self._attempts(f"removing the temp object of {rel}", lambda c: c.delete_object(Bucket=self.bucket, Key=tmp), deadline)
+                if deadline > time.monotonic():
+                    self._attempts(f"removing the temp object of {rel}", lambda c: c.delete_object(Bucket=self.bucket, Key=tmp), deadline)
             except (FileNotFoundError, ObjectStoreError):
                 pass  # never visible to readers; a failed commit's own error is what matters
         # The caller puts the same bytes at the working copy's `rel` (storage.publish), or has them there.
@@ -319,7 +326,8 @@ class ObjectHome:
         entries = {}
         for name, local in sorted(files.items()):
             key, size = self.key(f"{asset}/{VERSIONS_DIR}/{version}/{name}"), local.stat().st_size
-            etag = self._op(f"uploading {asset}/{name}", lambda c, key=key, local=local: self._put(c, key, local), size)
+            upload = lambda c, key=key, local=local: self._put(c, key, local)  # noqa: E731
+            etag = self._op(f"uploading {asset}/{name}", upload, size, EXPECT_CONTINUE_WAIT_S)
             entries[name] = {"etag": etag, "size": size}
         manifest = json.dumps({"version": version, "files": entries}, indent=1).encode()
         self._op(f"committing {asset}", lambda c: c.put_object(Bucket=self.bucket, Key=self.key(f"{asset}/{MANIFEST}"), Body=manifest))
@@ -364,6 +372,17 @@ class ObjectHome:
         except FileNotFoundError:
             pass
         self._forget(rel)
+
+
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session():
+    """One SDK session for the process: it loads the S3 API's description once for all clients."""
+    import boto3
+
+    return boto3.session.Session()
 
 
 def _stamp(path: Path) -> str:
