@@ -175,6 +175,25 @@ def test_a_commit_cut_off_at_any_step_leaves_the_old_or_the_new_whole_version(s3
             assert seen == whole(2)
 
 
+def test_a_refusal_withdraws_the_whole_version(s3, tmp_path):  # noqa: F811
+    """A blocking check refuses version 2: readers, one with an empty cache and one holding
+    version 1, are refused the table and keep none of version 1's side files."""
+    endpoint, _ = s3
+    home = f"s3://{BUCKET}/flip/refused"
+    writer = store(endpoint, tmp_path / "writer", home)
+    commit_version(writer, 1)
+    warm = store(endpoint, tmp_path / "warm", home)
+    assert read_version(warm) == whole(1)
+    staged = writer.write(ASSET, None, pa.table({"version": [2] * 10}))
+    target = staged.parent.parent / staged.name
+    storage.publish(target, ["schema_and_values"], "run-2")  # what FlipStorage.publish does on a failure
+    writer._withdraw(target)
+    for reader in (store(endpoint, tmp_path / "cold", home), warm):
+        with pytest.raises(storage.InputRejected, match="run-2"):
+            storage.require_file(reader.path(ASSET))
+        assert not [p.name for p in (reader.local_home(ASSET) / ASSET).rglob("*") if p.is_file() and "rejected" not in p.parts]
+
+
 def test_a_reader_whose_version_is_deleted_midway_reads_the_next_whole_version(s3, proxy, tmp_path):  # noqa: F811
     """A reader resolves version 1; before it fetches its files another machine commits version
     2 and version 1's files are deleted (garbage collection): the reader starts over from the
