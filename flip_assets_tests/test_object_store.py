@@ -5,6 +5,7 @@ evaluated on other machines, and fail fast when the store is unreachable."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -60,6 +61,17 @@ def objects(fs, folder: str) -> set[str]:
     return {i.path.split(f"{folder}/", 1)[1] for i in fs.get_file_info(selector) if i.type == pafs.FileType.File}
 
 
+def published(fs, folder: str) -> set[str]:
+    """The files an asset folder publishes: those its manifest names (an unpartitioned asset's
+    version, under .versions/) and its plain keys outside dot folders."""
+    plain = {name for name in objects(fs, folder) if not any(part.startswith(".") for part in name.split("/"))}
+    manifest = f"{BUCKET}/flip/{folder}/.manifest.json"
+    if fs.get_file_info(manifest).type == pafs.FileType.NotFound:
+        return plain
+    with fs.open_input_file(manifest) as f:
+        return plain | set(json.load(f)["files"])
+
+
 def test_stages_publish_to_s3_what_they_publish_to_a_folder(s3, detected_home, tmp_path, instance):
     endpoint, fs = s3
     resources = {**make_resources(detected_home), "flip_storage": s3_storage(endpoint, tmp_path / "pod_a")}
@@ -99,7 +111,7 @@ def test_text_filtering_reads_its_models_from_the_store(s3, text_filtered, tmp_p
 
     # An unpartitioned stage reading every shard, whose model file is committed with its table.
     assert run_assets([face_keywords], resources, instance).success
-    assert {"all.parquet", "word2vec.model"} <= objects(fs, "text/face_keywords")
+    assert {"all.parquet", "word2vec.model"} <= published(fs, "text/face_keywords")
 
 
 
@@ -208,9 +220,10 @@ def test_a_checkpoint_trained_on_the_store_resumes_and_is_evaluated_on_other_mac
     assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
     assert result.get_asset_materialization_events()[0].materialization.metadata["resumed_from_step"].value == 2
     # The model folder and the figure committed with the table; the finished run's state removed.
-    published = objects(fs, "training/flip_checkpoint")
-    assert {"all.parquet", "training_curves.png", "model/config.json", "model/model.safetensors"} <= published
-    assert not [p for p in published if p.startswith(("state/", ".staging/"))], published
+    files = published(fs, "training/flip_checkpoint")
+    assert {"all.parquet", "training_curves.png", "model/config.json", "model/model.safetensors"} <= files
+    assert not [p for p in files if p.startswith("state/")], files
+    assert not [p for p in objects(fs, "training/flip_checkpoint") if p.startswith(".staging/")]
 
     evaluator = {
         "flip_storage": s3_storage(endpoint, tmp_path / "pod_c", home), "training": training, "perplexity": PerplexityResource(),
@@ -220,4 +233,4 @@ def test_a_checkpoint_trained_on_the_store_resumes_and_is_evaluated_on_other_mac
     assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["trained_on"].value == "celeba_caption_pairs"
-    assert {"all.parquet", "zero_shot.png"} <= objects(fs, "training/flip_eval_tables")
+    assert {"all.parquet", "zero_shot.png"} <= published(fs, "training/flip_eval_tables")

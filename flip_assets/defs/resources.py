@@ -61,15 +61,20 @@ class FlipStorage(EnvSettings):
     FLIP_HOME is a folder, or an object-store URL (s3://bucket/prefix): stages then read and
     write a working copy under FLIP_LOCAL_CACHE, `path` and `read` bring the published objects
     they name into it first, and `publish` commits the checked file to the store (see
-    core/object_store.py). FLIP_S3_ENDPOINT points at an S3-compatible server other than AWS.
+    core/object_store.py). FLIP_S3_ENDPOINT points at an S3-compatible server other than AWS;
+    FLIP_STORE_TIMEOUT_S bounds each store operation.
     """
 
-    ENV = {"home": "FLIP_HOME", "local_cache": "FLIP_LOCAL_CACHE", "s3_endpoint": "FLIP_S3_ENDPOINT"}
+    ENV = {
+        "home": "FLIP_HOME", "local_cache": "FLIP_LOCAL_CACHE", "s3_endpoint": "FLIP_S3_ENDPOINT",
+        "store_timeout_s": object_store.TIMEOUT_SETTING,
+    }  # fmt: skip
 
     home: str
     # Only read when FLIP_HOME is an object store.
     local_cache: str = str(Path(tempfile.gettempdir()) / "flip-cache")
     s3_endpoint: str = ""
+    store_timeout_s: float = object_store.DEFAULT_TIMEOUT_S
 
     _objects: ObjectHome | None = PrivateAttr(default=None)
     # The run this resource serves (its staged files and partition locks carry it), the locks
@@ -82,7 +87,8 @@ class FlipStorage(EnvSettings):
     def objects(self) -> ObjectHome | None:
         """The object store behind FLIP_HOME, None when it is a folder."""
         if self._objects is None and object_store.is_url(self.home):
-            self._objects = ObjectHome(self.home, self.local_cache, self.s3_endpoint)
+            self.require("store_timeout_s", self.store_timeout_s > 0, "must be a positive number of seconds")
+            self._objects = ObjectHome(self.home, self.local_cache, self.s3_endpoint, self.store_timeout_s)
         return self._objects
 
     def setup_for_execution(self, context) -> None:
@@ -114,8 +120,7 @@ class FlipStorage(EnvSettings):
             if partition == "*":
                 self.objects.pull_tree(asset_key, pattern=path.name, recursive=False)
             else:
-                for file in (path, storage.rejection_note(path)):
-                    self.objects.pull(self._rel(file))
+                self.objects.pull(self._rel(path), self._rel(storage.rejection_note(path)))
         return path
 
     def _rel(self, path: Path) -> str:
@@ -238,20 +243,23 @@ class FlipStorage(EnvSettings):
 
     def _commit(self, target: Path, staged: Path, partitioned: bool) -> None:
         """Commit the staged file of `target` to the store; an unpartitioned asset's other files
-        in its folder (models, figures) go first, so the Parquet file's commit publishes them all."""
-        if not partitioned:
-            for side, rel in self._shared_files(target.parent):
-                if side != target:
-                    self.objects.push(side, rel)
-        self.objects.push(staged, self._rel(target))
+        in its folder (models, figures) are committed with it as one version, which readers see
+        whole or not at all."""
+        if partitioned:
+            self.objects.push(staged, self._rel(target))
+        else:
+            files = {side.relative_to(target.parent).as_posix(): side for side, _ in self._shared_files(target.parent) if side != target}
+            self.objects.commit_version(self._rel(target.parent), {**files, target.name: staged})
         for stale in (storage.rejection_note(target), storage.rejected_path(target)):
             self.objects.delete(self._rel(stale))
 
     def _withdraw(self, target: Path) -> None:
         """Mirror a refusal on the store: the note first (as storage.publish does locally), then
-        the refused file, then withdraw the earlier publication."""
+        the refused file, then withdraw the earlier publication (an unpartitioned asset's version)."""
         for kept in (storage.rejection_note(target), storage.rejected_path(target)):
             self.objects.push(kept, self._rel(kept))
+        if target.stem == storage.UNPARTITIONED:
+            self.objects.withdraw_version(self._rel(target.parent))
         self.objects.delete(self._rel(target))
 
     def read(self, asset_key: str, partition: str | None = None) -> pa.Table:
