@@ -26,8 +26,8 @@ from flip_assets.core.object_store import ObjectStoreError
 from flip_assets.defs.resources import FlipStorage
 
 ASSET = "classifier"
-# Short enough that a cut-off writer gives up at once; a reader whose reads the proxy holds
-# while another machine writes waits longer.
+# Short enough that a cut-off writer gives up at once; every other store (readers, writers
+# that are not cut off) is patient, so a busy machine does not fail them.
 TIMEOUT_S, PATIENT_S = 0.5, 10.0
 
 
@@ -111,7 +111,7 @@ def proxy(s3):  # noqa: F811
     proxy.close()
 
 
-def store(endpoint: str, cache, home: str, timeout_s: float = TIMEOUT_S) -> FlipStorage:
+def store(endpoint: str, cache, home: str, timeout_s: float = PATIENT_S) -> FlipStorage:
     return FlipStorage(home=home, local_cache=str(cache), s3_endpoint=endpoint, store_timeout_s=timeout_s)
 
 
@@ -161,7 +161,7 @@ def test_a_commit_cut_off_at_any_step_leaves_the_old_or_the_new_whole_version(s3
         warm = store(endpoint, tmp_path / f"{cut}_warm", home)  # read v1 before the commit
         assert read_version(warm) == whole(1)
         proxy.writes_left = cut
-        writer = store(proxy.endpoint, tmp_path / f"{cut}_v2", home)
+        writer = store(proxy.endpoint, tmp_path / f"{cut}_v2", home, TIMEOUT_S)
         if cut < steps:
             with pytest.raises(ObjectStoreError):
                 commit_version(writer, 2)
@@ -301,3 +301,49 @@ def test_a_store_that_accepts_and_never_answers_fails_within_the_timeout(tmp_pat
             assert f"FLIP_HOME={home} (endpoint {endpoint})" in message and "FLIP_STORE_TIMEOUT_S" in message, message
     finally:
         listener.close()
+
+
+PAIR = ("flip_release", "release_exclusions")
+
+
+def publish_pair(flip: FlipStorage, version: int) -> None:
+    """What flip_release does with its two files: stage both, then publish them together."""
+    files = []
+    for asset in PAIR:
+        staged = flip.write(asset, "00000", pa.table({"version": [version] * 3}))
+        files.append((storage.partition_path(staged.parent.parent.parent, asset, "00000"), staged))
+    flip._publish_files(files, [], f"run-{version}", partitioned=True)
+
+
+def read_pair(flip: FlipStorage) -> tuple:
+    return tuple(set(flip.read(asset, "00000").column("version").to_pylist()) for asset in PAIR)
+
+
+def test_a_pair_cut_off_at_any_step_is_read_whole_on_another_machine(s3, proxy, tmp_path):  # noqa: F811
+    """flip_release and release_exclusions on a store: a writer cut off after any of its writes
+    leaves the old pair or the new one to every other machine (the new one once its journal is
+    on the store: a reader finishes it), never one file of each."""
+    endpoint, _ = s3
+    home = f"s3://{BUCKET}/flip/pair/count"
+    publish_pair(store(endpoint, tmp_path / "count_v1", home), 1)
+    proxy.writes = 0
+    publish_pair(store(proxy.endpoint, tmp_path / "count_v2", home), 2)
+    steps = proxy.writes
+    assert steps >= 4, steps
+
+    for cut in range(steps + 1):
+        home = f"s3://{BUCKET}/flip/pair/{cut}"
+        publish_pair(store(endpoint, tmp_path / f"{cut}_v1", home), 1)
+        proxy.writes_left = cut
+        writer = store(proxy.endpoint, tmp_path / f"{cut}_v2", home, TIMEOUT_S)
+        if cut < steps:
+            with pytest.raises(ObjectStoreError):
+                publish_pair(writer, 2)
+        else:
+            publish_pair(writer, 2)
+        proxy.writes_left = None
+        for reader in (store(endpoint, tmp_path / f"{cut}_cold_{n}", home) for n in range(2)):
+            seen = read_pair(reader)
+            assert seen in (({1}, {1}), ({2}, {2})), f"cut after {cut} of {steps} writes: {seen}"
+        if cut == steps:
+            assert seen == ({2}, {2})

@@ -277,8 +277,13 @@ class ObjectHome:
         self._restarting(rel_dir, read, [])
         return folder
 
-    def _listing(self, rel_dir: str, pattern: str, recursive: bool) -> dict[str, tuple[str, str, int]]:
-        """The plain keys published in a folder: {rel: (key, ETag, size)}."""
+    def hidden_files(self, rel_dir: str, pattern: str = "*") -> list[str]:
+        """The objects of a bookkeeping folder (such as <asset>/.commits) that readers never
+        fetch as published files."""
+        return sorted(self._listing(rel_dir, pattern, recursive=False, hidden=True))
+
+    def _listing(self, rel_dir: str, pattern: str, recursive: bool, hidden: bool = False) -> dict[str, tuple[str, str, int]]:
+        """The plain keys published in a folder (with `hidden`, all of them): {rel: (key, ETag, size)}."""
         found, token = {}, None
         prefix = self.key(rel_dir).rstrip("/") + "/"
         while True:
@@ -286,7 +291,7 @@ class ObjectHome:
             page = self._op(f"listing {rel_dir}", lambda c: c.list_objects_v2(Bucket=self.bucket, Prefix=prefix, **extra))
             for item in page.get("Contents", []):
                 rel = f"{rel_dir.rstrip('/')}/{item['Key'][len(prefix):]}"
-                if _visible(rel) and _in_folder(rel, rel_dir, pattern, recursive):
+                if (hidden or _visible(rel)) and _in_folder(rel, rel_dir, pattern, recursive):
                     found[rel] = (item["Key"], item["ETag"], item["Size"])
             if not page.get("IsTruncated"):
                 return found

@@ -232,22 +232,39 @@ def publish_together(files: list[tuple[Path, Path]], failed_checks: list[str], r
     failed, none. A journal naming every file is written into each file's folder first, so a
     run killed part way is completed by the next reader of any of them (recover_commits) before
     it reads: nobody sees one file of the set without the others. Returns where each file went."""
-    if len(files) == 1:  # one rename is atomic already
-        return [publish(*files[0], failed_checks, run_id)]
+    journals = write_journals(files, failed_checks, run_id)
+    out = [publish(path, staged, failed_checks, run_id) for path, staged in files]
+    remove_journals(journals)
+    return out
+
+
+def write_journals(files: list[tuple[Path, Path]], failed_checks: list[str], run_id: str) -> list[Path]:
+    """The journal of a publication of several files, in each file's folder; none for one file
+    (one rename is atomic already)."""
+    if len(files) < 2:
+        return []
     journal = json.dumps({
         "run_id": run_id, "failed_checks": failed_checks,
         "files": [[_home_relative(path), _home_relative(staged)] for path, staged in files],
     })  # fmt: skip
-    journals = [_journal(path) for path, _ in files]
+    journals = [journal_path(path) for path, _ in files]
     for path in journals:
         atomic_write_bytes(path, lambda tmp: tmp.write_text(journal))
-    out = [publish(path, staged, failed_checks, run_id) for path, staged in files]
+    return journals
+
+
+def remove_journals(journals: list[Path]) -> None:
     for path in journals:
         path.unlink(missing_ok=True)
-    return out
 
 
-def _journal(path: Path) -> Path:
+def read_journal(journal: Path, home: Path) -> tuple[list[tuple[Path, Path]], list[str], str]:
+    """(files, failed_checks, run_id) of a journal, with the files' paths under `home`."""
+    record = json.loads(journal.read_text())
+    return [(home / rel, home / staged) for rel, staged in record["files"]], record["failed_checks"], record["run_id"]
+
+
+def journal_path(path: Path) -> Path:
     return path.parent / COMMITS_DIR / f"{path.stem}.json"
 
 
@@ -264,16 +281,13 @@ def recover_commits(path: Path) -> None:
     pattern = "*.json" if glob.has_magic(path.name) else f"{glob.escape(path.stem)}.json"
     for journal in sorted(folder.glob(pattern)) if folder.is_dir() else []:
         try:
-            record = json.loads(journal.read_text())
+            files, failed_checks, run_id = read_journal(journal, path.parents[1])
         except FileNotFoundError:  # finished by another reader meanwhile
             continue
-        home = path.parents[1]
-        files = [(home / rel, home / staged) for rel, staged in record["files"]]
         for target, staged in files:
             if staged.is_file():  # else it was put in place before the kill
-                publish(target, staged, record["failed_checks"], record["run_id"])
-        for target, _ in files:
-            _journal(target).unlink(missing_ok=True)
+                publish(target, staged, failed_checks, run_id)
+        remove_journals([journal_path(target) for target, _ in files])
 
 
 def require_file(path: Path) -> Path:

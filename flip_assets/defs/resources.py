@@ -117,6 +117,7 @@ class FlipStorage(EnvSettings):
         """The asset file to read; partition "*" gives the glob of all its partitions."""
         path = self._local_path(asset_key, partition)
         if self.objects is not None:
+            self._finish_on_store(path)
             if partition == "*":
                 self.objects.pull_tree(asset_key, pattern=path.name, recursive=False)
             else:
@@ -212,13 +213,7 @@ class FlipStorage(EnvSettings):
             if target not in self._staged:
                 raise RuntimeError(f"{key.to_user_string()}: this run staged no file to publish (FlipStorage.write first)")
             files.append((target, self._staged.pop(target)))
-        if self.objects is not None and not failed:
-            for target, staged in files:
-                self._commit(target, staged, partitioned=partition is not None)
-        paths = storage.publish_together(files, failed, context.run.run_id)
-        if self.objects is not None and failed:
-            for target, _ in files:
-                self._withdraw(target)
+        paths = self._publish_files(files, failed, context.run.run_id, partitioned=partition is not None)
         if failed:
             shown = ", ".join(self._shown(path) for path in paths)
             context.log.error(f"not published: blocking check(s) {', '.join(failed)} failed; kept at {shown}")
@@ -236,6 +231,50 @@ class FlipStorage(EnvSettings):
             )
             for result, path in zip(results, paths)
         ]  # fmt: skip
+
+    def _publish_files(self, files: list[tuple[Path, Path]], failed: list[str], run_id: str, partitioned: bool) -> list[Path]:
+        """storage.publish_together, on the store too: there the set's staged files and its
+        journal are put first, so that a writer cut off part way is finished by the next reader
+        on any machine (_finish_on_store)."""
+        journals = storage.write_journals(files, failed, run_id)
+        if self.objects is not None and journals:
+            if not partitioned:  # the journal cannot name an unpartitioned asset's side files
+                raise ValueError("files published together on an object store must be partitions")
+            for rel in [self._rel(staged) for _, staged in files] + [self._rel(journal) for journal in journals]:
+                self.objects.push(self._folder() / rel, rel)
+        paths = [self._publish_file(target, staged, failed, run_id, partitioned) for target, staged in files]
+        if self.objects is not None and journals:
+            for rel in [self._rel(journal) for journal in journals] + [self._rel(staged) for _, staged in files]:
+                self.objects.delete(rel)
+        storage.remove_journals(journals)
+        return paths
+
+    def _publish_file(self, target: Path, staged: Path, failed: list[str], run_id: str, partitioned: bool) -> Path:
+        if self.objects is not None and not failed:
+            self._commit(target, staged, partitioned)
+        path = storage.publish(target, staged, failed, run_id)
+        if self.objects is not None and failed:
+            self._withdraw(target)
+        return path
+
+    def _finish_on_store(self, path: Path) -> None:
+        """Finish a publication of several files that a writer left part way on the store (its
+        journal is there), before `path` (a partition's file, or the glob of all) is read."""
+        folder = self._rel(path.parent / storage.COMMITS_DIR)
+        pattern = "*.json" if path.stem == "*" else f"{path.stem}.json"
+        for rel in self.objects.hidden_files(folder, pattern):
+            self.objects.pull(rel)
+            journal = self._folder() / rel
+            if not journal.is_file():  # finished by another reader meanwhile
+                continue
+            files, failed, run_id = storage.read_journal(journal, self._folder())
+            for target, staged in files:
+                self.objects.pull(self._rel(staged))
+                if staged.is_file():  # else it was committed before the writer stopped
+                    self._publish_file(target, staged, failed, run_id, partitioned=True)
+                    self.objects.delete(self._rel(staged))
+            for target, _ in files:
+                self.objects.delete(self._rel(storage.journal_path(target)))
 
     def _shown(self, path: Path) -> str:
         """Where a file is for a user: its object URL on an object store."""
