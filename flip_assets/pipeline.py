@@ -18,7 +18,7 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance, Definitions
 
 from flip_assets.core.shards import list_shards
-from flip_assets.defs.curation.partitions import shard_partitions
+from flip_assets.defs.shards import shard_partitions
 from flip_assets.run_launcher import fail_dead_runs
 
 

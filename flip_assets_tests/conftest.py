@@ -44,7 +44,7 @@ def cuda_available() -> bool:
 
 def run_assets(assets, resources: dict, instance: DagsterInstance, partition: str | None = None, selection=None):
     """Materialize assets (with their checks) on a real instance; the partition is registered first."""
-    from flip_assets.defs.curation.partitions import shard_partitions
+    from flip_assets.defs.shards import shard_partitions
 
     if partition is not None and not instance.has_dynamic_partition(shard_partitions.name, partition):
         instance.add_dynamic_partitions(shard_partitions.name, [partition])
@@ -60,8 +60,9 @@ def instance():
 
 
 def make_resources(flip_home: Path, source: Path = RAW_SHARDS, **face_detector) -> dict:
-    from flip_assets.defs.curation.resources import FaceDetectorResource, ShardSource
-    from flip_assets.defs.resources import FlipStorage
+    from flip_assets.defs.curation.resources import FaceDetectorResource
+    from flip_assets.defs.shards import ShardSource
+    from flip_assets.defs.storage import FlipStorage
 
     return {
         "flip_storage": FlipStorage(home=str(flip_home)),

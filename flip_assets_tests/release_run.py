@@ -33,7 +33,7 @@ def main() -> int:
     from flip_assets.core import storage
     from flip_assets.defs.release.assets import flip_release
     from flip_assets.defs.release.resources import ReleaseResource
-    from flip_assets.defs.resources import FlipStorage
+    from flip_assets.defs.storage import FlipStorage
 
     write_table, replace, published = storage.write_table, os.replace, [0]
 

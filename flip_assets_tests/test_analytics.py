@@ -20,8 +20,8 @@ from flip_assets.core.statistics import FUNNEL, compute_statistics
 from flip_assets.defs.analytics.demographics import race_classifier, released_face_demographics
 from flip_assets.defs.analytics.resources import DemographicsResource
 from flip_assets.defs.analytics.statistics import dataset_card, dataset_statistics
-from flip_assets.defs.curation.partitions import shard_partitions
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.shards import shard_partitions
+from flip_assets.defs.storage import FlipStorage
 
 SHARDS = ("00000", "00001")
 STAGES = ("raw_shards", "face_detections", "face_text_pairs", "denoised_captions", "flip_release", "release_exclusions")

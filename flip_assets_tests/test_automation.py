@@ -12,7 +12,7 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._time import get_current_datetime
 
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
-from flip_assets.defs.curation.partitions import shard_partitions
+from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.curation.s01_raw_shards import raw_shards
 
 SHARDS = ("00000", "00001")

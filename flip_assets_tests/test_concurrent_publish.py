@@ -19,7 +19,7 @@ from flip_assets.core import storage
 from flip_assets.core.release import CANDIDATES_SCHEMA
 from flip_assets.defs.release.assets import release_index
 from flip_assets.defs.release.resources import ReleaseResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 pytestmark = pytest.mark.slow  # separate Python processes importing Dagster (about 10 s each)
 

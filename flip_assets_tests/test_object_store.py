@@ -20,13 +20,13 @@ from test_publishing import Verdict, raw_shards_with_verdict
 from test_release import STAGES, resources
 
 from flip_assets.core import storage
-from flip_assets.defs.curation.partitions import shard_partitions
+from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.curation.s01_raw_shards import raw_shards
 from flip_assets.defs.curation.s02_face_detections import face_detections
 from flip_assets.defs.curation.s03_face_keywords import face_keywords
 from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
 from flip_assets.defs.release.assets import flip_release, release_candidates, release_index
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 BUCKET, SHARD = "flip-test", "00000"
 HOME = f"s3://{BUCKET}/flip"

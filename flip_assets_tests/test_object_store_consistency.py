@@ -23,7 +23,7 @@ from test_object_store import BUCKET, s3  # noqa: F401 (the module's S3 server f
 
 from flip_assets.core import object_store, storage
 from flip_assets.core.object_store import ObjectStoreError
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 ASSET = "classifier"
 # Short enough that a cut-off writer gives up at once; every other store (readers, writers

@@ -8,9 +8,9 @@ from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Con
 
 from flip_assets.core import storage
 from flip_assets.core.shards import read_shard
-from flip_assets.defs.curation.partitions import shard_partitions
+from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.curation.s02_face_detections import face_detections
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # detects faces on a whole shard, across separate runs
 

@@ -8,7 +8,7 @@ from dagster import build_sensor_context
 
 from flip_assets.defs.curation.s01_raw_shards import raw_shards
 from flip_assets.defs.curation.sensors import new_shards_sensor
-from flip_assets.defs.resources import ShardSource
+from flip_assets.defs.shards import ShardSource
 
 
 def tick(instance):

@@ -18,8 +18,8 @@ from flip_assets.core.statistics_report import markdown_table
 from flip_assets.defs.analytics.resources import DemographicsResource
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.curation.partitions import shard_partitions
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.shards import shard_partitions
+from flip_assets.defs.storage import FlipStorage
 
 # Judged from race_classifier_checks.sql and the test accuracy.
 RACE_CHECKS = AssetChecks(

@@ -12,8 +12,8 @@ from flip_assets.core.statistics import STATISTICS_COLUMNS, DatasetStatistics, c
 from flip_assets.core.statistics_report import figures, tables
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.curation.partitions import shard_partitions
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.shards import shard_partitions
+from flip_assets.defs.storage import FlipStorage
 
 STATISTICS_FILE, CARD_FILE, TABLES_FILE = "statistics.json", "README.md", "statistics.md"
 

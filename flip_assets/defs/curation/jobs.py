@@ -2,7 +2,7 @@
 
 from dagster import define_asset_job
 
-from flip_assets.defs.curation.partitions import shard_assets, shard_partitions
+from flip_assets.defs.shards import shard_assets, shard_partitions
 from flip_assets.defs.executors import run_executor
 
 # All steps in the run's one process: a step process of its own re-imports the package (Dagster,

@@ -24,18 +24,6 @@ from flip_assets.core.perplexity import PerplexityScorer
 from flip_assets.defs.settings import EnvSettings, prefixed
 
 
-class ShardSource(EnvSettings):
-    """The folder img2dataset wrote its webdataset shards to."""
-
-    ENV = {"directory": "FLIP_SOURCE"}
-
-    directory: str
-
-    @property
-    def path(self) -> Path:
-        return Path(self.directory)
-
-
 class FaceDetectorResource(EnvSettings):
     """The face detector and the thresholds of the visual filter."""
 

@@ -9,9 +9,9 @@ from flip_assets.core import expectations, storage
 from flip_assets.core.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard
 from flip_assets.defs.automation import REFRESH_ON_CODE_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts, expectations_pass
-from flip_assets.defs.curation.partitions import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
-from flip_assets.defs.curation.resources import ShardSource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
+from flip_assets.defs.shards import ShardSource
+from flip_assets.defs.storage import FlipStorage
 
 RAW_SHARDS_SUITE = [
     gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=RAW_SHARD_SCHEMA.names),

@@ -7,9 +7,9 @@ from flip_assets.core import storage
 from flip_assets.core.face_filter import detect_faces_in_shard
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts
-from flip_assets.defs.curation.partitions import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
+from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
 from flip_assets.defs.curation.resources import FaceDetectorResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 
 def _kept_plus_dropped(facts: Facts) -> int:

@@ -23,9 +23,9 @@ from flip_assets.core.keywords import (
 )
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.curation.partitions import SINGLE_RUN_BACKFILL
+from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
 from flip_assets.defs.curation.resources import CaptionCorpus, KeywordMiningResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 # Judged from face_keywords_checks.sql and the review file's path.
 CHECKS = AssetChecks(

@@ -31,9 +31,9 @@ from flip_assets.core.keywords import KeywordMatcher, used_keywords
 from flip_assets.core.plots import markdown_image
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.curation.partitions import SINGLE_RUN_BACKFILL
+from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
 from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 # Issue 9's target on the reviewed test split, population-weighted: reported, not enforced.
 TARGET = {"precision": 0.8, "recall": 0.8}

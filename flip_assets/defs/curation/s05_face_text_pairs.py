@@ -12,9 +12,9 @@ from flip_assets.core.face_text_pairs import DROP_REASONS, FACE_TEXT_PAIRS_SCHEM
 from flip_assets.core.keywords import KeywordMatcher, used_keywords
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, expectations_pass
-from flip_assets.defs.curation.partitions import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
+from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
 from flip_assets.defs.curation.resources import CaptionFilterResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 EXAMPLE_COLUMNS = ["key", "caption", "text_score", "keywords", "drop_reason"]
 # The contract denoised_captions relies on: columns in order, keys and verdicts always set.

@@ -20,9 +20,9 @@ from flip_assets.core.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_cap
 from flip_assets.core.keywords import used_keywords
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts
-from flip_assets.defs.curation.partitions import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
+from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
 from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, LLMResource, PerplexityResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 
 def _accounted(facts: Facts) -> int:

@@ -9,9 +9,9 @@ from flip_assets.core import storage
 from flip_assets.core.aigc import AIGC_SCHEMA, IMAGE_SIZE, Prices, generate_samples, sample_pairs
 from flip_assets.core.shards import read_sample_image
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.curation.partitions import SINGLE_RUN_BACKFILL
+from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
 from flip_assets.defs.curation.resources import AIGCResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 NO_BACKEND = (
     "no backend configured: set FLIP_AIGC_BASE_URL (e.g. https://api.openai.com/v1) and OPENAI_API_KEY "

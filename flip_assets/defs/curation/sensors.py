@@ -4,8 +4,8 @@ from dagster import AssetKey, AssetPartitionStatus, RunRequest, SensorEvaluation
 
 from flip_assets.core.shards import list_shards
 from flip_assets.defs.curation.jobs import shard_pipeline_job
-from flip_assets.defs.curation.partitions import shard_partitions
-from flip_assets.defs.curation.resources import ShardSource
+from flip_assets.defs.shards import shard_partitions
+from flip_assets.defs.shards import ShardSource
 
 
 @sensor(job=shard_pipeline_job, minimum_interval_seconds=60)

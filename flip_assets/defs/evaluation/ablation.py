@@ -17,7 +17,7 @@ from flip_assets.core.plots import markdown_image
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.evaluation.resources import EvaluationResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 from flip_assets.defs.training.resources import PAIR_ASSETS, TrainingResource
 
 # The target, judged on the first (CelebA-only) source: these must improve beyond the seed

@@ -18,7 +18,7 @@ from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.curation.resources import PerplexityResource
 from flip_assets.defs.evaluation.resources import EvaluationResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 from flip_assets.defs.training.checkpoint import published_model_dir
 from flip_assets.defs.training.resources import PAIR_ASSETS, TrainingResource
 

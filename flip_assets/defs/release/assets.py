@@ -38,8 +38,8 @@ from flip_assets.core.release import (
     source_nsfw_tags,
     split_release,
 )
-from flip_assets.defs.curation.partitions import SHARD_TAG, shard_partitions
-from flip_assets.defs.curation.resources import ShardSource
+from flip_assets.defs.shards import SHARD_TAG, shard_partitions
+from flip_assets.defs.shards import ShardSource
 from flip_assets.defs.release.checks import (
     FLIP_RELEASE_AIGC_CHECKS,
     FLIP_RELEASE_CHECKS,
@@ -49,7 +49,7 @@ from flip_assets.defs.release.checks import (
     release_suite,
 )
 from flip_assets.defs.release.resources import ReleaseResource
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 
 INDEX_SCHEMA = pa.schema(
     [

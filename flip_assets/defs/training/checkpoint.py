@@ -16,7 +16,7 @@ from flip_assets.core.dual_encoder import build_model, load_checkpoint, load_tok
 from flip_assets.core.plots import markdown_image
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 from flip_assets.defs.training.resources import PAIR_ASSETS, TrainingResource
 
 # Embeddings of the saved and reloaded model may differ by float rounding only.

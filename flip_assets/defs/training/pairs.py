@@ -13,7 +13,7 @@ from flip_assets.core.shards import read_sample_image
 from flip_assets.core.training_pairs import celeba_pairs, shard_pairs
 from flip_assets.defs.automation import REFRESH_ON_CHANGE, REFRESH_ON_CODE_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.resources import FlipStorage
+from flip_assets.defs.storage import FlipStorage
 from flip_assets.defs.training.resources import TrainingResource
 
 # No template may caption more than this share: the model must not key on one form.

@@ -1,4 +1,5 @@
-"""The one partitioning of the pipeline: a partition per img2dataset shard ('00000', ...).
+"""The one partitioning of the pipeline: a partition per img2dataset shard ('00000', ...), and
+the folder the shards come from (ShardSource, FLIP_SOURCE). Shared by every domain.
 
 Keys are added by `new_shards_sensor` (sensors.py) or `python -m flip_assets.pipeline --register-only`.
 Every shard-partitioned asset carries SHARD_TAG, so jobs can select them all, and has its body
@@ -10,12 +11,14 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 from dagster import AssetMaterialization, AssetSelection, BackfillPolicy, DataVersion, DynamicPartitionsDefinition
 from dagster import Failure, MaterializeResult, MetadataValue
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from flip_assets.defs.checks import combine_check_results
+from flip_assets.defs.settings import EnvSettings
 
 shard_partitions = DynamicPartitionsDefinition(name="shards")
 SHARD_TAG = {"partition": "shard"}
@@ -85,3 +88,15 @@ def per_shard(compute):
         )
 
     return run_shards
+
+
+class ShardSource(EnvSettings):
+    """The folder img2dataset wrote its webdataset shards to."""
+
+    ENV = {"directory": "FLIP_SOURCE"}
+
+    directory: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory)
