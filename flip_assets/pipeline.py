@@ -6,7 +6,10 @@
 Shards are registered as partitions of the instance (DAGSTER_HOME), so the runs, their
 metadata and checks show in the UI afterwards. Assets run in dependency order: a shard-
 partitioned asset once per shard, an unpartitioned one once, after all shards upstream of it.
-A shard that fails does not stop the others; the command exits non-zero at the end.
+A shard that fails does not stop the others; the command exits non-zero at the end, after a
+summary: runs and asset checks (passed, failed, warned), the curation funnel per shard counted
+from the published files, where the release, the dataset card and the model are, and how to
+open the UI on this instance.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, Definitions
 
+from flip_assets.core.pipeline_summary import CheckTally, funnel, funnel_table
 from flip_assets.core.shards import list_shards
 from flip_assets.defs.shards import shard_partitions
 from flip_assets.run_launcher import fail_dead_runs
@@ -48,10 +52,11 @@ def asset_waves(defs: Definitions) -> list[tuple[bool, list[AssetKey]]]:
     return waves
 
 
-def run(instance: DagsterInstance, defs: Definitions, shards: list[str], log=print) -> list[str]:
-    """Materialize every asset; returns a description of each failed run."""
+def run(instance: DagsterInstance, defs: Definitions, shards: list[str], checks: CheckTally, log=print) -> tuple[int, list[str]]:
+    """Materialize every asset; returns how many runs there were and a description of each
+    failed one. `checks` tallies the asset check evaluations of every run."""
     job = defs.resolve_implicit_global_asset_job_def()
-    failures = []
+    failures, runs = [], 0
     for partitioned, keys in asset_waves(defs):
         names = ", ".join(k.to_user_string() for k in keys)
         for shard in shards if partitioned else [None]:
@@ -59,11 +64,36 @@ def run(instance: DagsterInstance, defs: Definitions, shards: list[str], log=pri
             result = job.execute_in_process(
                 instance=instance, asset_selection=keys, partition_key=shard, raise_on_error=False
             )
+            runs += 1
+            for evaluation in result.get_asset_check_evaluations():
+                name = f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
+                checks.add(name, evaluation.passed, evaluation.severity == AssetCheckSeverity.WARN)
             if not result.success:
                 failures.append(f"{names} ({shard or 'unpartitioned'}): run {result.run_id}")
         if failures:
             break  # downstream stages would only fail on missing inputs
-    return failures
+    return runs, failures
+
+
+def summary(instance: DagsterInstance, defs: Definitions, shards: list[str], runs: int, failures: list[str], checks: CheckTally) -> str:
+    """What a person reads first when the command ends."""
+    flip_storage = defs.resources["flip_storage"].process_config_and_initialize()  # resolves EnvVars
+    rows = funnel(flip_storage.path, shards)
+    home = flip_storage.objects.url if flip_storage.objects is not None else flip_storage.home
+    released = rows[-1]["released"]
+    return "\n".join([
+        "",
+        "== Summary ==",
+        f"runs: {runs - len(failures)} succeeded, {len(failures)} failed",
+        f"asset checks: {checks.line()}",
+        "funnel (samples per stage, from the published files; - : no file, its run failed):",
+        funnel_table(rows),
+        f"release: {home}/flip_release/<shard>.parquet ({released} pairs in {len(shards)} shards), "
+        f"exclusions with reasons in {home}/release_exclusions/",
+        f"dataset card: {home}/dataset_card/README.md",
+        f"model: {home}/flip_checkpoint/model",
+        f"UI on this instance: DAGSTER_HOME={instance.root_directory} make ui, then open http://127.0.0.1:3000",
+    ])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"shards: {', '.join(shards) or 'none'}")
     if args.register_only:
         return 0
-    failures = run(instance, defs, shards)
+    checks = CheckTally()
+    runs, failures = run(instance, defs, shards, checks)
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
+    print(summary(instance, defs, shards, runs, failures, checks))
     return 1 if failures else 0
 
 
