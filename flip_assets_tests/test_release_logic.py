@@ -155,3 +155,34 @@ def test_split_gives_each_candidate_one_reason_in_order_of_precedence(tmp_path):
     tagged, _ = split_release(candidates[:1] + candidates[4:5], verdicts, ReleasePolicy(NsfwThresholds(0.5, 0.3), "tag", Blocklist()))
     assert tagged.column("NSFW").to_pylist() == ["UNLIKELY", "UNSURE"]
     assert tagged.column("laion_nsfw").to_pylist() == [None, "NSFW"]
+
+
+def test_empty_and_non_empty_release_files_load_in_datasets_duckdb_pandas_and_pyarrow(tmp_path):
+    """A shard may release nothing; its file, written by the one Parquet writer, must load
+    beside the others wherever a user loads the release (issue 19 item 9: datasets failed with
+    'BatchSize must be greater than 0' on a row group of 0 rows)."""
+    import duckdb
+    import pandas as pd
+    import pyarrow.dataset as pads
+    from datasets import load_dataset
+
+    from flip_assets.core.storage import write_table
+
+    policy = ReleasePolicy(NsfwThresholds(0.5, 0.3), "tag", Blocklist())
+    released, _ = split_release([_candidate("1"), _candidate("2")], {"1": Verdict(KEPT), "2": Verdict(KEPT)}, policy)
+    folder = tmp_path / "flip_release"
+    empty = write_table(folder / "00000.parquet", RELEASE_SCHEMA.empty_table())  # first: its row group set the batch size
+    full = write_table(folder / "00001.parquet", released)
+    files = [str(empty), str(full)]
+
+    dataset = load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf_cache"))
+    assert dataset.num_rows == 2 and dataset.column_names == RELEASE_SCHEMA.names
+    assert sorted(dataset["key"]) == ["1", "2"]
+    for path, rows in ((empty, 0), (full, 2)):
+        assert duckdb.execute("SELECT count(*) FROM read_parquet($f)", {"f": str(path)}).fetchone()[0] == rows
+        frame = pd.read_parquet(path)
+        assert len(frame) == rows and list(frame.columns) == RELEASE_SCHEMA.names
+        table = pq.read_table(path)
+        assert table.num_rows == rows and table.schema.equals(RELEASE_SCHEMA)
+    assert duckdb.execute("SELECT count(*) FROM read_parquet($f)", {"f": files}).fetchone()[0] == 2
+    assert pads.dataset(str(folder)).to_table().num_rows == 2
