@@ -48,6 +48,11 @@ def test_a_missing_blocklist_fails_naming_it(tmp_path):
         read_blocklist(tmp_path / "missing.txt")
 
 
+def test_a_blocklist_path_that_is_a_directory_says_so(tmp_path):
+    with pytest.raises(IsADirectoryError, match=rf"blocklist {tmp_path} is a directory, not a file"):
+        read_blocklist(tmp_path)
+
+
 def _hash(bits: int) -> str:
     return f"{bits:016x}"
 

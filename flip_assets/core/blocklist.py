@@ -42,6 +42,8 @@ def read_blocklist(path: str | Path | None) -> Blocklist:
     if not path:
         return Blocklist()
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"blocklist {path} is a directory, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"blocklist {path} does not exist")
     urls, hashes = set(), set()
