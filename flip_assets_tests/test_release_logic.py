@@ -34,8 +34,12 @@ def test_blocklist_reads_urls_hashes_and_comments(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "line", ["ftp://example.org/a.jpg", "abc123", "ab" * 31 + "a", "https://example.org/a b.jpg", "sha256:" + SHA]
-)
+    "line",
+    [
+        "ftp://example.org/a.jpg", "abc123", "ab" * 31 + "a", "https://example.org/a b.jpg", "sha256:" + SHA,
+        "https://example.org:99999/a.jpg", "http://example.org:port/a.jpg", "https://:443/a.jpg",
+    ],
+)  # fmt: skip
 def test_a_malformed_blocklist_line_fails_naming_file_and_line(tmp_path, line):
     path = tmp_path / "blocklist.txt"
     path.write_text(f"https://example.org/ok.jpg\n# comment\n{line}\n")
@@ -46,6 +50,69 @@ def test_a_malformed_blocklist_line_fails_naming_file_and_line(tmp_path, line):
 def test_a_missing_blocklist_fails_naming_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         read_blocklist(tmp_path / "missing.txt")
+
+
+# (entry, sample URLs it lists, sample URLs it does not): a takedown names a resource, however
+# its URL is written (issue 19 item 5). What is and is not equal: README, Release, Safety.
+SAME_RESOURCE = [
+    ("https://Example.ORG:443/a.jpg", ["http://example.org/a.jpg", "HTTP://EXAMPLE.ORG:80/a.jpg#top", "http://example.org./a.jpg"],
+     ["http://example.org/A.jpg", "http://example.org:8080/a.jpg", "http://example.org:443/a.jpg", "http://other.org/a.jpg"]),
+    ("http://example.org/%7euser/b%2fc.jpg", ["https://example.org/~user/b%2Fc.jpg"], ["https://example.org/~user/b/c.jpg"]),
+    ("https://example.org/caf%c3%a9%20au%20lait.jpg", ["http://example.org/café au lait.jpg"], ["http://example.org/cafe au lait.jpg"]),
+    ("http://xn--bcher-kva.de/x.jpg", ["https://BÜCHER.de/x.jpg"], ["https://bucher.de/x.jpg"]),
+    ("https://example.org/dir/", ["http://example.org/dir"], ["http://example.org/dir/x"]),
+    ("https://example.org", ["http://example.org/"], ["http://example.org/index.html"]),
+    ("https://example.org/q.jpg?size=1&c=2", ["http://example.org/q.jpg?size=1&c=2#f"],
+     ["http://example.org/q.jpg", "http://example.org/q.jpg?c=2&size=1", "http://example.org/q.jpg?size=2&c=2"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("entry, same, other", SAME_RESOURCE)
+def test_a_url_entry_lists_every_url_of_the_same_resource(tmp_path, entry, same, other):
+    path = tmp_path / "blocklist.txt"
+    path.write_text(f"{entry}\n")
+    blocklist = read_blocklist(path)
+    assert [blocklist.reason(url) for url in same] == ["url"] * len(same)
+    assert [blocklist.reason(url) for url in other] == [None] * len(other)
+    assert blocklist.matches(same[0], None, SHA) == [entry]
+    # Not a URL (a Flickr8k file name) or not parseable: compared as written, never a crash.
+    assert blocklist.reason("1000268201_693b08cb0e.jpg") is blocklist.reason("http://example.org:x/a.jpg") is None
+
+
+def test_unmatched_blocklist_entries_are_judged_over_every_shard(tmp_path):
+    """A blocklist is global: an entry that lists a candidate of any published shard matched
+    something; the others (a typo, a sample not in the data) are reported."""
+    from flip_assets.core.release import unmatched_blocklist_entries
+    from flip_assets.core.storage import write_table
+
+    other_sha = "cd" * 32
+    shards = {
+        "00000": [_candidate("1"), _candidate("2", URL="http://Example.org:80/2.jpg")],
+        "00001": [_candidate("3", URL="1000268201_693b08cb0e.jpg", source_sha256=other_sha.upper()),
+                  _candidate("4", URL="https://example.net/4.jpg")],
+    }  # fmt: skip
+    for shard, rows in shards.items():
+        write_table(tmp_path / f"{shard}.parquet", pa.Table.from_pylist(rows, schema=CANDIDATES_SCHEMA))
+    path = tmp_path / "blocklist.txt"
+    entries = [
+        "https://example.org/2.jpg/",  # 00000's candidate 2
+        "https://example.org/5.jpg",  # a host in the data, but no such image
+        "https://typo.example.org/4.jpg",
+        f"{int('1'):064x}",  # candidate 1's sha256
+        other_sha,  # candidate 3's img2dataset hash, in upper case there
+        "ef" * 32,
+    ]
+    path.write_text("\n".join(entries) + "\n")
+    blocklist = read_blocklist(path)
+    assert unmatched_blocklist_entries(blocklist, str(tmp_path / "*.parquet")) == [entries[1], entries[2], entries[5]]
+    hashes_only = Blocklist(sha256s=frozenset({other_sha, "ef" * 32}))
+    assert unmatched_blocklist_entries(hashes_only, str(tmp_path / "*.parquet")) == ["ef" * 32]
+    assert unmatched_blocklist_entries(Blocklist(), str(tmp_path / "*.parquet")) == []
+
+
+def test_a_blocklist_path_that_is_a_directory_says_so(tmp_path):
+    with pytest.raises(IsADirectoryError, match=rf"blocklist {tmp_path} is a directory, not a file"):
+        read_blocklist(tmp_path)
 
 
 def _hash(bits: int) -> str:
@@ -155,3 +222,34 @@ def test_split_gives_each_candidate_one_reason_in_order_of_precedence(tmp_path):
     tagged, _ = split_release(candidates[:1] + candidates[4:5], verdicts, ReleasePolicy(NsfwThresholds(0.5, 0.3), "tag", Blocklist()))
     assert tagged.column("NSFW").to_pylist() == ["UNLIKELY", "UNSURE"]
     assert tagged.column("laion_nsfw").to_pylist() == [None, "NSFW"]
+
+
+def test_empty_and_non_empty_release_files_load_in_datasets_duckdb_pandas_and_pyarrow(tmp_path):
+    """A shard may release nothing; its file, written by the one Parquet writer, must load
+    beside the others wherever a user loads the release (issue 19 item 9: datasets failed with
+    'BatchSize must be greater than 0' on a row group of 0 rows)."""
+    import duckdb
+    import pandas as pd
+    import pyarrow.dataset as pads
+    from datasets import load_dataset
+
+    from flip_assets.core.storage import write_table
+
+    policy = ReleasePolicy(NsfwThresholds(0.5, 0.3), "tag", Blocklist())
+    released, _ = split_release([_candidate("1"), _candidate("2")], {"1": Verdict(KEPT), "2": Verdict(KEPT)}, policy)
+    folder = tmp_path / "flip_release"
+    empty = write_table(folder / "00000.parquet", RELEASE_SCHEMA.empty_table())  # first: its row group set the batch size
+    full = write_table(folder / "00001.parquet", released)
+    files = [str(empty), str(full)]
+
+    dataset = load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf_cache"))
+    assert dataset.num_rows == 2 and dataset.column_names == RELEASE_SCHEMA.names
+    assert sorted(dataset["key"]) == ["1", "2"]
+    for path, rows in ((empty, 0), (full, 2)):
+        assert duckdb.execute("SELECT count(*) FROM read_parquet($f)", {"f": str(path)}).fetchone()[0] == rows
+        frame = pd.read_parquet(path)
+        assert len(frame) == rows and list(frame.columns) == RELEASE_SCHEMA.names
+        table = pq.read_table(path)
+        assert table.num_rows == rows and table.schema.equals(RELEASE_SCHEMA)
+    assert duckdb.execute("SELECT count(*) FROM read_parquet($f)", {"f": files}).fetchone()[0] == 2
+    assert pads.dataset(str(folder)).to_table().num_rows == 2

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flip_assets.core import storage
 from flip_assets.core.blocklist import Blocklist
 from flip_assets.core.dedup import KEPT, Verdict, perceptual_hash
 from flip_assets.core.images import ImageRejected, decode_rgb
@@ -214,6 +215,20 @@ def split_release(
         pa.Table.from_pylist(released, schema=RELEASE_SCHEMA),
         pa.Table.from_pylist(excluded, schema=EXCLUSIONS_SCHEMA),
     )
+
+
+def unmatched_blocklist_entries(blocklist: Blocklist, candidates: str) -> list[str]:
+    """The blocklist entries that list no candidate in the files `candidates` (the glob of every
+    published shard's): a takedown that removes nothing is a typo, or a sample not in the data.
+    A blocklist is global, so it is judged against all shards, not the one being split; DuckDB
+    keeps only the candidates with a listed hash or host, so few rows are compared in Python."""
+    if not len(blocklist):
+        return []
+    rows = storage.query(
+        storage.sql_file("blocklist_candidates.sql"),
+        candidates=candidates, hashes=sorted(blocklist.sha256s), hosts=blocklist.hosts(),
+    )  # fmt: skip
+    return blocklist.unmatched((r["URL"], r["sha256"], r["source_sha256"]) for r in rows)
 
 
 # The AIGC subset (paper 3.1): the release fields that apply to a generated image, its source

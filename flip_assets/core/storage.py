@@ -113,7 +113,16 @@ def pid_alive(pid: int) -> bool:
 
 
 def write_table(path: Path, table: pa.Table) -> Path:
-    return atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    """Write `table` as Parquet (zstd). An empty table gets no row group at all: pq.write_table
+    writes one of 0 rows, which Hugging Face `datasets` takes as its batch size and fails on
+    ("BatchSize must be greater than 0"); a file without row groups loads everywhere as 0 rows."""
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+            if table.num_rows:
+                writer.write_table(table)
+
+    return atomic_write_bytes(path, write)
 
 
 # A stage writes its new file under .staging/, checks it there, and only then publishes it.

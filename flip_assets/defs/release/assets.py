@@ -37,6 +37,7 @@ from flip_assets.core.release import (
     schema_differences,
     source_nsfw_tags,
     split_release,
+    unmatched_blocklist_entries,
 )
 from flip_assets.defs.shards import SHARD_TAG, shard_partitions
 from flip_assets.defs.shards import ShardSource
@@ -63,6 +64,7 @@ INDEX_SCHEMA = pa.schema(
     ]
 )
 PREVIEW = ["key", "TEXT", "NSFW", "nsfw_score", "face_count", "KEYWORDS"]
+BLOCKLIST_EXAMPLES = 20
 
 
 def _markdown(table: pa.Table) -> MetadataValue:
@@ -176,12 +178,13 @@ def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
 @multi_asset(
     specs=[
         AssetSpec(
-            "flip_release", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="1",
+            # 2: blocklist URLs compared as the same resource, not as exact strings.
+            "flip_release", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="2",
             description="The released samples of the shard, one row each, under LAION's field names (schema: "
             "core/release.py RELEASE_SCHEMA): caption, keywords, size, NSFW tag, image hash, faces, scores.",
         ),
         AssetSpec(
-            "release_exclusions", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="1",
+            "release_exclusions", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="2",
             description="Every candidate of the shard not released, with its reason (missing_upstream, image_unreadable, "
             "blocklisted, duplicate_sha256, near_duplicate, nsfw) and, for a duplicate, the kept first occurrence.",
         ),
@@ -200,6 +203,8 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
     candidates_path = flip_storage.path("release_candidates", shard)
     candidates = storage.read_table(candidates_path).to_pylist()
     released, excluded = split_release(candidates, _verdicts(flip_storage, shard), policy)
+    listed_here = policy.blocklist.matched((c["URL"], c["sha256"], c["source_sha256"]) for c in candidates)
+    unmatched = unmatched_blocklist_entries(policy.blocklist, str(flip_storage.path("release_candidates", "*")))
     path = flip_storage.write("flip_release", shard, released)
     exclusions_path = flip_storage.write("release_exclusions", shard, excluded)
     facts = storage.query(
@@ -211,7 +216,8 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
         storage.read_table(path).to_pandas(), "flip_release", release_suite(*policy.text_chars)
     )
     release_checks = FLIP_RELEASE_CHECKS.results(
-        {**facts, "suite": suite, "schema_differences": schema_differences(path, RELEASE_SCHEMA)}
+        {**facts, "suite": suite, "schema_differences": schema_differences(path, RELEASE_SCHEMA),
+         "blocklist_unmatched": len(unmatched), "blocklist_unmatched_examples": unmatched[:BLOCKLIST_EXAMPLES]}
     )
     exclusion_checks = RELEASE_EXCLUSIONS_CHECKS.results(facts)
     reasons = storage.query(storage.sql_file("release_exclusion_reasons.sql"), path=str(exclusions_path))
@@ -228,6 +234,9 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
                 "nsfw_threshold": policy.thresholds.nsfw,
                 "with_laion_tag": facts["with_laion_tag"],
                 "blocklist_entries": len(policy.blocklist),
+                "blocklist_matched": len(listed_here),  # entries listing a candidate of this shard
+                "blocklist_unmatched": len(unmatched),  # entries listing no candidate of any shard
+                "blocklist_unmatched_examples": MetadataValue.json(unmatched[:BLOCKLIST_EXAMPLES]),
                 "preview": _markdown(released.select(PREVIEW).slice(0, 5)),
             },
             check_results=release_checks,

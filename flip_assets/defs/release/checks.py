@@ -1,7 +1,7 @@
 """The release's checks, declared once (defs/checks.py), and its Great Expectations suite."""
 
 import great_expectations as gx
-from dagster import MetadataValue
+from dagster import AssetCheckSeverity, MetadataValue
 
 from flip_assets.core.nsfw import LABELS
 from flip_assets.core.release import RELEASE_SCHEMA
@@ -79,6 +79,14 @@ FLIP_RELEASE_CHECKS = AssetChecks(
     Check(
         "no_duplicate_released", "No image (SHA-256) is released twice in the shard.",
         blocking=True, zero=("released_sha256_twice",),
+    ),  # fmt: skip
+    Check(
+        "blocklist_entries_match",
+        "Every blocklist entry lists a candidate of some published shard (the blocklist is global, so all shards "
+        "are searched, URLs compared as canonical URLs): one that lists none removes nothing, a typo or a sample "
+        "not in the data. A warning: it never blocks.",
+        zero=("blocklist_unmatched",), severity=AssetCheckSeverity.WARN,
+        metadata=lambda f: {"examples": MetadataValue.json(f["blocklist_unmatched_examples"])},
     ),  # fmt: skip
 )
 
