@@ -118,15 +118,18 @@ def store(endpoint: str, cache, home: str, timeout_s: float = PATIENT_S) -> Flip
 def commit_version(flip: FlipStorage, version: int) -> None:
     """What an unpartitioned stage with side files does: its model folder, config.json (with the
     classifier threshold) and word2vec.model beside the table, all committed by one publish."""
-    folder = flip.directory(ASSET)
-    (folder / "model").mkdir(exist_ok=True)
-    (folder / "model" / "config.json").write_text(json.dumps({"threshold": version / 10, "version": version}))
-    (folder / "model" / "model.safetensors").write_bytes(bytes([version]) * 200_000)
-    (folder / "word2vec.model").write_bytes(bytes([version]) * 50_000)
+    write_side_files(flip.directory(ASSET), version)
     staged = flip.write(ASSET, None, pa.table({"version": [version] * 10}))
     target = storage.partition_path(staged.parent.parent.parent, ASSET)
     flip._commit(target, staged, partitioned=False)
     storage.publish(target, staged, [], f"run-{version}")
+
+
+def write_side_files(folder, version: int) -> None:
+    (folder / "model").mkdir(parents=True, exist_ok=True)
+    (folder / "model" / "config.json").write_text(json.dumps({"threshold": version / 10, "version": version}))
+    (folder / "model" / "model.safetensors").write_bytes(bytes([version]) * 200_000)
+    (folder / "word2vec.model").write_bytes(bytes([version]) * 50_000)
 
 
 def read_version(flip: FlipStorage) -> tuple:
@@ -173,6 +176,26 @@ def test_a_commit_cut_off_at_any_step_leaves_the_old_or_the_new_whole_version(s3
             assert seen in (whole(1), whole(2)), f"cut after {cut} of {steps} writes: {seen}"
         if cut == steps:
             assert seen == whole(2)
+
+
+def test_a_folder_written_before_versions_is_read_then_replaced_by_a_version(s3, tmp_path):  # noqa: F811
+    """An asset folder copied into the store as plain keys (with the folder markers pyarrow's
+    copy writes): read from those keys; the first versioned commit supersedes them whole and
+    deletes the plain copies of its files."""
+    endpoint, fs = s3
+    legacy = tmp_path / "legacy" / ASSET
+    write_side_files(legacy, 1)
+    storage.write_table(legacy / "all.parquet", pa.table({"version": [1] * 10}))
+    pafs.copy_files(str(legacy), f"{BUCKET}/flip/legacy/{ASSET}", destination_filesystem=fs)
+    home = f"s3://{BUCKET}/flip/legacy"
+    warm = store(endpoint, tmp_path / "warm", home)
+    assert read_version(warm) == whole(1)
+    commit_version(store(endpoint, tmp_path / "writer", home), 2)
+    for reader in (store(endpoint, tmp_path / "cold", home), warm):
+        assert read_version(reader) == whole(2)
+    plain = {i.path for i in fs.get_file_info(pafs.FileSelector(f"{BUCKET}/flip/legacy/{ASSET}", recursive=True))
+             if i.type == pafs.FileType.File and "/." not in i.path}  # fmt: skip
+    assert not plain, plain
 
 
 def test_a_refusal_withdraws_the_whole_version(s3, tmp_path):  # noqa: F811

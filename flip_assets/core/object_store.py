@@ -291,7 +291,8 @@ class ObjectHome:
             page = self._op(f"listing {rel_dir}", lambda c: c.list_objects_v2(Bucket=self.bucket, Prefix=prefix, **extra))
             for item in page.get("Contents", []):
                 rel = f"{rel_dir.rstrip('/')}/{item['Key'][len(prefix):]}"
-                if (hidden or _visible(rel)) and _in_folder(rel, rel_dir, pattern, recursive):
+                # A key ending in "/" is a folder marker (some tools write them), not a file.
+                if not rel.endswith("/") and (hidden or _visible(rel)) and _in_folder(rel, rel_dir, pattern, recursive):
                     found[rel] = (item["Key"], item["ETag"], item["Size"])
             if not page.get("IsTruncated"):
                 return found
