@@ -71,7 +71,7 @@ def test_wheel_loads_definitions_and_package_data_outside_the_checkout(tmp_path)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}
     env |= {"PYTHONPATH": str(site), "FLIP_HOME": str(tmp_path / "flip")}
-    checkout_sql = ",".join(sorted(p.name for p in (REPO_ROOT / "flip_assets" / "sql").glob("*.sql")))
+    checkout_sql = ",".join(sorted(p.name for p in (REPO_ROOT / "sql").glob("*.sql")))
     done = subprocess.run(
         [sys.executable, "-c", INSTALLED_CHECK, str(site.resolve()), checkout_sql],
         cwd=tmp_path, env=env, capture_output=True, text=True,
