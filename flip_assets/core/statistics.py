@@ -220,7 +220,7 @@ def _race_test_accuracy(home: Path) -> float | None:
     path = storage.partition_path(home, "race_classifier")
     if not path.is_file():
         return None
-    rows = storage.query("SELECT recall FROM read_parquet($path) WHERE race = 'all'", path=str(path))
+    rows = storage.query(storage.sql_file("race_classifier_test_accuracy.sql"), path=str(path))
     return rows[0]["recall"] if rows else None
 
 
