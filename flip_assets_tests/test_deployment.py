@@ -66,10 +66,10 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 def test_dockerfile_installs_the_wheel_the_packaging_test_builds():
     steps = dockerfile_instructions()
     runs = [arg for op, arg in steps if op == "RUN"]
-    # The same script as test_project.py's wheel test, on the same two inputs.
+    # The same script as test_project.py's wheel test, on the same inputs.
     assert "python deploy/build_wheel.py /dist" in runs
     copied = [arg.split()[0] for op, arg in steps if op == "COPY" and not arg.startswith("--from")]
-    assert {"pyproject.toml", "flip_assets", "deploy/build_wheel.py"} <= set(copied)
+    assert {"pyproject.toml", "flip_assets", "sql", "deploy/build_wheel.py"} <= set(copied)
     install = next(r for r in runs if "flip_assets-*.whl" in r)
     assert '"$(ls /dist/flip_assets-*.whl)[deploy]"' in install
     args = dict(arg.split("=", 1) for op, arg in steps if op == "ARG" and "=" in arg)

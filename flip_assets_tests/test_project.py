@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -53,6 +54,9 @@ assert "select" in sql_file("raw_shards_summary.sql").lower()
 review = Path(defs.resources["keyword_mining"].review_file)
 assert review.resolve().is_relative_to(site), review
 assert load_review(review)
+caption_filter = defs.resources["caption_filter"]
+for name in ("review_file", "training_labels"):  # the classifier's labels, read from the package
+    assert Path(getattr(caption_filter, name)).is_file(), (name, getattr(caption_filter, name))
 print("installed package ok")
 """
 
@@ -71,7 +75,7 @@ def test_wheel_loads_definitions_and_package_data_outside_the_checkout(tmp_path)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}
     env |= {"PYTHONPATH": str(site), "FLIP_HOME": str(tmp_path / "flip")}
-    checkout_sql = ",".join(sorted(p.name for p in (REPO_ROOT / "flip_assets" / "sql").glob("*.sql")))
+    checkout_sql = ",".join(sorted(p.name for p in (REPO_ROOT / "sql").glob("*.sql")))
     done = subprocess.run(
         [sys.executable, "-c", INSTALLED_CHECK, str(site.resolve()), checkout_sql],
         cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -90,3 +94,31 @@ def test_dg_lists_the_definitions(tmp_path):
     listed = json.loads(done.stdout)
     assert {"raw_shards", "aigc_samples"} <= {a["asset_key"] for a in listed["assets"]}
     assert "shard_pipeline" in {j["name"] for j in listed["jobs"]}
+
+
+def _is_sql_file_call(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "sql_file"
+
+
+def test_queries_live_only_in_the_top_level_sql_folder():
+    """sql/ is the one home of the DuckDB queries: every storage.query reads its SQL with
+    sql_file, whose every name is a file of sql/, and the package holds no copy of the folder."""
+    from flip_assets.core.storage import sql_file
+
+    assert not (REPO_ROOT / "flip_assets" / "sql").exists(), "the queries moved to sql/"
+    inline, missing = [], []
+    for path in sorted((REPO_ROOT / "flip_assets").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            where = f"{path.relative_to(REPO_ROOT)}:{node.lineno}"
+            name = getattr(node.func, "attr", getattr(node.func, "id", None))
+            if name == "query" and getattr(node.func, "value", None) is not None and getattr(node.func.value, "id", None) == "storage":
+                if not (node.args and _is_sql_file_call(node.args[0])):
+                    inline.append(where)
+            if _is_sql_file_call(node) and isinstance(node.args[0], ast.Constant):
+                if not (REPO_ROOT / "sql" / node.args[0].value).is_file():
+                    missing.append(f"{where} {node.args[0].value}")
+    assert inline == [], "queries written inline instead of in sql/"
+    assert missing == []
+    assert sql_file("raw_shards_summary.sql") == (REPO_ROOT / "sql" / "raw_shards_summary.sql").read_text()

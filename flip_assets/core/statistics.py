@@ -2,7 +2,7 @@
 
 Every shard file is first checked from its Parquet footer alone (present, readable, the columns
 the statistics read with the expected types); then one in-memory DuckDB connection gets a view
-per stage over the readable files, and the SQL in flip_assets/sql/statistics_*.sql aggregates
+per stage over the readable files, and the SQL in sql/statistics_*.sql aggregates
 them. Only aggregates reach Python, so the cost does not grow with what Python can hold.
 
 A shard file that is missing, rejected by a blocking check or unreadable (half-written) is left
@@ -220,7 +220,7 @@ def _race_test_accuracy(home: Path) -> float | None:
     path = storage.partition_path(home, "race_classifier")
     if not path.is_file():
         return None
-    rows = storage.query("SELECT recall FROM read_parquet($path) WHERE race = 'all'", path=str(path))
+    rows = storage.query(storage.sql_file("race_classifier_test_accuracy.sql"), path=str(path))
     return rows[0]["recall"] if rows else None
 
 

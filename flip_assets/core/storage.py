@@ -332,5 +332,9 @@ def query(sql: str, **params) -> list[dict]:
 
 
 def sql_file(name: str) -> str:
-    # Through the package, not the checkout: an installed wheel carries flip_assets/sql/.
-    return (files("flip_assets") / "sql" / name).read_text()
+    # sql/ at the top of the checkout is the one home of the queries. pyproject.toml maps the
+    # package flip_assets.sql onto it, so a wheel (and the image) carries them as flip_assets/sql/;
+    # a checkout, on PYTHONPATH or installed editable, has no such folder and reads sql/ itself.
+    packaged = files("flip_assets") / "sql"
+    folder = packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "sql"
+    return (folder / name).read_text()

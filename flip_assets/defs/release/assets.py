@@ -275,8 +275,7 @@ def flip_release_aigc(context: AssetExecutionContext, flip_storage: FlipStorage,
         keys = [s["source_key"] for s in samples]
         sources = {
             r["key"]: r for r in storage.query(
-                "SELECT key, shard, original_caption, laion_nsfw, sha256 FROM read_parquet($files) WHERE list_contains($keys, key)",
-                files=[str(f) for f in release_files], keys=keys,
+                storage.sql_file("flip_release_aigc_sources.sql"), files=[str(f) for f in release_files], keys=keys
             )
         }  # fmt: skip
     matcher = KeywordMatcher(used_keywords(flip_storage.path("face_keywords")))

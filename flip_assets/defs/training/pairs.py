@@ -89,10 +89,7 @@ def raw_shard_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, t
     folder = flip_storage.path("raw_shards", "*").parent
     if not any(folder.glob("*.parquet")):
         raise FileNotFoundError(f"no raw_shards partitions in {folder}: materialize raw_shards first")
-    rows = storage.query(
-        "SELECT key, caption, tar_path, image_offset, image_size, image_sha256 FROM read_parquet($glob) WHERE status = 'ok' ORDER BY key",
-        glob=str(folder / "*.parquet"),
-    )
+    rows = storage.query(storage.sql_file("raw_shard_pairs_input.sql"), glob=str(folder / "*.parquet"))
     table, dropped = shard_pairs(rows, "raw_shards", read_sample_image)
     return _write_and_check(
         context, flip_storage, training, "raw_shard_pairs", table, RAW_CHECKS,
@@ -101,11 +98,6 @@ def raw_shard_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, t
 
 
 RELEASED_CHECKS = pair_checks("released_pairs")
-RELEASED_ROWS = """
-SELECT r.key, r.TEXT AS caption, s.tar_path, s.image_offset, s.image_size, s.image_sha256
-FROM read_parquet($release) r LEFT JOIN read_parquet($raw) s USING (key)
-ORDER BY r.key
-"""
 
 
 @asset(
@@ -121,7 +113,9 @@ def released_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, tr
     folder = flip_storage.path("flip_release", "*").parent
     if not any(folder.glob("*.parquet")):
         raise FileNotFoundError(f"no flip_release partitions in {folder}: materialize flip_release first")
-    rows = storage.query(RELEASED_ROWS, release=str(folder / "*.parquet"), raw=str(flip_storage.path("raw_shards", "*")))
+    rows = storage.query(
+        storage.sql_file("released_pairs_input.sql"), release=str(folder / "*.parquet"), raw=str(flip_storage.path("raw_shards", "*"))
+    )
     table, dropped = shard_pairs(rows, "released", read_sample_image)
     aigc_path = flip_storage.path("flip_release_aigc")
     aigc = storage.read_table(aigc_path).to_pylist() if aigc_path.is_file() else []
