@@ -148,34 +148,40 @@ def whole(version: int) -> tuple:
     return ({version}, version, {version}, {version})
 
 
-def test_a_commit_cut_off_at_any_step_leaves_the_old_or_the_new_whole_version(s3, proxy, tmp_path):  # noqa: F811
-    endpoint, _ = s3
-    # How many writes one commit makes (uploads, the commit itself, cleanup).
-    home = f"s3://{BUCKET}/flip/kill/count"
-    commit_version(store(endpoint, tmp_path / "count_v1", home), 1)
+def cut_off_at_every_write(endpoint: str, proxy: StoreProxy, tmp_path, name: str, commit, read, whole_version) -> None:
+    """commit(store, 2) over version 1 through the proxy, cut off after each of its writes in turn
+    (a writer killed there), then once not at all: readers on other machines, one that read
+    version 1 before and one with an empty cache, see whole_version(1) or whole_version(2) with
+    read(store), and version 2 once the commit went through."""
+    home = f"s3://{BUCKET}/flip/{name}/count"
+    commit(store(endpoint, tmp_path / f"{name}_count_v1", home), 1)
     proxy.writes = 0
-    commit_version(store(proxy.endpoint, tmp_path / "count_v2", home), 2)
-    steps = proxy.writes
+    commit(store(proxy.endpoint, tmp_path / f"{name}_count_v2", home), 2)
+    steps = proxy.writes  # uploads, the commit itself, cleanup
     assert steps >= 4, steps
 
     for cut in range(steps + 1):
-        home = f"s3://{BUCKET}/flip/kill/{cut}"
-        commit_version(store(endpoint, tmp_path / f"{cut}_v1", home), 1)
-        warm = store(endpoint, tmp_path / f"{cut}_warm", home)  # read v1 before the commit
-        assert read_version(warm) == whole(1)
+        home = f"s3://{BUCKET}/flip/{name}/{cut}"
+        commit(store(endpoint, tmp_path / f"{name}_{cut}_v1", home), 1)
+        warm = store(endpoint, tmp_path / f"{name}_{cut}_warm", home)  # read v1 before the commit
+        assert read(warm) == whole_version(1)
         proxy.writes_left = cut
-        writer = store(proxy.endpoint, tmp_path / f"{cut}_v2", home, TIMEOUT_S)
+        writer = store(proxy.endpoint, tmp_path / f"{name}_{cut}_v2", home, TIMEOUT_S)
         if cut < steps:
             with pytest.raises(ObjectStoreError):
-                commit_version(writer, 2)
+                commit(writer, 2)
         else:
-            commit_version(writer, 2)
+            commit(writer, 2)
         proxy.writes_left = None
-        for reader in (store(endpoint, tmp_path / f"{cut}_cold", home), warm):
-            seen = read_version(reader)
-            assert seen in (whole(1), whole(2)), f"cut after {cut} of {steps} writes: {seen}"
+        for reader in (store(endpoint, tmp_path / f"{name}_{cut}_cold", home), warm):
+            seen = read(reader)
+            assert seen in (whole_version(1), whole_version(2)), f"cut after {cut} of {steps} writes: {seen}"
         if cut == steps:
-            assert seen == whole(2)
+            assert seen == whole_version(2)
+
+
+def test_a_commit_cut_off_at_any_step_leaves_the_old_or_the_new_whole_version(s3, proxy, tmp_path):  # noqa: F811
+    cut_off_at_every_write(s3[0], proxy, tmp_path, "kill", commit_version, read_version, whole)
 
 
 def test_a_folder_written_before_versions_is_read_then_replaced_by_a_version(s3, tmp_path):  # noqa: F811
@@ -346,27 +352,4 @@ def test_a_pair_cut_off_at_any_step_is_read_whole_on_another_machine(s3, proxy, 
     """flip_release and release_exclusions on a store: a writer cut off after any of its writes
     leaves the old pair or the new one to every other machine (the new one once its journal is
     on the store: a reader finishes it), never one file of each."""
-    endpoint, _ = s3
-    home = f"s3://{BUCKET}/flip/pair/count"
-    publish_pair(store(endpoint, tmp_path / "count_v1", home), 1)
-    proxy.writes = 0
-    publish_pair(store(proxy.endpoint, tmp_path / "count_v2", home), 2)
-    steps = proxy.writes
-    assert steps >= 4, steps
-
-    for cut in range(steps + 1):
-        home = f"s3://{BUCKET}/flip/pair/{cut}"
-        publish_pair(store(endpoint, tmp_path / f"{cut}_v1", home), 1)
-        proxy.writes_left = cut
-        writer = store(proxy.endpoint, tmp_path / f"{cut}_v2", home, TIMEOUT_S)
-        if cut < steps:
-            with pytest.raises(ObjectStoreError):
-                publish_pair(writer, 2)
-        else:
-            publish_pair(writer, 2)
-        proxy.writes_left = None
-        for reader in (store(endpoint, tmp_path / f"{cut}_cold_{n}", home) for n in range(2)):
-            seen = read_pair(reader)
-            assert seen in (({1}, {1}), ({2}, {2})), f"cut after {cut} of {steps} writes: {seen}"
-        if cut == steps:
-            assert seen == ({2}, {2})
+    cut_off_at_every_write(s3[0], proxy, tmp_path, "pair", publish_pair, read_pair, lambda version: ({version}, {version}))
