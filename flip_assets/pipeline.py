@@ -15,6 +15,7 @@ open the UI on this instance.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -75,11 +76,12 @@ def run(instance: DagsterInstance, defs: Definitions, shards: list[str], checks:
     return runs, failures
 
 
-def summary(instance: DagsterInstance, defs: Definitions, shards: list[str], runs: int, failures: list[str], checks: CheckTally) -> str:
+def summary(defs: Definitions, shards: list[str], runs: int, failures: list[str], checks: CheckTally) -> str:
     """What a person reads first when the command ends."""
-    flip_storage = defs.resources["flip_storage"].process_config_and_initialize()  # resolves EnvVars
-    rows = funnel(flip_storage.path, shards)
-    home = flip_storage.objects.url if flip_storage.objects is not None else flip_storage.home
+    # Resolves the EnvVars; a context manager, since FlipStorage tears down (its partition locks).
+    with defs.resources["flip_storage"].process_config_and_initialize_cm() as flip_storage:
+        rows = funnel(flip_storage.path, shards)
+        home = flip_storage.objects.url if flip_storage.objects is not None else flip_storage.home
     released = rows[-1]["released"]
     return "\n".join([
         "",
@@ -92,7 +94,7 @@ def summary(instance: DagsterInstance, defs: Definitions, shards: list[str], run
         f"exclusions with reasons in {home}/release_exclusions/",
         f"dataset card: {home}/dataset_card/README.md",
         f"model: {home}/flip_checkpoint/model",
-        f"UI on this instance: DAGSTER_HOME={instance.root_directory} make ui, then open http://127.0.0.1:3000",
+        f"UI on this instance: DAGSTER_HOME={Path(os.environ['DAGSTER_HOME']).resolve()} make ui, then open http://127.0.0.1:3000",
     ])  # fmt: skip
 
 
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, failures = run(instance, defs, shards, checks)
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
-    print(summary(instance, defs, shards, runs, failures, checks))
+    print(summary(defs, shards, runs, failures, checks))
     return 1 if failures else 0
 
 

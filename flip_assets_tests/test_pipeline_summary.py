@@ -33,3 +33,22 @@ def test_check_tally_names_what_failed_and_what_warned():
     tally.add("face_keywords.every_candidate_reviewed", passed=False, warning=True)
     tally.add("flip_release.schema_exact", passed=False, warning=False)
     assert tally.line() == "1 passed, 1 failed (flip_release.schema_exact), 1 warned (face_keywords.every_candidate_reviewed)"
+
+
+def test_the_main_commands_summary_reads_the_published_files_through_the_configured_storage(tmp_path, monkeypatch):
+    """summary() as `make pipeline` calls it: FlipStorage initialized from the definitions'
+    resources (it has a teardown, so only as a context manager), on a FLIP_HOME holding one
+    shard's raw_shards file."""
+    from dagster import Definitions
+
+    from flip_assets.defs.storage import FlipStorage
+    from flip_assets.pipeline import summary
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    defs = Definitions(resources={"flip_storage": FlipStorage(home=str(tmp_path))})
+    storage.write_table(storage.partition_path(tmp_path, "raw_shards", "00000"), pa.table({"key": ["a"], "status": ["ok"]}))
+    text = summary(defs, ["00000"], runs=3, failures=[], checks=CheckTally(passed=5)).splitlines()
+    assert "runs: 3 succeeded, 0 failed" in text and "asset checks: 5 passed, 0 failed, 0 warned" in text
+    assert text[6].split() == ["00000", "1", "1", "-", "-", "-", "-"]
+    assert text[8].startswith(f"release: {tmp_path}/flip_release/<shard>.parquet (0 pairs in 1 shards)")
+    assert text[-1] == f"UI on this instance: DAGSTER_HOME={tmp_path / 'dagster'} make ui, then open http://127.0.0.1:3000"
