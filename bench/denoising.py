@@ -23,12 +23,12 @@ from pathlib import Path
 
 import openai
 
-from flip_assets.core.captions import read_caption_corpus
-from flip_assets.core.denoiser import answer_budget, build_messages, denoise_rows
-from flip_assets.core.keywords import SEED_WORDS, KeywordMatcher
-from flip_assets.core.llm_client import NO_KEY, LLMClient, ResponseCache
-from flip_assets.core.llm_server import LocalLLMServer
-from flip_assets.core.precleaning import preclean
+from flip_assets.core.curation.captions import read_caption_corpus
+from flip_assets.core.curation.denoiser import answer_budget, build_messages, denoise_rows
+from flip_assets.core.curation.keywords import SEED_WORDS, KeywordMatcher
+from flip_assets.core.curation.llm_client import NO_KEY, LLMClient, ResponseCache
+from flip_assets.core.curation.llm_server import LocalLLMServer
+from flip_assets.core.curation.precleaning import preclean
 
 ROOT = Path(__file__).resolve().parents[1]
 LAION = Path(os.environ.get("FLIP_DATA", ROOT.parent / "shared" / "data")) / "laion"

@@ -20,11 +20,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
-from flip_assets.core.detectors import RetinaFaceDetector, build_detector, pad_batches
-from flip_assets.core.face_eval import evaluate, load_300w
-from flip_assets.core.face_filter import detect_faces_in_shard
-from flip_assets.core.images import decode_rgb
-from flip_assets.core.shards import list_shards, read_sample_image, read_shard
+from flip_assets.core.curation.detectors import RetinaFaceDetector, build_detector, pad_batches
+from flip_assets.core.evaluation.face_eval import evaluate, load_300w
+from flip_assets.core.curation.face_filter import detect_faces_in_shard
+from flip_assets.core.io.images import decode_rgb
+from flip_assets.core.io.shards import list_shards, read_sample_image, read_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FLIP_DATA", ROOT.parent / "shared" / "data"))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flip_assets.core.dedup import DUPLICATE_SHA256, NEAR_DUPLICATE, Candidate, find_duplicates, near_pairs
+from flip_assets.core.release.dedup import DUPLICATE_SHA256, NEAR_DUPLICATE, Candidate, find_duplicates, near_pairs
 
 
 def synthetic(count: int, copies: float, seed: int = 0) -> tuple[list[Candidate], int, int]:

@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flip_assets.core import storage
-from flip_assets.core.demographics import RACES
-from flip_assets.core.statistics import DEMOGRAPHIC_ATTRIBUTES, FUNNEL, TOTAL, compute_statistics
+from flip_assets.core.io import storage
+from flip_assets.core.analytics.demographics import RACES
+from flip_assets.core.analytics.statistics import DEMOGRAPHIC_ATTRIBUTES, FUNNEL, TOTAL, compute_statistics
 
 WORDS = "a the young woman man smiling with long hair blue eyes beard glasses portrait of in at red dress happy face".split()
 KEYWORDS = ["smile", "smiling", "beard", "eyes", "glasses", "hair", "face", "lips"]

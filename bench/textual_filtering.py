@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from flip_assets.core.caption_classifier import classifier_model_dir, load_classifier, token_batches
-from flip_assets.core.captions import clean_caption, read_caption_corpus
-from flip_assets.core.face_text_pairs import filter_face_pairs
-from flip_assets.core.keywords import SEED_WORDS, KeywordMatcher, used_keywords
+from flip_assets.core.curation.caption_classifier import classifier_model_dir, load_classifier, token_batches
+from flip_assets.core.curation.captions import clean_caption, read_caption_corpus
+from flip_assets.core.curation.face_text_pairs import filter_face_pairs
+from flip_assets.core.curation.keywords import SEED_WORDS, KeywordMatcher, used_keywords
 from flip_assets.defs.curation.resources import CaptionFilterResource
 
 ROOT = Path(__file__).resolve().parents[1]

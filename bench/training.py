@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from flip_assets.core.contrastive_training import amp_context, batch_order, build_optimizer, prepare_inputs, train
-from flip_assets.core.dual_encoder import build_model, contrastive_loss, load_config, load_tokenizer
-from flip_assets.core.face_benchmarks import ImageSet, embed_images
-from flip_assets.core.training_pairs import celeba_pairs
+from flip_assets.core.training.contrastive_training import amp_context, batch_order, build_optimizer, prepare_inputs, train
+from flip_assets.core.training.dual_encoder import build_model, contrastive_loss, load_config, load_tokenizer
+from flip_assets.core.evaluation.face_benchmarks import ImageSet, embed_images
+from flip_assets.core.training.training_pairs import celeba_pairs
 
 DATA = Path(os.environ.get("FLIP_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "eval"
 

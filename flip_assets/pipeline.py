@@ -21,8 +21,8 @@ from pathlib import Path
 
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, Definitions
 
-from flip_assets.core.pipeline_summary import CheckTally, funnel, funnel_table
-from flip_assets.core.shards import list_shards
+from flip_assets.core.analytics.pipeline_summary import CheckTally, funnel, funnel_table
+from flip_assets.core.io.shards import list_shards
 from flip_assets.defs.shards import shard_partitions
 from flip_assets.run_launcher import fail_dead_runs
 

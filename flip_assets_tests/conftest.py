@@ -89,7 +89,7 @@ def detected_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def llm_server():
     """A real llama.cpp server on 127.0.0.1 serving SmolLM2-135M-Instruct, for the whole session."""
-    from flip_assets.core.llm_server import LocalLLMServer
+    from flip_assets.core.curation.llm_server import LocalLLMServer
 
     with LocalLLMServer() as server:
         yield server

@@ -1,4 +1,4 @@
-"""A release written in its schema (core/release.py) for the real sample shards, from
+"""A release written in its schema (core/release/release.py) for the real sample shards, from
 their real raw_shards and face_detections files: the input of the analytics tests, independent
 of how flip_release decides what to release.
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flip_assets.core import storage
-from flip_assets.core.denoiser import DENOISED_SCHEMA
-from flip_assets.core.face_text_pairs import FACE_TEXT_PAIRS_SCHEMA
-from flip_assets.core.release import EXCLUSIONS_SCHEMA, RELEASE_SCHEMA
+from flip_assets.core.io import storage
+from flip_assets.core.curation.denoiser import DENOISED_SCHEMA
+from flip_assets.core.curation.face_text_pairs import FACE_TEXT_PAIRS_SCHEMA
+from flip_assets.core.release.release import EXCLUSIONS_SCHEMA, RELEASE_SCHEMA
 
 FACE_WORDS = frozenset("man woman boy girl person face smiling smile people player".split())
 
@@ -66,8 +66,8 @@ def write_release(home: Path, shard: str) -> None:
 
 def write_empty_shard(home: Path, shard: str) -> None:
     """Every stage file of a shard with no sample at all."""
-    from flip_assets.core.face_filter import FACE_DETECTIONS_SCHEMA
-    from flip_assets.core.shards import RAW_SHARD_SCHEMA
+    from flip_assets.core.curation.face_filter import FACE_DETECTIONS_SCHEMA
+    from flip_assets.core.io.shards import RAW_SHARD_SCHEMA
 
     for asset, schema in (
         ("raw_shards", RAW_SHARD_SCHEMA), ("face_detections", FACE_DETECTIONS_SCHEMA),

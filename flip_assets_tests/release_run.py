@@ -30,7 +30,7 @@ def main() -> int:
 
     from dagster import DagsterInstance, materialize
 
-    from flip_assets.core import storage
+    from flip_assets.core.io import storage
     from flip_assets.defs.release.assets import flip_release
     from flip_assets.defs.release.resources import ReleaseResource
     from flip_assets.defs.storage import FlipStorage

@@ -13,8 +13,8 @@ from conftest import make_resources, run_assets
 from dagster import DagsterInstance
 from PIL import Image
 
-from flip_assets.core import storage
-from flip_assets.core.aigc import FACE_PROMPT, GENERAL_PROMPT, sample_pairs
+from flip_assets.core.io import storage
+from flip_assets.core.curation.aigc import FACE_PROMPT, GENERAL_PROMPT, sample_pairs
 from flip_assets.defs.curation.resources import AIGCResource
 from flip_assets.defs.curation.s01_raw_shards import raw_shards
 from flip_assets.defs.curation.s07_aigc_samples import NO_BACKEND, aigc_samples

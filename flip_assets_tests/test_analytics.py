@@ -14,9 +14,9 @@ from conftest import DATA, Materialized, record_run, run_assets
 from dagster import DagsterInstance
 from release_fixture import write_empty_shard, write_release
 
-from flip_assets.core.demographics import RACES
-from flip_assets.core.release import RELEASE_SCHEMA, StageSchemaError
-from flip_assets.core.statistics import FUNNEL, compute_statistics
+from flip_assets.core.analytics.demographics import RACES
+from flip_assets.core.release.release import RELEASE_SCHEMA, StageSchemaError
+from flip_assets.core.analytics.statistics import FUNNEL, compute_statistics
 from flip_assets.defs.analytics.demographics import race_classifier, released_face_demographics
 from flip_assets.defs.analytics.resources import DemographicsResource
 from flip_assets.defs.analytics.statistics import dataset_card, dataset_statistics

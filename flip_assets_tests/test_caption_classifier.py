@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification
 
 from conftest import REPO_ROOT, make_text_resources, run_assets
-from flip_assets.core.caption_classifier import (
+from flip_assets.core.curation.caption_classifier import (
     CORPUS_PREFIX,
     FACE_PAIRS,
     THRESHOLD_KEY,
@@ -19,8 +19,8 @@ from flip_assets.core.caption_classifier import (
     load_classifier,
     score_texts,
 )
-from flip_assets.core.caption_review import caption_id, load_review
-from flip_assets.core.caption_training import (
+from flip_assets.core.curation.caption_review import caption_id, load_review
+from flip_assets.core.curation.caption_training import (
     GENERATED,
     LABELLED_FACE,
     LABELLED_OTHER,
@@ -29,7 +29,7 @@ from flip_assets.core.caption_training import (
     WEB_DATASET_SCHEMA,
     WebDatasetSettings,
 )
-from flip_assets.core.face_descriptions import describe, face_description_set
+from flip_assets.core.training.face_descriptions import describe, face_description_set
 
 
 REVIEW = REPO_ROOT / "flip_assets" / "face_caption_review.csv"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flip_assets.core.caption_review import (
+from flip_assets.core.curation.caption_review import (
     REVIEW_COLUMNS,
     REVIEW_KEYWORDS,
     STRATA,
@@ -24,9 +24,9 @@ from flip_assets.core.caption_review import (
     weighted_point,
     weighted_pr_curve,
 )
-from flip_assets.core.captions import read_caption_corpus
-from flip_assets.core.keywords import SEED_WORDS
-from flip_assets.core.keywords import load_review as load_keyword_review
+from flip_assets.core.curation.captions import read_caption_corpus
+from flip_assets.core.curation.keywords import SEED_WORDS
+from flip_assets.core.curation.keywords import load_review as load_keyword_review
 
 REVIEW = Path(__file__).resolve().parents[1] / "flip_assets" / "face_caption_review.csv"
 

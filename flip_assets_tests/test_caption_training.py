@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flip_assets.core import storage
-from flip_assets.core.caption_classifier import CORPUS_PREFIX, FACE_PAIRS, RAW_SHARDS, CaptionRecord
-from flip_assets.core.caption_review import caption_id, load_review
-from flip_assets.core.caption_training import (
+from flip_assets.core.io import storage
+from flip_assets.core.curation.caption_classifier import CORPUS_PREFIX, FACE_PAIRS, RAW_SHARDS, CaptionRecord
+from flip_assets.core.curation.caption_review import caption_id, load_review
+from flip_assets.core.curation.caption_training import (
     DESCRIBED,
     GENERATED,
     HARD_NEGATIVE,
@@ -33,7 +33,7 @@ from flip_assets.core.caption_training import (
     silver_label,
     training_rounds,
 )
-from flip_assets.core.keywords import KeywordMatcher
+from flip_assets.core.curation.keywords import KeywordMatcher
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL = REPO.parent / "shared" / "data" / "eval"

@@ -15,8 +15,8 @@ import pytest
 from conftest import REPO_ROOT, run_assets
 from dagster import DagsterInstance, materialize
 
-from flip_assets.core import storage
-from flip_assets.core.release import CANDIDATES_SCHEMA
+from flip_assets.core.io import storage
+from flip_assets.core.release.release import CANDIDATES_SCHEMA
 from flip_assets.defs.release.assets import release_index
 from flip_assets.defs.release.resources import ReleaseResource
 from flip_assets.defs.storage import FlipStorage

@@ -13,11 +13,11 @@ import pytest
 from conftest import DATA, make_resources, make_text_resources, run_assets
 from dagster import EnvVar
 
-from flip_assets.core import storage
-from flip_assets.core.denoiser import DenoiseSettings, build_messages, content_words, validate_answer
-from flip_assets.core.keywords import KeywordMatcher
-from flip_assets.core.llm_server import free_port
-from flip_assets.core.precleaning import preclean
+from flip_assets.core.io import storage
+from flip_assets.core.curation.denoiser import DenoiseSettings, build_messages, content_words, validate_answer
+from flip_assets.core.curation.keywords import KeywordMatcher
+from flip_assets.core.curation.llm_server import free_port
+from flip_assets.core.curation.precleaning import preclean
 from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
 from flip_assets.defs.resources import build_resources
 from flip_assets.defs.curation.s06_denoised_captions import denoised_captions

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from conftest import DATA, MODELS
 
-from flip_assets.core.detectors import RetinaFaceDetector, pad_batches
+from flip_assets.core.curation.detectors import RetinaFaceDetector, pad_batches
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from conftest import DATA, MODELS, make_resources, make_text_resources, run_asse
 from PIL import Image
 from test_denoised_captions import failure_text
 
-from flip_assets.core.caption_classifier import TrainingSettings, load_classifier, save_classifier, score_texts, train_classifier
-from flip_assets.core.detectors import build_detector
+from flip_assets.core.curation.caption_classifier import TrainingSettings, load_classifier, save_classifier, score_texts, train_classifier
+from flip_assets.core.curation.detectors import build_detector
 
 # Devices this machine has, so the same tests run the CUDA path where there is a GPU.
 DEVICES = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]

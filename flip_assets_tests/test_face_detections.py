@@ -10,9 +10,9 @@ from conftest import DATA, MODELS, make_resources, run_assets
 from PIL import Image
 from test_raw_shards import _encode, _face_jpeg, sample_members, write_tar
 
-from flip_assets.core.detectors import build_detector, retinaface_resnet50_weights
-from flip_assets.core.face_eval import evaluate, load_300w
-from flip_assets.core.retinaface import WeightsError, load_retinaface
+from flip_assets.core.curation.detectors import build_detector, retinaface_resnet50_weights
+from flip_assets.core.evaluation.face_eval import evaluate, load_300w
+from flip_assets.core.curation.retinaface import WeightsError, load_retinaface
 
 
 @pytest.fixture(scope="module")

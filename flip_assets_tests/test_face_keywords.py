@@ -14,8 +14,8 @@ import pytest
 from gensim.models import Word2Vec
 
 from conftest import DATA, REPO_ROOT, make_text_resources, run_assets
-from flip_assets.core.captions import clean_caption, tokenize
-from flip_assets.core.keywords import (
+from flip_assets.core.curation.captions import clean_caption, tokenize
+from flip_assets.core.curation.keywords import (
     SEED_WORDS,
     Candidate,
     KeywordMatcher,
@@ -82,8 +82,8 @@ from pathlib import Path
 package = types.ModuleType("flip_assets")
 package.__path__ = [sys.argv[1]]
 sys.modules["flip_assets"] = package
-from flip_assets.core.captions import read_caption_corpus, tokenize
-from flip_assets.core.keywords import Word2VecSettings, expand_seeds, train_word2vec
+from flip_assets.core.curation.captions import read_caption_corpus, tokenize
+from flip_assets.core.curation.keywords import Word2VecSettings, expand_seeds, train_word2vec
 captions = read_caption_corpus(Path(sys.argv[2]))[:4000]
 model = train_word2vec([tokenize(c) for c in captions], Word2VecSettings(epochs=3, seed=7))
 print(json.dumps({

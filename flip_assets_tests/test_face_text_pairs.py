@@ -9,15 +9,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_text_resources, run_assets
-from flip_assets.core.face_filter import FACE_DETECTIONS_SCHEMA
-from flip_assets.core.face_text_pairs import (
+from flip_assets.core.curation.face_filter import FACE_DETECTIONS_SCHEMA
+from flip_assets.core.curation.face_text_pairs import (
     CAPTION_TOO_LONG,
     EMPTY_CAPTION,
     FACE_TEXT_PAIRS_SCHEMA,
     LOW_TEXT_SCORE,
     MISSING_CAPTION,
 )
-from flip_assets.core.shards import RAW_SHARD_SCHEMA
+from flip_assets.core.io.shards import RAW_SHARD_SCHEMA
 
 CONTRACT = [
     ("key", pa.string()), ("url", pa.string()), ("caption", pa.string()), ("width", pa.int32()),

@@ -29,8 +29,8 @@ def cuda():
 
 
 def test_retinaface_on_cuda_finds_the_faces_it_finds_on_the_cpu():
-    from flip_assets.core.detectors import build_detector
-    from flip_assets.core.images import decode_rgb
+    from flip_assets.core.curation.detectors import build_detector
+    from flip_assets.core.io.images import decode_rgb
 
     images = [decode_rgb(p.read_bytes(), 4096 * 4096).rgb for p in sorted((DATA / "eval" / "dlib_faces").glob("*.jpg"))]
     assert len(images) >= 5
@@ -48,8 +48,8 @@ def test_retinaface_on_cuda_finds_the_faces_it_finds_on_the_cpu():
 def test_caption_classifier_fine_tunes_on_cuda_and_scores_as_on_the_cpu(tmp_path):
     import torch
 
-    from flip_assets.core.caption_classifier import TrainingSettings, load_classifier, save_classifier, score_texts, train_classifier
-    from flip_assets.core.dual_encoder import text_tower_path
+    from flip_assets.core.curation.caption_classifier import TrainingSettings, load_classifier, save_classifier, score_texts, train_classifier
+    from flip_assets.core.training.dual_encoder import text_tower_path
 
     faces = ["portrait of a smiling young woman with freckles", "close-up of an old man with a grey beard",
              "headshot of an actress with red lipstick", "a crying baby with big blue eyes"]  # fmt: skip
@@ -77,9 +77,9 @@ def test_clip_vit_b32_trains_on_cuda_in_bf16_resumes_and_reloads_on_the_cpu(cuda
     loss falls, a killed run resumes on the GPU, and the checkpoint embeds alike on the CPU."""
     import torch
 
-    from flip_assets.core.contrastive_training import amp_context, image_tensor, prepare_inputs, train
-    from flip_assets.core.dual_encoder import build_model, load_checkpoint, load_config, load_tokenizer, save_checkpoint
-    from flip_assets.core.training_pairs import celeba_pairs
+    from flip_assets.core.training.contrastive_training import amp_context, image_tensor, prepare_inputs, train
+    from flip_assets.core.training.dual_encoder import build_model, load_checkpoint, load_config, load_tokenizer, save_checkpoint
+    from flip_assets.core.training.training_pairs import celeba_pairs
 
     autocast, scaler = amp_context(cuda)
     assert autocast.fast_dtype == torch.bfloat16 and scaler is None  # Ampere and later: bf16, no loss scaling

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from flip_assets.core.llm_client import (
+from flip_assets.core.curation.llm_client import (
     BAD_RESPONSE,
     BUDGET_EXHAUSTED,
     Budget,
@@ -17,7 +17,7 @@ from flip_assets.core.llm_client import (
     RetryPolicy,
     check_endpoint,
 )
-from flip_assets.core.llm_server import free_port
+from flip_assets.core.curation.llm_server import free_port
 
 FAST_RETRY = RetryPolicy(max_retries=2, backoff_s=0.01)
 

@@ -15,7 +15,7 @@ from conftest import REPO_ROOT, run_assets
 from dagster import MaterializeResult, asset, materialize
 from test_denoised_captions import LAION_CAPTIONS, SHARD, failure_text, laion_caption, materialization, write_pairs
 
-from flip_assets.core.llm_server import MODEL_ALIAS, SharedLLMServer
+from flip_assets.core.curation.llm_server import MODEL_ALIAS, SharedLLMServer
 from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 from flip_assets.defs.resources import LLMResource, build_resources
 
@@ -130,7 +130,7 @@ def test_launching_the_shard_pipeline_needs_no_openai_base_url(tmp_path):
 def test_a_killed_run_leaves_no_server_behind(tmp_path):
     """The lease dies with its process: a run killed midway does not keep the server alive."""
     script = (
-        "import sys; from flip_assets.core.llm_server import SharedLLMServer\n"
+        "import sys; from flip_assets.core.curation.llm_server import SharedLLMServer\n"
         f"server = SharedLLMServer({str(tmp_path)!r}, idle_s=1)\n"
         "print(server.acquire(), flush=True)\n"
         "sys.stdin.read()\n"

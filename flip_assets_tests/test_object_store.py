@@ -19,7 +19,7 @@ from pyarrow import fs as pafs
 from test_publishing import Verdict, raw_shards_with_verdict
 from test_release import STAGES, resources
 
-from flip_assets.core import storage
+from flip_assets.core.io import storage
 from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.curation.s01_raw_shards import raw_shards
 from flip_assets.defs.curation.s02_face_detections import face_detections
@@ -203,8 +203,8 @@ def test_a_checkpoint_trained_on_the_store_resumes_and_is_evaluated_on_other_mac
     publishes the checkpoint; the third evaluates that checkpoint, read from the store."""
     import torch
 
-    from flip_assets.core.contrastive_training import prepare_inputs, train
-    from flip_assets.core.dual_encoder import build_model, load_tokenizer
+    from flip_assets.core.training.contrastive_training import prepare_inputs, train
+    from flip_assets.core.training.dual_encoder import build_model, load_tokenizer
     from flip_assets.defs.curation.resources import PerplexityResource
     from flip_assets.defs.evaluation.resources import EvaluationResource
     from flip_assets.defs.evaluation.tables import flip_eval_tables

@@ -21,8 +21,8 @@ from pyarrow import fs as pafs
 import pytest
 from test_object_store import BUCKET, s3  # noqa: F401 (the module's S3 server fixture)
 
-from flip_assets.core import object_store, storage
-from flip_assets.core.object_store import ObjectStoreError
+from flip_assets.core.io import object_store, storage
+from flip_assets.core.io.object_store import ObjectStoreError
 from flip_assets.defs.storage import FlipStorage
 
 ASSET = "classifier"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from flip_assets.core import storage
-from flip_assets.core.pipeline_summary import CheckTally, funnel, funnel_table
+from flip_assets.core.io import storage
+from flip_assets.core.analytics.pipeline_summary import CheckTally, funnel, funnel_table
 
 
 def test_the_funnel_counts_each_stage_from_the_published_files_and_marks_missing_ones(tmp_path):

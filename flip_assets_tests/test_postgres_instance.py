@@ -33,7 +33,7 @@ import pytest
 import yaml
 from conftest import MODELS, RAW_SHARDS, REPO_ROOT, make_resources, run_assets
 
-from flip_assets.core.storage import sha256_of
+from flip_assets.core.io.storage import sha256_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

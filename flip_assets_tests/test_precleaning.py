@@ -2,7 +2,7 @@
 
 import pytest
 
-from flip_assets.core.precleaning import preclean, strip_controls
+from flip_assets.core.curation.precleaning import preclean, strip_controls
 
 
 @pytest.mark.parametrize(

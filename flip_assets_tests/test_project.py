@@ -23,7 +23,7 @@ def packages_loaded_by(module: str) -> set[str]:
     return set(done.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["flip_assets.core", "flip_assets.core.captions", "flip_assets.core.precleaning"])
+@pytest.mark.parametrize("module", ["flip_assets.core", "flip_assets.core.curation.captions", "flip_assets.core.curation.precleaning"])
 def test_plain_logic_imports_without_dagster_torch_or_great_expectations(module):
     heavy = packages_loaded_by(module) & HEAVY
     assert not heavy, f"importing {module} loads {sorted(heavy)}"
@@ -42,8 +42,8 @@ from importlib.resources import files
 from pathlib import Path
 
 import flip_assets
-from flip_assets.core.keywords import load_review
-from flip_assets.core.storage import sql_file
+from flip_assets.core.curation.keywords import load_review
+from flip_assets.core.io.storage import sql_file
 from flip_assets.definitions import defs
 
 site, checkout_sql = Path(sys.argv[1]), sys.argv[2].split(",")
@@ -103,7 +103,7 @@ def _is_sql_file_call(node: ast.AST) -> bool:
 def test_queries_live_only_in_the_top_level_sql_folder():
     """sql/ is the one home of the DuckDB queries: every storage.query reads its SQL with
     sql_file, whose every name is a file of sql/, and the package holds no copy of the folder."""
-    from flip_assets.core.storage import sql_file
+    from flip_assets.core.io.storage import sql_file
 
     assert not (REPO_ROOT / "flip_assets" / "sql").exists(), "the queries moved to sql/"
     inline, missing = [], []

@@ -6,8 +6,8 @@ import pytest
 from conftest import RAW_SHARDS, make_resources, run_assets
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MaterializeResult, asset
 
-from flip_assets.core import storage
-from flip_assets.core.shards import read_shard
+from flip_assets.core.io import storage
+from flip_assets.core.io.shards import read_shard
 from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.curation.s02_face_detections import face_detections
 from flip_assets.defs.storage import FlipStorage

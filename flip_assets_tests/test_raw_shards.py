@@ -14,9 +14,9 @@ from conftest import DATA, RAW_SHARDS, make_resources, run_assets
 from dagster import AssetCheckSeverity
 from PIL import Image
 
-from flip_assets.core import storage
-from flip_assets.core.images import ImageRejected, decode_rgb
-from flip_assets.core.shards import list_shards, read_shard
+from flip_assets.core.io import storage
+from flip_assets.core.io.images import ImageRejected, decode_rgb
+from flip_assets.core.io.shards import list_shards, read_shard
 
 
 def _face_jpeg(index: int = 0) -> bytes:

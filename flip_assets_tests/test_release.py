@@ -16,14 +16,14 @@ from conftest import RAW_SHARDS, make_resources, make_text_resources, run_assets
 from dagster import AssetCheckSeverity, DagsterInstance
 from test_denoised_captions import checks, failure_text
 
-from flip_assets.core import storage
-from flip_assets.core.aigc import AIGC_SCHEMA
-from flip_assets.core.denoiser import DENOISED_SCHEMA
-from flip_assets.core.face_filter import FACE_DETECTIONS_SCHEMA
-from flip_assets.core.face_text_pairs import FACE_TEXT_PAIRS_SCHEMA
-from flip_assets.core.nsfw import LABELS
-from flip_assets.core.release import AIGC_RELEASE_SCHEMA, EXCLUSIONS_SCHEMA, RELEASE_SCHEMA
-from flip_assets.core.shards import RAW_SHARD_SCHEMA, read_image_bytes, read_shard
+from flip_assets.core.io import storage
+from flip_assets.core.curation.aigc import AIGC_SCHEMA
+from flip_assets.core.curation.denoiser import DENOISED_SCHEMA
+from flip_assets.core.curation.face_filter import FACE_DETECTIONS_SCHEMA
+from flip_assets.core.curation.face_text_pairs import FACE_TEXT_PAIRS_SCHEMA
+from flip_assets.core.release.nsfw import LABELS
+from flip_assets.core.release.release import AIGC_RELEASE_SCHEMA, EXCLUSIONS_SCHEMA, RELEASE_SCHEMA
+from flip_assets.core.io.shards import RAW_SHARD_SCHEMA, read_image_bytes, read_shard
 from flip_assets.defs.curation.resources import AIGCResource
 from flip_assets.defs.curation.s07_aigc_samples import aigc_samples
 from flip_assets.defs.release.assets import flip_release, flip_release_aigc, release_candidates, release_index

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flip_assets.core.blocklist import Blocklist, BlocklistError, read_blocklist
-from flip_assets.core.dedup import DUPLICATE_SHA256, KEPT, NEAR_DUPLICATE, Candidate, Verdict, find_duplicates, near_pairs
-from flip_assets.core.nsfw import NSFW, UNLIKELY, UNSURE, NsfwThresholds
-from flip_assets.core.release import (
+from flip_assets.core.release.blocklist import Blocklist, BlocklistError, read_blocklist
+from flip_assets.core.release.dedup import DUPLICATE_SHA256, KEPT, NEAR_DUPLICATE, Candidate, Verdict, find_duplicates, near_pairs
+from flip_assets.core.release.nsfw import NSFW, UNLIKELY, UNSURE, NsfwThresholds
+from flip_assets.core.release.release import (
     CANDIDATES_SCHEMA,
     RELEASE_SCHEMA,
     ReleasePolicy,
@@ -82,8 +82,8 @@ def test_a_url_entry_lists_every_url_of_the_same_resource(tmp_path, entry, same,
 def test_unmatched_blocklist_entries_are_judged_over_every_shard(tmp_path):
     """A blocklist is global: an entry that lists a candidate of any published shard matched
     something; the others (a typo, a sample not in the data) are reported."""
-    from flip_assets.core.release import unmatched_blocklist_entries
-    from flip_assets.core.storage import write_table
+    from flip_assets.core.release.release import unmatched_blocklist_entries
+    from flip_assets.core.io.storage import write_table
 
     other_sha = "cd" * 32
     shards = {
@@ -233,7 +233,7 @@ def test_empty_and_non_empty_release_files_load_in_datasets_duckdb_pandas_and_py
     import pyarrow.dataset as pads
     from datasets import load_dataset
 
-    from flip_assets.core.storage import write_table
+    from flip_assets.core.io.storage import write_table
 
     policy = ReleasePolicy(NsfwThresholds(0.5, 0.3), "tag", Blocklist())
     released, _ = split_release([_candidate("1"), _candidate("2")], {"1": Verdict(KEPT), "2": Verdict(KEPT)}, policy)

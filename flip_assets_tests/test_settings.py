@@ -9,11 +9,11 @@ import pytest
 from conftest import REPO_ROOT
 from dagster import EnvVar
 
-from flip_assets.core.caption_classifier import TrainingSettings
-from flip_assets.core.caption_training import WebDatasetSettings
-from flip_assets.core.denoiser import DenoiseSettings
-from flip_assets.core.keywords import Word2VecSettings
-from flip_assets.core.llm_client import RetryPolicy
+from flip_assets.core.curation.caption_classifier import TrainingSettings
+from flip_assets.core.curation.caption_training import WebDatasetSettings
+from flip_assets.core.curation.denoiser import DenoiseSettings
+from flip_assets.core.curation.keywords import Word2VecSettings
+from flip_assets.core.curation.llm_client import RetryPolicy
 from flip_assets.defs.curation.resources import CaptionFilterResource, KeywordMiningResource, LLMResource
 from flip_assets.defs.resources import build_resources
 

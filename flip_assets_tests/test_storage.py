@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import REPO_ROOT
 
-from flip_assets.core import storage
+from flip_assets.core.io import storage
 
 # Starts writing `path`, says so, then hangs mid-write until killed.
 HANGING_WRITER = """
 import sys, time
 from pathlib import Path
-from flip_assets.core.storage import atomic_write_bytes
+from flip_assets.core.io.storage import atomic_write_bytes
 
 def write(tmp):
     tmp.write_bytes(b"half a parquet file")
@@ -71,7 +71,7 @@ import os, socket, sys
 os.getpid = lambda: 2**22 + 1
 socket.gethostname = lambda: "pod-b"
 from pathlib import Path
-from flip_assets.core.storage import atomic_write_bytes
+from flip_assets.core.io.storage import atomic_write_bytes
 
 def write(tmp):
     tmp.write_bytes(b"written on pod-b")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from conftest import DATA
 
-from flip_assets.core.dual_encoder import available_configs, build_model, load_config, load_tokenizer
+from flip_assets.core.training.dual_encoder import available_configs, build_model, load_config, load_tokenizer
 
 PAPER_CONFIGS = ["clip_vit_b32", "clip_vit_b16", "clip_vit_l14"]
 
 
 @pytest.fixture(scope="module")
 def celeba_pairs_small():
-    from flip_assets.core.training_pairs import celeba_pairs
+    from flip_assets.core.training.training_pairs import celeba_pairs
 
     return celeba_pairs(DATA / "eval" / "celeba_attr.parquet", seed=0, max_samples=48)
 
@@ -21,8 +21,8 @@ def celeba_pairs_small():
 def test_mobilenet_v2_weights_classify_a_real_photo():
     import torch
 
-    from flip_assets.core.contrastive_training import decode_square
-    from flip_assets.core.mobilenet_v2 import IMAGENET_MEAN, IMAGENET_STD, load_imagenet_mobilenet_v2
+    from flip_assets.core.training.contrastive_training import decode_square
+    from flip_assets.core.training.mobilenet_v2 import IMAGENET_MEAN, IMAGENET_STD, load_imagenet_mobilenet_v2
 
     model = load_imagenet_mobilenet_v2()
     pixels = torch.from_numpy(decode_square((DATA / "eval" / "dlib_faces" / "dogs.jpg").read_bytes(), 224)).float()[None] / 255
@@ -49,7 +49,7 @@ def test_paper_config_builds_at_reduced_width_and_takes_a_step(name, celeba_pair
     and depth shrink so that one step runs on a CPU."""
     import torch
 
-    from flip_assets.core.contrastive_training import prepare_inputs, train
+    from flip_assets.core.training.contrastive_training import prepare_inputs, train
 
     config = load_config(name).scaled(
         vision_width=32, vision_layers=1, vision_heads=2, text_width=32, text_layers=1, text_heads=2,
@@ -71,8 +71,8 @@ def test_paper_config_builds_at_reduced_width_and_takes_a_step(name, celeba_pair
 def test_cpu_training_loss_falls_checkpoint_round_trips_and_a_killed_run_resumes(celeba_pairs_small, tmp_path):
     import torch
 
-    from flip_assets.core.contrastive_training import image_tensor, prepare_inputs, train
-    from flip_assets.core.dual_encoder import load_checkpoint, save_checkpoint, tokenize
+    from flip_assets.core.training.contrastive_training import image_tensor, prepare_inputs, train
+    from flip_assets.core.training.dual_encoder import load_checkpoint, save_checkpoint, tokenize
 
     config = load_config("cpu_mobilenet_v2_minilm").scaled(batch_size=16, steps=8, warmup_steps=1, save_every=2, head_lr=3e-3)
     device, tokenizer = torch.device("cpu"), load_tokenizer()

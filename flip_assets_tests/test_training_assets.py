@@ -12,8 +12,8 @@ import pytest
 from conftest import DATA, make_resources, run_assets
 from PIL import Image
 
-from flip_assets.core import storage
-from flip_assets.core.training_pairs import PAIR_SCHEMA, celeba_pairs, sha256
+from flip_assets.core.io import storage
+from flip_assets.core.training.training_pairs import PAIR_SCHEMA, celeba_pairs, sha256
 
 
 def test_captions_vary_in_form_and_name_the_attributes():
@@ -104,7 +104,7 @@ def test_released_pairs_cut_release_images_from_the_shards_and_count_what_is_gon
 def test_fitting_splits_lose_the_images_their_test_splits_also_hold():
     """FER2013 and UTKFace hold byte-identical images in both splits (found by
     flip_eval_tables' blocking check on the full files): the probes never fit on them."""
-    from flip_assets.core.face_benchmarks import load_suite
+    from flip_assets.core.evaluation.face_benchmarks import load_suite
     from flip_assets.defs.evaluation.tables import split_facts
 
     suite = load_suite(DATA / "eval", test_limit=0, train_limit=0, seed=0)

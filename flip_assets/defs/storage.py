@@ -1,5 +1,5 @@
 """FLIP_HOME, the asset storage every stage reads and writes through: one Parquet file per asset
-partition, staged, checked, then published (core/storage.py, core/object_store.py)."""
+partition, staged, checked, then published (core/io/storage.py, core/io/object_store.py)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from dagster import (
 )
 from pydantic import PrivateAttr
 
-from flip_assets.core import object_store, storage
-from flip_assets.core.caption_classifier import classifier_model_dir
-from flip_assets.core.object_store import ObjectHome
+from flip_assets.core.io import object_store, storage
+from flip_assets.core.curation.caption_classifier import classifier_model_dir
+from flip_assets.core.io.object_store import ObjectHome
 from flip_assets.defs.settings import EnvSettings
 
 
@@ -35,7 +35,7 @@ class FlipStorage(EnvSettings):
     FLIP_HOME is a folder, or an object-store URL (s3://bucket/prefix): stages then read and
     write a working copy under FLIP_LOCAL_CACHE, `path` and `read` bring the published objects
     they name into it first, and `publish` commits the checked file to the store (see
-    core/object_store.py). FLIP_S3_ENDPOINT points at an S3-compatible server other than AWS;
+    core/io/object_store.py). FLIP_S3_ENDPOINT points at an S3-compatible server other than AWS;
     FLIP_STORE_TIMEOUT_S bounds each store operation.
     """
 

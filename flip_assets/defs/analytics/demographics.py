@@ -5,8 +5,8 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.demographics import (
+from flip_assets.core.io import storage
+from flip_assets.core.analytics.demographics import (
     RACES,
     RaceModel,
     age_gender_on_utkface,
@@ -14,7 +14,7 @@ from flip_assets.core.demographics import (
     race_model_path,
     train_on_utkface,
 )
-from flip_assets.core.statistics_report import markdown_table
+from flip_assets.core.analytics.statistics_report import markdown_table
 from flip_assets.defs.analytics.resources import DemographicsResource
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check

@@ -4,12 +4,12 @@ dataset_card, the Markdown that ships with the release, with its figures and tab
 import pyarrow as pa
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.dataset_card import dataset_card as build_card
-from flip_assets.core.keywords import used_keywords
-from flip_assets.core.plots import markdown_image
-from flip_assets.core.statistics import STATISTICS_COLUMNS, DatasetStatistics, compute_statistics
-from flip_assets.core.statistics_report import figures, tables
+from flip_assets.core.io import storage
+from flip_assets.core.analytics.dataset_card import dataset_card as build_card
+from flip_assets.core.curation.keywords import used_keywords
+from flip_assets.core.analytics.plots import markdown_image
+from flip_assets.core.analytics.statistics import STATISTICS_COLUMNS, DatasetStatistics, compute_statistics
+from flip_assets.core.analytics.statistics_report import figures, tables
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.shards import shard_partitions

@@ -10,17 +10,17 @@ from typing import Optional
 
 from pydantic import PrivateAttr
 
-from flip_assets.core.caption_classifier import TrainingSettings, chosen_threshold
-from flip_assets.core.caption_training import WebDatasetSettings
-from flip_assets.core.denoiser import DenoiseSettings
-from flip_assets.core.detectors import BACKENDS, FaceDetector, build_detector
-from flip_assets.core.devices import SETTING as DEVICE_SETTING
-from flip_assets.core.devices import torch_device
-from flip_assets.core.keywords import Word2VecSettings
-from flip_assets.core.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
-from flip_assets.core.llm_server import LOCAL_IDLE_S, MODEL_ALIAS, SharedLLMServer, default_gguf
-from flip_assets.core.object_store import is_url
-from flip_assets.core.perplexity import PerplexityScorer
+from flip_assets.core.curation.caption_classifier import TrainingSettings, chosen_threshold
+from flip_assets.core.curation.caption_training import WebDatasetSettings
+from flip_assets.core.curation.denoiser import DenoiseSettings
+from flip_assets.core.curation.detectors import BACKENDS, FaceDetector, build_detector
+from flip_assets.core.io.devices import SETTING as DEVICE_SETTING
+from flip_assets.core.io.devices import torch_device
+from flip_assets.core.curation.keywords import Word2VecSettings
+from flip_assets.core.curation.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
+from flip_assets.core.curation.llm_server import LOCAL_IDLE_S, MODEL_ALIAS, SharedLLMServer, default_gguf
+from flip_assets.core.io.object_store import is_url
+from flip_assets.core.curation.perplexity import PerplexityScorer
 from flip_assets.defs.settings import EnvSettings, prefixed
 
 
@@ -42,7 +42,7 @@ class FaceDetectorResource(EnvSettings):
     max_pixels: int = 40_000_000
     # Images are shrunk to this longest side before detection; boxes are mapped back.
     max_side: int = 1024
-    # cpu | cuda | cuda:N (core/devices.py)
+    # cpu | cuda | cuda:N (core/io/devices.py)
     device: str = "cpu"
 
     _detector: FaceDetector | None = PrivateAttr(default=None)
@@ -297,7 +297,7 @@ class CaptionFilterResource(EnvSettings):
     celeba_attr: str
     eval_samples: int = 500
     eval_target_accuracy: float = 0.97
-    # Where it trains and scores: cpu | cuda | cuda:N (core/devices.py)
+    # Where it trains and scores: cpu | cuda | cuda:N (core/io/devices.py)
     device: str = "cpu"
 
     def training_settings(self) -> TrainingSettings:

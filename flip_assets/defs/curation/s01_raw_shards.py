@@ -5,8 +5,8 @@ import great_expectations as gx
 import pyarrow.compute as pc
 from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import expectations, storage
-from flip_assets.core.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard
+from flip_assets.core.io import expectations, storage
+from flip_assets.core.io.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard
 from flip_assets.defs.automation import REFRESH_ON_CODE_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts, expectations_pass
 from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions

@@ -3,8 +3,8 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.face_filter import detect_faces_in_shard
+from flip_assets.core.io import storage
+from flip_assets.core.curation.face_filter import detect_faces_in_shard
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts
 from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions

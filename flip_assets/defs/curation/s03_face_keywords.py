@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.captions import read_caption_corpus, shard_captions, tokenize
-from flip_assets.core.keywords import (
+from flip_assets.core.io import storage
+from flip_assets.core.curation.captions import read_caption_corpus, shard_captions, tokenize
+from flip_assets.core.curation.keywords import (
     SEED_WORDS,
     USED_STATES,
     expand_seeds,

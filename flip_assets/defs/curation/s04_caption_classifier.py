@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.caption_classifier import (
+from flip_assets.core.io import storage
+from flip_assets.core.curation.caption_classifier import (
     SPLITS,
     THRESHOLD_KEY,
     caption_records,
@@ -23,12 +23,12 @@ from flip_assets.core.caption_classifier import (
     score_texts,
     train_classifier,
 )
-from flip_assets.core.caption_review import caption_id, confusion_rows, curve_png, evaluate_review, load_review
-from flip_assets.core.caption_training import build_web_dataset, generated_descriptions, load_training_labels, training_rounds
-from flip_assets.core.captions import clean_caption, normalized, read_caption_corpus, shard_captions
-from flip_assets.core.face_descriptions import celeba_descriptions, face_description_set
-from flip_assets.core.keywords import KeywordMatcher, used_keywords
-from flip_assets.core.plots import markdown_image
+from flip_assets.core.curation.caption_review import caption_id, confusion_rows, curve_png, evaluate_review, load_review
+from flip_assets.core.curation.caption_training import build_web_dataset, generated_descriptions, load_training_labels, training_rounds
+from flip_assets.core.curation.captions import clean_caption, normalized, read_caption_corpus, shard_captions
+from flip_assets.core.training.face_descriptions import celeba_descriptions, face_description_set
+from flip_assets.core.curation.keywords import KeywordMatcher, used_keywords
+from flip_assets.core.analytics.plots import markdown_image
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
@@ -105,7 +105,7 @@ def caption_classifier_dataset(
     caption_filter: CaptionFilterResource,
 ) -> MaterializeResult:
     """Web captions labelled by hand (FLIP_CAPTION_TRAINING_LABELS) and by cues (see
-    core/caption_training.py): hand-labelled faces, face-keyword and person-photo captions plus
+    core/curation/caption_training.py): hand-labelled faces, face-keyword and person-photo captions plus
     generated face descriptions as positives; hand-labelled other captions, hard negatives
     (listings, titles, graphics with face words), person scenes and random captions as negatives;
     1:1, de-duplicated, split train/validation/test with every caption in one split only, and no

@@ -6,10 +6,10 @@ import great_expectations as gx
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import expectations, storage
-from flip_assets.core.caption_classifier import load_classifier
-from flip_assets.core.face_text_pairs import DROP_REASONS, FACE_TEXT_PAIRS_SCHEMA, filter_face_pairs
-from flip_assets.core.keywords import KeywordMatcher, used_keywords
+from flip_assets.core.io import expectations, storage
+from flip_assets.core.curation.caption_classifier import load_classifier
+from flip_assets.core.curation.face_text_pairs import DROP_REASONS, FACE_TEXT_PAIRS_SCHEMA, filter_face_pairs
+from flip_assets.core.curation.keywords import KeywordMatcher, used_keywords
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, expectations_pass
 from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions

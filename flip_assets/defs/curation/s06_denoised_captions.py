@@ -6,8 +6,8 @@ evaluation set of real noisy face captions (denoising_eval_set -> denoising_eval
 import pyarrow as pa
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.denoiser import (
+from flip_assets.core.io import storage
+from flip_assets.core.curation.denoiser import (
     DENOISED_SCHEMA,
     DenoiseSettings,
     DenoisingOutage,
@@ -16,8 +16,8 @@ from flip_assets.core.denoiser import (
     denoise_rows,
     fallback_shares,
 )
-from flip_assets.core.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
-from flip_assets.core.keywords import used_keywords
+from flip_assets.core.curation.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
+from flip_assets.core.curation.keywords import used_keywords
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts
 from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions

@@ -5,9 +5,9 @@
 import pyarrow as pa
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.aigc import AIGC_SCHEMA, IMAGE_SIZE, Prices, generate_samples, sample_pairs
-from flip_assets.core.shards import read_sample_image
+from flip_assets.core.io import storage
+from flip_assets.core.curation.aigc import AIGC_SCHEMA, IMAGE_SIZE, Prices, generate_samples, sample_pairs
+from flip_assets.core.io.shards import read_sample_image
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
 from flip_assets.defs.curation.resources import AIGCResource

@@ -2,7 +2,7 @@
 
 from dagster import AssetKey, AssetPartitionStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
 
-from flip_assets.core.shards import list_shards
+from flip_assets.core.io.shards import list_shards
 from flip_assets.defs.curation.jobs import shard_pipeline_job
 from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.shards import ShardSource

@@ -7,13 +7,13 @@ from pathlib import Path
 import pyarrow as pa
 from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.contrastive_training import prepare_inputs, train
-from flip_assets.core.devices import torch_device
-from flip_assets.core.dual_encoder import build_model, load_tokenizer
-from flip_assets.core.eval_tables import bars_png, long_rows, markdown, seed_summary
-from flip_assets.core.face_benchmarks import evaluate, load_suite
-from flip_assets.core.plots import markdown_image
+from flip_assets.core.io import storage
+from flip_assets.core.training.contrastive_training import prepare_inputs, train
+from flip_assets.core.io.devices import torch_device
+from flip_assets.core.training.dual_encoder import build_model, load_tokenizer
+from flip_assets.core.evaluation.eval_tables import bars_png, long_rows, markdown, seed_summary
+from flip_assets.core.evaluation.face_benchmarks import evaluate, load_suite
+from flip_assets.core.analytics.plots import markdown_image
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.evaluation.resources import EvaluationResource

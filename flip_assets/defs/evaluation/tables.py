@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.devices import torch_device
-from flip_assets.core.dual_encoder import build_model, checkpoint_info, load_checkpoint
-from flip_assets.core.eval_tables import TABLES, bars_png, long_rows, markdown, side_by_side
-from flip_assets.core.face_benchmarks import EvalSuite, ImageSet, embed_images, embed_texts, evaluate, load_suite
-from flip_assets.core.plots import markdown_image
+from flip_assets.core.io import storage
+from flip_assets.core.io.devices import torch_device
+from flip_assets.core.training.dual_encoder import build_model, checkpoint_info, load_checkpoint
+from flip_assets.core.evaluation.eval_tables import TABLES, bars_png, long_rows, markdown, side_by_side
+from flip_assets.core.evaluation.face_benchmarks import EvalSuite, ImageSet, embed_images, embed_texts, evaluate, load_suite
+from flip_assets.core.analytics.plots import markdown_image
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.curation.resources import PerplexityResource
@@ -87,7 +87,7 @@ def flip_eval_tables(
     """Zero-shot (CelebA 40 attributes, FER2013), linear probes (UTKFace race, gender, age group;
     FER2013), 300-W landmarks from 1/10/100 % of its train part, and Table 9's CLIP score and
     perplexity per training source: the model before training (the same initialisation) and
-    after. Only test splits are scored (see core/face_benchmarks.py)."""
+    after. Only test splits are scored (see core/evaluation/face_benchmarks.py)."""
     device = torch_device(training.device)
     directory = storage.require_file(published_model_dir(flip_storage) / "config.json").parent
     config, info = checkpoint_info(directory)

@@ -22,11 +22,11 @@ from dagster import (
     multi_asset,
 )
 
-from flip_assets.core import expectations, storage
-from flip_assets.core.dedup import Candidate, Verdict, find_duplicates, near_pairs
-from flip_assets.core.keywords import KeywordMatcher, used_keywords
-from flip_assets.core.nsfw import CLASSIFIER_NAME
-from flip_assets.core.release import (
+from flip_assets.core.io import expectations, storage
+from flip_assets.core.release.dedup import Candidate, Verdict, find_duplicates, near_pairs
+from flip_assets.core.curation.keywords import KeywordMatcher, used_keywords
+from flip_assets.core.release.nsfw import CLASSIFIER_NAME
+from flip_assets.core.release.release import (
     AIGC_RELEASE_SCHEMA,
     EXCLUSION_REASONS,
     RELEASE_SCHEMA,
@@ -181,7 +181,7 @@ def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
             # 2: blocklist URLs compared as the same resource, not as exact strings.
             "flip_release", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="2",
             description="The released samples of the shard, one row each, under LAION's field names (schema: "
-            "core/release.py RELEASE_SCHEMA): caption, keywords, size, NSFW tag, image hash, faces, scores.",
+            "core/release/release.py RELEASE_SCHEMA): caption, keywords, size, NSFW tag, image hash, faces, scores.",
         ),
         AssetSpec(
             "release_exclusions", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="2",

@@ -3,8 +3,8 @@
 import great_expectations as gx
 from dagster import AssetCheckSeverity, MetadataValue
 
-from flip_assets.core.nsfw import LABELS
-from flip_assets.core.release import RELEASE_SCHEMA
+from flip_assets.core.release.nsfw import LABELS
+from flip_assets.core.release.release import RELEASE_SCHEMA
 from flip_assets.defs.checks import AssetChecks, Check, expectations_pass
 
 

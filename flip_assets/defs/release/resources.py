@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from flip_assets.core.blocklist import Blocklist, read_blocklist
-from flip_assets.core.nsfw import NsfwClassifier, NsfwThresholds
-from flip_assets.core.release import NSFW_ACTIONS, ReleasePolicy
+from flip_assets.core.release.blocklist import Blocklist, read_blocklist
+from flip_assets.core.release.nsfw import NsfwClassifier, NsfwThresholds
+from flip_assets.core.release.release import NSFW_ACTIONS, ReleasePolicy
 from flip_assets.defs.settings import EnvSettings
 
 

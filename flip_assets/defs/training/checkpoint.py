@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.contrastive_training import curves_png, image_tensor, prepare_inputs, train
-from flip_assets.core.devices import torch_device
-from flip_assets.core.dual_encoder import build_model, load_checkpoint, load_tokenizer, save_checkpoint, tokenize
-from flip_assets.core.plots import markdown_image
+from flip_assets.core.io import storage
+from flip_assets.core.training.contrastive_training import curves_png, image_tensor, prepare_inputs, train
+from flip_assets.core.io.devices import torch_device
+from flip_assets.core.training.dual_encoder import build_model, load_checkpoint, load_tokenizer, save_checkpoint, tokenize
+from flip_assets.core.analytics.plots import markdown_image
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.storage import FlipStorage

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core import storage
-from flip_assets.core.shards import read_sample_image
-from flip_assets.core.training_pairs import celeba_pairs, shard_pairs
+from flip_assets.core.io import storage
+from flip_assets.core.io.shards import read_sample_image
+from flip_assets.core.training.training_pairs import celeba_pairs, shard_pairs
 from flip_assets.defs.automation import REFRESH_ON_CHANGE, REFRESH_ON_CODE_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.storage import FlipStorage

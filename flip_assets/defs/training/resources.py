@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flip_assets.core.devices import SETTING as DEVICE_SETTING
-from flip_assets.core.devices import torch_device
-from flip_assets.core.dual_encoder import ModelConfig, load_config
+from flip_assets.core.io.devices import SETTING as DEVICE_SETTING
+from flip_assets.core.io.devices import torch_device
+from flip_assets.core.training.dual_encoder import ModelConfig, load_config
 from flip_assets.defs.settings import EnvSettings
 
 # Training sources: an asset of pairs each; a source spec joins them with "+".

@@ -1,0 +1,1 @@
+"""Statistics, demographics, plots, the dataset card and the main job's summary."""

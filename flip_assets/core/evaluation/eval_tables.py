@@ -1,0 +1,84 @@
+"""The evaluation tables in the paper's form: one row per (table, task, metric, model), Markdown
+with the initial and trained models side by side, one bar chart per table, and the ablation's
+summary over seeds (mean and spread, max - min)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+TABLES = ("zero_shot", "linear_probe", "face_alignment", "quality")
+# Lower is better for these metrics; for the others higher is.
+LOWER_IS_BETTER = ("NME (inter-ocular)", "perplexity")
+
+
+def long_rows(results: dict[str, list[dict]], model: str, **extra) -> list[dict]:
+    """evaluate()'s tables as rows of one long table."""
+    return [
+        {"table": table, "task": row["task"], "metric": row["metric"], "model": model, "value": float(row["value"]), "test_images": row["test_images"], **extra}  # fmt: skip
+        for table in TABLES
+        for row in results.get(table, [])
+    ]
+
+
+def improvement(metric: str, before: float, after: float) -> float:
+    """after - before, signed so that positive is better."""
+    return before - after if metric in LOWER_IS_BETTER else after - before
+
+
+def side_by_side(rows: list[dict], table: str, models: list[str]) -> list[dict]:
+    """One line per (task, metric) with a column per model, and the change from the first model to the last."""
+    lines: dict[tuple, dict] = {}
+    for row in rows:
+        if row["table"] == table and row["model"] in models:
+            line = lines.setdefault((row["task"], row["metric"]), {"task": row["task"], "metric": row["metric"]})
+            line[row["model"]] = round(row["value"], 4)
+    for line in lines.values():
+        if all(m in line for m in (models[0], models[-1])):
+            line["better_by"] = round(improvement(line["metric"], line[models[0]], line[models[-1]]), 4)
+    return list(lines.values())
+
+
+def markdown(lines: list[dict]) -> str:
+    if not lines:
+        return "none"
+    columns = list(dict.fromkeys(k for line in lines for k in line))
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(str(line.get(c, "")) for c in columns) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def bars_png(lines: list[dict], models: list[str], title: str) -> bytes:
+    """Grouped bars: a group per (task, metric), a bar per model."""
+    from flip_assets.core.analytics.plots import figure_png, new_figure
+
+    figure, axes = new_figure(max(6.0, 1.4 * len(lines) + 2), 4.0)
+    width = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        axes.bar([j + i * width for j in range(len(lines))], [line.get(model, 0.0) for line in lines], width, label=model)
+    axes.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(lines))])
+    axes.set_xticklabels([f"{line['task']}\n{line['metric']}" for line in lines], fontsize=7)
+    axes.set_title(title)
+    axes.legend(fontsize=8)
+    return figure_png(figure)
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+    """Per (source, table, task, metric): mean and spread over seeds of the initial and trained
+    models, and whether training beat the initialisation by more than the trained spread."""
+    groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        groups[(row["source"], row["table"], row["task"], row["metric"])][row["model"]].append(row["value"])
+    summary = []
+    for (source, table, task, metric), values in groups.items():
+        init, trained = values.get("init", []), values.get("trained", [])
+        if not init or not trained:
+            continue
+        spread = max(trained) - min(trained)
+        gain = improvement(metric, statistics.mean(init), statistics.mean(trained))
+        summary.append({
+            "source": source, "table": table, "task": task, "metric": metric, "seeds": len(trained),
+            "init_mean": round(statistics.mean(init), 4), "trained_mean": round(statistics.mean(trained), 4),
+            "trained_spread": round(spread, 4), "better_by": round(gain, 4), "beats_init_beyond_spread": gain > spread,
+        })  # fmt: skip
+    return summary

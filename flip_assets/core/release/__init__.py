@@ -1,0 +1,1 @@
+"""The release: safety filters, blocklist, duplicate verdicts, the Parquet schema."""

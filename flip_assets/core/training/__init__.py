@@ -1,0 +1,1 @@
+"""The face-language model: encoders, training pairs, contrastive training."""

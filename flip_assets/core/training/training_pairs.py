@@ -1,0 +1,198 @@
+"""Face-text training pairs: CelebA faces captioned from their 40 attributes, the way
+MM-CelebA-HQ made its captions, and pairs cut from the raw shards.
+
+Captions vary in form (the sentence grammar of face_descriptions.py, "a photo of ... with ...",
+comma-separated tags, sentences mentioning what is absent) and in wording (synonyms per
+attribute), so that the model cannot key on one template. ATTRIBUTE_PHRASES are the words the
+zero-shot prompts use ("a photo of a face with / without {phrase}").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from flip_assets.core.training.face_descriptions import describe
+
+# attribute -> (phrase after "with", polarity): polarity False means the phrase is present when
+# the attribute is absent (No_Beard: "with a beard" is true when No_Beard is -1).
+ATTRIBUTE_PHRASES = {
+    "5_o_Clock_Shadow": ("a five o'clock shadow", True),
+    "Arched_Eyebrows": ("arched eyebrows", True),
+    "Attractive": ("attractive features", True),
+    "Bags_Under_Eyes": ("bags under the eyes", True),
+    "Bald": ("a bald head", True),
+    "Bangs": ("bangs", True),
+    "Big_Lips": ("big lips", True),
+    "Big_Nose": ("a big nose", True),
+    "Black_Hair": ("black hair", True),
+    "Blond_Hair": ("blond hair", True),
+    "Blurry": ("blurry details", True),
+    "Brown_Hair": ("brown hair", True),
+    "Bushy_Eyebrows": ("bushy eyebrows", True),
+    "Chubby": ("chubby cheeks", True),
+    "Double_Chin": ("a double chin", True),
+    "Eyeglasses": ("eyeglasses", True),
+    "Goatee": ("a goatee", True),
+    "Gray_Hair": ("gray hair", True),
+    "Heavy_Makeup": ("heavy makeup", True),
+    "High_Cheekbones": ("high cheekbones", True),
+    "Male": ("masculine features", True),
+    "Mouth_Slightly_Open": ("a slightly open mouth", True),
+    "Mustache": ("a mustache", True),
+    "Narrow_Eyes": ("narrow eyes", True),
+    "No_Beard": ("a beard", False),
+    "Oval_Face": ("an oval face", True),
+    "Pale_Skin": ("pale skin", True),
+    "Pointy_Nose": ("a pointy nose", True),
+    "Receding_Hairline": ("a receding hairline", True),
+    "Rosy_Cheeks": ("rosy cheeks", True),
+    "Sideburns": ("sideburns", True),
+    "Smiling": ("a smile", True),
+    "Straight_Hair": ("straight hair", True),
+    "Wavy_Hair": ("wavy hair", True),
+    "Wearing_Earrings": ("earrings", True),
+    "Wearing_Hat": ("a hat", True),
+    "Wearing_Lipstick": ("lipstick", True),
+    "Wearing_Necklace": ("a necklace", True),
+    "Wearing_Necktie": ("a necktie", True),
+    "Young": ("youthful features", True),
+}
+# Other words for the same thing, drawn at random in training captions.
+SYNONYMS = {
+    "Eyeglasses": ("glasses", "spectacles"),
+    "Smiling": ("a big smile", "a grin"),
+    "Wearing_Hat": ("a cap", "headwear"),
+    "Mouth_Slightly_Open": ("parted lips", "the mouth a little open"),
+    "Bald": ("no hair", "a shaved head"),
+    "Gray_Hair": ("grey hair", "silver hair"),
+    "Blond_Hair": ("blonde hair", "fair hair"),
+    "Heavy_Makeup": ("a lot of makeup", "strong makeup"),
+    "Pale_Skin": ("a pale complexion", "fair skin"),
+    "No_Beard": ("facial hair", "a full beard"),
+    "Mustache": ("a moustache",),
+    "Wearing_Lipstick": ("red lips", "lip colour"),
+    "Bangs": ("a fringe",),
+    "Chubby": ("a round full face",),
+    "Young": ("a young look",),
+    "Attractive": ("good looks",),
+}
+# Attributes whose absence a caption may state ("without eyeglasses").
+SALIENT_ABSENCES = ("Eyeglasses", "Wearing_Hat", "Smiling", "Bald", "No_Beard", "Bangs", "Mustache", "Heavy_Makeup", "Wearing_Earrings")
+PHOTO_WORDS = ("a photo", "a picture", "a close-up photo", "a portrait", "an image", "a headshot")
+
+
+def present(attributes: dict[str, int], name: str) -> bool:
+    """Whether the phrase of `name` holds for this face (attributes +1 present, -1 absent)."""
+    return (attributes[name] == 1) == ATTRIBUTE_PHRASES[name][1]
+
+
+def _phrase(name: str, rng: random.Random) -> str:
+    return rng.choice((ATTRIBUTE_PHRASES[name][0], *SYNONYMS.get(name, ())))
+
+
+def _bare(phrase: str) -> str:
+    """ "a hat" -> "hat", for "no hat"."""
+    return phrase.split(" ", 1)[1] if phrase.split(" ", 1)[0] in ("a", "an") else phrase
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def caption(attributes: dict[str, int], rng: random.Random) -> tuple[str, str]:
+    """(caption, template) for one CelebA row."""
+    noun = rng.choice(("man", "guy", "gentleman")) if attributes["Male"] == 1 else rng.choice(("woman", "lady", "girl"))
+    young = rng.choice(("young ", "")) if attributes["Young"] == 1 else rng.choice(("older ", "middle-aged ", ""))
+    on = [n for n in ATTRIBUTE_PHRASES if present(attributes, n) and n not in ("Male", "Young")]
+    rng.shuffle(on)
+    on = on[: rng.randint(2, 6)]
+    off = [n for n in SALIENT_ABSENCES if not present(attributes, n)]
+    off = rng.sample(off, min(len(off), rng.randint(0, 2)))
+    phrases, absent = [_phrase(n, rng) for n in on], [_phrase(n, rng) for n in off]
+    template = rng.choice(("sentences", "photo_with", "tags", "with_without"))
+    if template == "sentences" or not phrases:
+        return describe(attributes, rng), "sentences"
+    if template == "photo_with":
+        return f"{rng.choice(PHOTO_WORDS)} of a {young}{noun} with {_join(phrases)}.", template
+    if template == "tags":
+        return ", ".join([f"{young}{noun}".strip(), *phrases, *(f"no {_bare(p)}" for p in absent)]), template
+    text = f"{rng.choice(('A', 'The', 'This'))} {young}{noun} with {_join(phrases)}"
+    return (f"{text}, without {_join(absent)}." if absent else f"{text}."), template
+
+
+def attribute_names(path: Path) -> list[str]:
+    return [n for n in pq.read_schema(path).names if n in ATTRIBUTE_PHRASES]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+PAIR_SCHEMA = pa.schema([
+    ("source", pa.string()), ("sample_id", pa.string()), ("sha256", pa.string()),
+    ("caption", pa.string()), ("template", pa.string()), ("image", pa.binary()),
+])  # fmt: skip
+
+
+def celeba_pairs(path: Path, seed: int, max_samples: int = 0) -> pa.Table:
+    """The train split of the CelebA attribute file, one varied caption per face. The file has
+    no identity column: its split (ids 1-8000 train, 8001-10000 test) is the only one it has;
+    no image of the test split may be in training, judged by SHA-256 (see the asset's check)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"CelebA attributes not found: {path} (set FLIP_CELEBA_ATTR)")
+    names = attribute_names(path)
+    table = pq.read_table(path, columns=["image", "image_id", "split", *names])
+    table = table.filter(pc.equal(table["split"], "train"))
+    if max_samples:
+        table = table.slice(0, max_samples)
+    rng = random.Random(seed)
+    rows = []
+    for row in table.to_pylist():
+        text, template = caption({n: row[n] for n in names}, rng)
+        rows.append({"source": "celeba", "sample_id": row["image_id"], "sha256": sha256(row["image"]), "caption": text, "template": template, "image": row["image"]})  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
+
+
+CUT_SIZE = 224  # the paper's input size: shard images are cut to it once, here
+
+
+def cut_image(data: bytes, size: int = CUT_SIZE) -> bytes:
+    """The image resized (shorter side) and centre-cropped to size x size, as JPEG."""
+    import io
+
+    from PIL import Image
+
+    from flip_assets.core.training.contrastive_training import decode_square
+
+    buffer = io.BytesIO()
+    Image.fromarray(decode_square(data, size).transpose(1, 2, 0)).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def shard_pairs(rows: list[dict], source: str, read_image) -> tuple[pa.Table, dict[str, int]]:
+    """Pairs cut from shard samples (key, caption, and what read_image(row) needs), and the count
+    of samples dropped per reason: no caption, unreadable or undecodable image. `sha256` is the
+    tar member's (raw_shards' image_sha256), so it matches across assets."""
+    pairs, dropped = [], {}
+    for row in rows:
+        reason = None
+        if not (row["caption"] or "").strip():
+            reason = "no_caption"
+        else:
+            try:
+                data = read_image(row)
+                image = cut_image(data) if data else None
+                reason = None if image else "no_image"
+            except Exception as error:  # a bad sample is dropped with its reason, never fatal
+                reason = f"image_error:{type(error).__name__}"
+        if reason:
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        pairs.append({"source": source, "sample_id": row["key"], "sha256": row["image_sha256"], "caption": row["caption"].strip(), "template": source, "image": image})  # fmt: skip
+    return pa.Table.from_pylist(pairs, schema=PAIR_SCHEMA), dropped
