@@ -113,6 +113,11 @@ Most frequent in the release:
 
 ## Statistics
 
+The paper's Figure 6 distributions of this release, each with the number of samples behind it;
+one resting on fewer than 30 is marked and should be read as counts, not as a distribution.
+
+{parts['sample_sizes']}
+
 Caption length:
 
 {parts['caption_length']}

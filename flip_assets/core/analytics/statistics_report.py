@@ -13,6 +13,10 @@ from flip_assets.core.analytics.statistics import (
     DatasetStatistics,
 )
 
+# A distribution drawn from fewer samples than this is shown as its counts and marked: a handful
+# of samples has no shape worth reading.
+MIN_SAMPLES_FOR_DISTRIBUTION = 30
+FIGURE6_ATTRIBUTES = ("age_group", "gender", "race")
 
 
 def markdown_table(rows: list[dict], columns: list[str] | tuple[str, ...] | None = None) -> str:
@@ -37,22 +41,51 @@ def share_text(share: float) -> str:
     return f"{100 * share:.1f} %"
 
 
+def sample_sizes(stats: DatasetStatistics) -> dict[str, tuple[int, str]]:
+    """How many samples stand behind each Figure 6 style distribution, and of what."""
+    released = stats.captions["captions"] or 0
+    return {
+        "caption_words": (released, "captions"),
+        "keywords": (released, "captions"),
+        "faces_per_image": (sum(r["images"] for r in stats.faces_per_image), "images"),
+        "face_sizes": (stats.face_size_summary["faces"] or 0, "faces"),
+        "image_sizes": (sum(r["images"] for r in stats.image_sizes), "images"),
+        **{a: (sum(r["faces"] for r in stats.demographics.get(a, [])), "faces") for a in FIGURE6_ATTRIBUTES},
+    }
+
+
+def sample_note(size: tuple[int, str]) -> str:
+    n, unit = size
+    if n < MIN_SAMPLES_FOR_DISTRIBUTION:
+        return f"n = {n} {unit}, fewer than {MIN_SAMPLES_FOR_DISTRIBUTION}: counts only, too few to read as a distribution"
+    return f"n = {n} {unit}"
+
+
+def _noted(size: tuple[int, str], table: str) -> str:
+    return f"_{sample_note(size)}_\n\n{table}"
+
+
 def tables(stats: DatasetStatistics) -> dict[str, str]:
-    """Every statistic as a Markdown table, by name."""
+    """Every statistic as a Markdown table, by name; each distribution opens with its sample size."""
     captions = stats.captions
     safety = stats.safety
+    sizes = sample_sizes(stats)
     return {
         "funnel": markdown_table(stats.funnel, ["shard", *FUNNEL, "excluded"]),
-        "caption_length": markdown_table([
+        "sample_sizes": markdown_table([
+            {"distribution": name, "samples": n, "of": unit, "readable as a distribution": n >= MIN_SAMPLES_FOR_DISTRIBUTION}
+            for name, (n, unit) in sizes.items()
+        ]),  # fmt: skip
+        "caption_length": _noted(sizes["caption_words"], markdown_table([
             {"caption": "TEXT (denoised)", "mean chars": captions["mean_chars"], "mean words": captions["mean_words"],
              "median chars": captions["median_chars"], "median words": captions["median_words"]},
             {"caption": "original", "mean chars": captions["mean_original_chars"], "mean words": captions["mean_original_words"]},
             {"caption": "paper (FLIP-80M)", "mean chars": PAPER_CAPTION_CHARS, "mean words": PAPER_CAPTION_WORDS},
-        ]),  # fmt: skip
-        "keywords": markdown_table(stats.keywords[:50]),
-        "faces_per_image": markdown_table(stats.faces_per_image),
-        "face_sizes": markdown_table(stats.face_sizes) + "\n\n" + markdown_table([stats.face_size_summary]),
-        "image_sizes": markdown_table(stats.image_sizes) + "\n\n" + markdown_table([stats.image_size_summary]),
+        ])),  # fmt: skip
+        "keywords": _noted(sizes["keywords"], markdown_table(stats.keywords[:50])),
+        "faces_per_image": _noted(sizes["faces_per_image"], markdown_table(stats.faces_per_image)),
+        "face_sizes": _noted(sizes["face_sizes"], markdown_table(stats.face_sizes) + "\n\n" + markdown_table([stats.face_size_summary])),
+        "image_sizes": _noted(sizes["image_sizes"], markdown_table(stats.image_sizes) + "\n\n" + markdown_table([stats.image_size_summary])),
         "safety": markdown_table([
             {"measure": "NSFW share of candidates (ours)", "value": share_text(safety["nsfw_share"])},
             {"measure": "NSFW share (paper)", "value": share_text(PAPER_NSFW_SHARE)},
@@ -64,20 +97,36 @@ def tables(stats: DatasetStatistics) -> dict[str, str]:
         + "\n\nCandidates not released, by reason:\n\n" + markdown_table(stats.exclusions)
         + "\n\nReleased samples by NSFW tag:\n\n" + markdown_table(stats.nsfw_values),
         **{
-            f"demographics_{attribute}": markdown_table(rows)
+            f"demographics_{attribute}": _noted(sizes[attribute], markdown_table(rows)) if attribute in sizes else markdown_table(rows)
             for attribute, rows in stats.demographics.items()
         },
         "problems": markdown_table(stats.problems) if stats.problems else "none: every shard's files are present",
     }
 
 
-def _bars(labels, values, title: str, xlabel: str, ylabel: str) -> bytes:
+def _draw_bars(axes, labels, values, title: str, size: tuple[int, str] | None, color: str) -> None:
+    """Bars titled with their sample size (None: counts that are no distribution, the funnel);
+    under MIN_SAMPLES_FOR_DISTRIBUTION grey, hatched and captioned as counts, so nobody reads a
+    shape into them."""
+    if size is None:
+        axes.bar([str(label) for label in labels], values, color=color)
+        axes.set_title(title)
+        axes.tick_params(axis="x", labelrotation=45)
+        return
+    few = size[0] < MIN_SAMPLES_FOR_DISTRIBUTION
+    axes.bar([str(label) for label in labels], values, color="#bbbbbb" if few else color, hatch="//" if few else None)
+    axes.set_title(f"{title}\n{sample_note(size) if not few else f'n = {size[0]} {size[1]}: too few (< {MIN_SAMPLES_FOR_DISTRIBUTION})'}")
+    if few:
+        axes.text(0.5, 0.5, "counts only,\nnot a distribution", transform=axes.transAxes, ha="center", va="center",
+                  fontsize=14, color="#aa3377", alpha=0.8)  # fmt: skip
+    axes.tick_params(axis="x", labelrotation=45)
+
+
+def _bars(labels, values, title: str, xlabel: str, ylabel: str, size: tuple[int, str] | None) -> bytes:
     figure, axes = new_figure()
-    axes.bar([str(label) for label in labels], values, color="#4477aa")
-    axes.set_title(title)
+    _draw_bars(axes, labels, values, title, size, "#4477aa")
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
-    axes.tick_params(axis="x", labelrotation=45)
     return figure_png(figure)
 
 
@@ -85,35 +134,38 @@ def figures(stats: DatasetStatistics) -> dict[str, bytes]:
     """PNG figures by name: the funnel, caption length, faces per image, face and image size,
     and Figure 6 (age, gender, race of the released faces)."""
     total = next((row for row in stats.funnel if row["shard"] == TOTAL), {})
+    sizes = sample_sizes(stats)
     out = {
-        "funnel": _bars(FUNNEL, [total.get(c) or 0 for c in FUNNEL], "Funnel, all shards", "stage", "samples"),
+        "funnel": _bars(FUNNEL, [total.get(c) or 0 for c in FUNNEL], "Funnel, all shards", "stage", "samples", None),
         "caption_words": _bars(
             [r["words"] for r in stats.caption_words], [r["samples"] for r in stats.caption_words],
             f"Caption length (mean {stats.captions['mean_words']:.1f} words; paper {PAPER_CAPTION_WORDS})",
-            "words (40 = 40 or more)", "samples",
+            "words (40 = 40 or more)", "samples", sizes["caption_words"],
+        ),  # fmt: skip
+        "keywords": _bars(
+            [r["keyword"] for r in stats.keywords[:20]], [r["samples"] for r in stats.keywords[:20]],
+            "Face keywords in released captions (top 20)", "keyword", "captions", sizes["keywords"],
         ),  # fmt: skip
         "faces_per_image": _bars(
             [r["faces"] for r in stats.faces_per_image], [r["images"] for r in stats.faces_per_image],
-            "Faces per released image", "faces (10 = 10 or more)", "images",
+            "Faces per released image", "faces (10 = 10 or more)", "images", sizes["faces_per_image"],
         ),  # fmt: skip
         "face_sizes": _bars(
             [r["side_from"] for r in stats.face_sizes], [r["faces"] for r in stats.face_sizes],
-            "Face size", "face side from (px, powers of two)", "faces",
+            "Face size", "face side from (px, powers of two)", "faces", sizes["face_sizes"],
         ),  # fmt: skip
         "image_sizes": _bars(
             [r["side_from"] for r in stats.image_sizes], [r["images"] for r in stats.image_sizes],
-            "Image size", "longer side from (px, powers of two)", "images",
+            "Image size", "longer side from (px, powers of two)", "images", sizes["image_sizes"],
         ),  # fmt: skip
     }
     figure, axes = new_figure(12, 4)
     figure.clear()
-    for n, attribute in enumerate(("age_group", "gender", "race"), 1):
+    for n, attribute in enumerate(FIGURE6_ATTRIBUTES, 1):
         axes = figure.add_subplot(1, 3, n)
         rows = stats.demographics.get(attribute, [])
-        axes.bar([str(r["value"]) for r in rows], [r["faces"] for r in rows], color="#228833")
-        axes.set_title(attribute.replace("_", " "))
+        _draw_bars(axes, [r["value"] for r in rows], [r["faces"] for r in rows], attribute.replace("_", " "), sizes[attribute], "#228833")
         axes.set_ylabel("faces")
-        axes.tick_params(axis="x", labelrotation=45)
     figure.suptitle("Released faces (paper Figure 6)")
     out["demographics"] = figure_png(figure)
     return out
