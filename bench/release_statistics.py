@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from flip_assets.core.io import storage
 from flip_assets.core.analytics.demographics import RACES
-from flip_assets.core.analytics.statistics import DEMOGRAPHIC_ATTRIBUTES, FUNNEL, TOTAL, compute_statistics
+from flip_assets.core.analytics.statistics import DEMOGRAPHIC_ATTRIBUTES, FACES, FUNNEL, STATISTICS_ARROW_TYPES, TOTAL, compute_statistics
 
 WORDS = "a the young woman man smiling with long hair blue eyes beard glasses portrait of in at red dress happy face".split()
 KEYWORDS = ["smile", "smiling", "beard", "eyes", "glasses", "hair", "face", "lips"]
@@ -77,9 +77,25 @@ def write_synthetic_release(home: Path, rows: int, shard_rows: int, seed: int = 
             pq.write_table(table, path, compression="zstd")
 
         raw = 2 * n
-        write("raw_shards", pa.table({"key": _keys(0, raw), "status": pa.array(np.where(rng.random(raw) < 0.8, "ok", "failed_to_download"))}))
-        for asset, count, kept in (("face_detections", raw, 1.5 * n), ("face_text_pairs", int(1.5 * n), 1.2 * n)):
-            write(asset, pa.table({"key": _keys(0, count), "kept": pa.array(np.arange(count) < kept)}))
+        # Where images would lie in a tar: none here (the galleries show such samples as missing).
+        nowhere = {name: pa.nulls(raw, kind) for name, kind in (
+            ("tar_path", pa.string()), ("image_offset", pa.int64()), ("image_size", pa.int64()), ("image_sha256", pa.string()))}  # fmt: skip
+        write("raw_shards", pa.table({
+            "key": _keys(0, raw), "status": pa.array(np.where(rng.random(raw) < 0.8, "ok", "failed_to_download")),
+            "caption": _take(rng, captions, raw), **nowhere,
+        }))  # fmt: skip
+        detected = raw
+        write("face_detections", pa.table({
+            "key": _keys(0, detected), "kept": pa.array(np.arange(detected) < 1.5 * n),
+            "drop_reason": pa.array(np.where(np.arange(detected) < 1.5 * n, None, "no_face")),
+            "best_score": pa.array(rng.uniform(0, 1, detected).astype(np.float32)),
+            "faces": pa.nulls(detected, STATISTICS_ARROW_TYPES[FACES]),
+        }))  # fmt: skip
+        paired = int(1.5 * n)
+        write("face_text_pairs", pa.table({
+            "key": _keys(0, paired), "kept": pa.array(np.arange(paired) < 1.2 * n),
+            "caption": _take(rng, captions, paired), "text_score": pa.array(rng.uniform(0, 1, paired).astype(np.float32)),
+        }))  # fmt: skip
         denoised = int(1.2 * n)
         write("denoised_captions", pa.table({"key": _keys(0, denoised), "denoised": _denoised(rng, captions, denoised, int(1.08 * n))}))
         height, width = rng.integers(64, 4000, n).astype(np.int32), rng.integers(64, 4000, n).astype(np.int32)
@@ -91,6 +107,8 @@ def write_synthetic_release(home: Path, rows: int, shard_rows: int, seed: int = 
             "HEIGHT": height, "WIDTH": width, "NSFW": nsfw,
             "laion_nsfw": pa.array(np.where(rng.random(n) < 0.5, nsfw, None)),
             "face_count": _lengths(release_boxes), "face_boxes": release_boxes,
+            "face_score": pa.array(rng.uniform(0.9, 1, n).astype(np.float32)),
+            "text_score": pa.array(rng.uniform(0.97, 1, n).astype(np.float32)),
         }))  # fmt: skip
         excluded = int(0.08 * n)
         write("release_exclusions", pa.table({

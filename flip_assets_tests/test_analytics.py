@@ -131,9 +131,14 @@ def test_card_written_with_its_figures(analysed):
         assert needed in card
     assert "`frown`" not in card  # a rejected keyword
     assert "| 00000 |" in card and "| total |" in card
-    for name in ("funnel", "caption_words", "demographics"):
+    for name in ("funnel", "caption_words", "demographics", "keywords", "gallery_released", "gallery_rejections"):
         assert (folder / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert f"({name}.png)" in card
+    assert "data:image/png;base64," in analysed.metadata[("dataset_card", None)]["gallery_released"]
+    # This fixture's release is not the one the committed verdicts judged: the precision by looking
+    # says so (no pair checked) and its WARN check fails instead of passing on no evidence.
+    assert "## Quality, measured by looking" in card and "0 of " in card
+    assert not analysed.checks[("dataset_statistics", "release_precision_covers_every_pair")]
     assert "Incomplete" not in card
     assert "## funnel" in (folder / "statistics.md").read_text()
 

@@ -36,9 +36,9 @@ img2dataset --url_list flip_release/ --input_format parquet \\
 ```"""
 
 
-def dataset_card(stats: DatasetStatistics, keywords: list[str], images: dict[str, str]) -> str:
+def dataset_card(stats: DatasetStatistics, keywords: list[str], images: dict[str, str], galleries: dict[str, str] | None = None) -> str:
     """The card as Markdown; images holds each figure's Markdown image (of the PNG file beside the
-    card, or inline for the UI), by name."""
+    card, or inline for the UI), by name; galleries the same for the sample galleries."""
     total = next(row for row in stats.funnel if row["shard"] == TOTAL)
     safety, captions = stats.safety, stats.captions
     parts = tables(stats)
@@ -110,6 +110,30 @@ those of the pages they come from.
 Most frequent in the release:
 
 {parts['keywords']}
+
+## A look at the data
+
+Samples of the release (thumbnails with the detected face boxes, the released and the original
+caption, the face and caption scores), and the most informative rejections: a face found but
+the caption rejected, and a caption naming a face keyword where no face passed the detector.
+
+{chr(10).join(chr(10) + g for g in (galleries or {}).values()) or "_(no gallery)_"}
+
+## Quality, measured by looking
+
+Release precision: each released pair (or a random sample of at most 100) was checked by
+looking at the image and reading the released caption: does the caption describe a face that
+is visible in the image? Intervals are 95 % Wilson intervals. The verdicts and the caption labels
+were made by a model-based reader (an AI assistant that viewed each image and read each caption
+against the written rule), one reader per item, not by a crowd: one judgement, not a consensus.
+
+{parts['quality_release']}
+
+The caption classifier on the face-detected samples of the Flickr8k shards, each caption
+labelled against the project's face-caption rule (labels never used for training), as the
+pipeline ran and for other thresholds (yield: `kept`):
+
+{parts['quality_classifier']}
 
 ## Statistics
 

@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flip_assets.core.analytics.release_quality import caption_labels, measure_quality, release_verdicts
 from flip_assets.core.io import storage
 from flip_assets.core.release.release import StageSchemaError
 
@@ -29,17 +30,22 @@ PAPER_CAPTION_CHARS, PAPER_CAPTION_WORDS, PAPER_NSFW_SHARE = 85.1, 15.6, 0.054
 
 STRING, INTEGER, FLOAT, BOOL = "string", "integer", "float", "bool"
 STRINGS, BOXES = "list<string>", "list<list<float>>"
+FACES = "list<struct<score,box,landmarks>>"
 
-# What the statistics read of each per-shard stage (release_schema: flip_release, release_exclusions).
+# What the statistics, the quality measures and the galleries read of each per-shard stage
+# (release_schema: flip_release, release_exclusions).
 STATISTICS_COLUMNS: dict[str, dict[str, str]] = {
-    "raw_shards": {"key": STRING, "status": STRING},
-    "face_detections": {"key": STRING, "kept": BOOL},
-    "face_text_pairs": {"key": STRING, "kept": BOOL},
+    "raw_shards": {
+        "key": STRING, "status": STRING, "caption": STRING,
+        "tar_path": STRING, "image_offset": INTEGER, "image_size": INTEGER, "image_sha256": STRING,
+    },
+    "face_detections": {"key": STRING, "kept": BOOL, "drop_reason": STRING, "best_score": FLOAT, "faces": FACES},
+    "face_text_pairs": {"key": STRING, "kept": BOOL, "caption": STRING, "text_score": FLOAT},
     "denoised_captions": {"key": STRING, "denoised": STRING},
     "flip_release": {
         "key": STRING, "TEXT": STRING, "original_caption": STRING, "KEYWORDS": STRINGS,
         "HEIGHT": INTEGER, "WIDTH": INTEGER, "NSFW": STRING, "laion_nsfw": STRING,
-        "face_count": INTEGER, "face_boxes": BOXES,
+        "face_count": INTEGER, "face_boxes": BOXES, "face_score": FLOAT, "text_score": FLOAT,
     },
     "release_exclusions": {"key": STRING, "reason": STRING},
     "released_face_demographics": {
@@ -73,6 +79,8 @@ def _kind(t: pa.DataType) -> str:
         return BOOL
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         return f"list<{_kind(t.value_type)}>"
+    if pa.types.is_struct(t):
+        return f"struct<{','.join(field.name for field in t)}>"
     return str(t)
 
 
@@ -116,9 +124,10 @@ def take_inventory(home: Path, shards: list[str]) -> Inventory:
     return inventory
 
 
-_ARROW_TYPES = {
+STATISTICS_ARROW_TYPES = {
     STRING: pa.string(), INTEGER: pa.int64(), FLOAT: pa.float64(), BOOL: pa.bool_(),
     STRINGS: pa.list_(pa.string()), BOXES: pa.list_(pa.list_(pa.float32())),
+    FACES: pa.list_(pa.struct([("score", pa.float32()), ("box", pa.list_(pa.float32())), ("landmarks", pa.list_(pa.float32()))])),
 }  # fmt: skip
 
 
@@ -144,13 +153,13 @@ def connect(inventory: Inventory) -> duckdb.DuckDBPyConnection:
                 f"FROM read_parquet([{paths}], filename = true)"
             )
         else:
-            empty = pa.table({**{c: pa.array([], _ARROW_TYPES[k]) for c, k in columns.items()}, "file_shard": pa.array([], pa.string())})
+            empty = pa.table({**{c: pa.array([], STATISTICS_ARROW_TYPES[k]) for c, k in columns.items()}, "file_shard": pa.array([], pa.string())})
             con.register(stage, empty)
     return con
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql_name: str) -> list[dict]:
-    cursor = con.execute(storage.sql_file(sql_name))
+def _rows(con: duckdb.DuckDBPyConnection, sql_name: str, **params) -> list[dict]:
+    cursor = con.execute(storage.sql_file(sql_name), params or None)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -181,6 +190,7 @@ class DatasetStatistics:
     nsfw_values: list[dict]
     demographics: dict[str, list[dict]]  # DEMOGRAPHIC_ATTRIBUTES -> [{value, faces}]
     race_test_accuracy: float | None  # of race_classifier on UTKFace's test split; None before it ran
+    quality: dict  # measured by looking (release_quality.measure_quality): classifier P/R, release precision
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -192,7 +202,8 @@ class DatasetStatistics:
     def check_facts(self) -> dict:
         """What the dataset_statistics checks judge: funnel rows where a stage has more samples
         than the one before it, shares outside [0, 1], shards whose release files are missing,
-        and shards whose released + excluded samples are not their denoised captions."""
+        shards whose released + excluded samples are not their denoised captions, and released
+        pairs without a verdict by looking for their text (the release precision leaves them out)."""
         increases = []
         for row in self.funnel:
             present = [(stage, row[stage]) for stage in FUNNEL if row[stage] is not None]
@@ -213,6 +224,7 @@ class DatasetStatistics:
             "shares_out_of_range": sorted(name for name, share in shares.items() if not 0.0 <= share <= 1.0),
             "release_files_missing": [p for p in self.problems if p["stage"] in RELEASE_STAGES],
             "shards_not_adding_up": not_adding_up,
+            "released_pairs_unchecked": self.quality["release_precision"]["unchecked_examples"],
         }
 
 
@@ -222,6 +234,16 @@ def _race_test_accuracy(home: Path) -> float | None:
         return None
     rows = storage.query(storage.sql_file("race_classifier_test_accuracy.sql"), path=str(path))
     return rows[0]["recall"] if rows else None
+
+
+def _quality(con: duckdb.DuckDBPyConnection) -> dict:
+    """The measures by looking; only the labelled samples reach Python."""
+    labels, verdicts = caption_labels(), release_verdicts()
+    return measure_quality(
+        _rows(con, "quality_face_captions.sql", keys=list(labels)), labels,
+        _rows(con, "quality_released.sql", keys=list(verdicts)), verdicts,
+        _rows(con, "quality_released_unchecked.sql", keys=list(verdicts))[0],
+    )
 
 
 def compute_statistics(home: Path, shards: list[str]) -> DatasetStatistics:
@@ -250,6 +272,7 @@ def compute_statistics(home: Path, shards: list[str]) -> DatasetStatistics:
             nsfw_values=_rows(con, "statistics_nsfw_values.sql"),
             demographics={a: _counts(demographics[a], "value", "faces") for a in DEMOGRAPHIC_ATTRIBUTES},
             race_test_accuracy=_race_test_accuracy(Path(home)),
+            quality=_quality(con),
         )
     finally:
         con.close()

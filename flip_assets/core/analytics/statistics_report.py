@@ -100,8 +100,47 @@ def tables(stats: DatasetStatistics) -> dict[str, str]:
             f"demographics_{attribute}": _noted(sizes[attribute], markdown_table(rows)) if attribute in sizes else markdown_table(rows)
             for attribute, rows in stats.demographics.items()
         },
+        **quality_tables(stats.quality),
         "problems": markdown_table(stats.problems) if stats.problems else "none: every shard's files are present",
     }
+
+
+def _share_interval(value: float | None, low: float | None, high: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def quality_tables(quality: dict) -> dict[str, str]:
+    """The measures by looking as tables: the caption classifier on the labelled face-detected
+    population (as run, then along a threshold sweep) and the release precision with its failure kinds."""
+    classifier, release = quality["caption_classifier"], quality["release_precision"]
+    coverage = classifier["coverage"]
+    points = [
+        {"threshold": "as run" if p["threshold"] is None else p["threshold"], "kept": p["kept"],
+         "precision [95 % CI]": _share_interval(p["precision"], p["precision_low"], p["precision_high"]),
+         "recall [95 % CI]": _share_interval(p["recall"], p["recall_low"], p["recall_high"])}
+        for p in classifier["points"]
+    ]  # fmt: skip
+    kinds = [{"failure kind": kind, "pairs": n} for kind, n in release["failure_kinds"].items()]
+    better = classifier["better_thresholds"]
+    rule = (
+        "The threshold rule (docs/release-quality.md) prefers: " + "; ".join(f"{b['threshold']} ({b['because']})" for b in better)
+        if better else "The threshold rule (docs/release-quality.md) keeps the threshold: no other point is better beyond its interval."
+    )  # fmt: skip
+    return {
+        "quality_classifier": (
+            f"_{coverage['labelled']} labelled face-detected samples ({coverage['positives']} face captions); "
+            f"{coverage['stale']} labels no longer match their sample's caption_\n\n" + markdown_table(points)
+            + "\n\n" + rule
+        ),
+        "quality_release": (
+            f"_{release['checked']} of {release['released']} released pairs checked by looking; "
+            f"{release['unchecked']} without a verdict for their text_\n\n"
+            + markdown_table([{"measure": "release precision [95 % CI]",
+                               "value": _share_interval(release["precision"], release["precision_low"], release["precision_high"])},
+                              {"measure": "pairs judged good", "value": f"{release['good']} of {release['checked']}"}])
+            + "\n\n" + markdown_table(kinds)
+        ),
+    }  # fmt: skip
 
 
 def _draw_bars(axes, labels, values, title: str, size: tuple[int, str] | None, color: str) -> None:

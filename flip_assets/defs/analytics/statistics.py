@@ -2,10 +2,11 @@
 dataset_card, the Markdown that ships with the release, with its figures and tables beside it."""
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core.io import storage
 from flip_assets.core.analytics.dataset_card import dataset_card as build_card
+from flip_assets.core.analytics.gallery import gallery_png, gallery_rows, rejection_items, released_items
 from flip_assets.core.curation.keywords import used_keywords
 from flip_assets.core.analytics.plots import markdown_image
 from flip_assets.core.analytics.statistics import STATISTICS_COLUMNS, DatasetStatistics, compute_statistics
@@ -43,6 +44,14 @@ CHECKS = AssetChecks(
         "candidates_add_up",
         "In every shard whose files are all present, released + excluded samples = its denoised captions.",
         "shards_not_adding_up",
+    ),
+    Check(
+        "release_precision_covers_every_pair",
+        "Every released pair has a verdict by looking (flip_assets/release_review.csv) for its released text; "
+        "otherwise the release precision rests on the pairs that have one. Warns: new shards need new verdicts.",
+        passed=lambda f: not f["released_pairs_unchecked"],
+        metadata=lambda f: {"released_pairs_unchecked": MetadataValue.json(f["released_pairs_unchecked"])},
+        severity=AssetCheckSeverity.WARN,
     ),
 )
 
@@ -90,7 +99,9 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
 
 
 @asset(
-    deps=["dataset_statistics", "face_keywords"], group_name="analytics", kinds={"markdown"},
+    # The stage files: the galleries show samples from them.
+    deps=["dataset_statistics", "face_keywords", "raw_shards", "face_detections", "face_text_pairs", "flip_release"],
+    group_name="analytics", kinds={"markdown"},
     automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
@@ -101,15 +112,27 @@ def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> M
     statistics_path = storage.require_file(flip_storage.path("dataset_statistics"))
     stats = DatasetStatistics.from_json((statistics_path.parent / STATISTICS_FILE).read_text())
     keywords = used_keywords(flip_storage.path("face_keywords"))
+    released, rejected = gallery_rows(flip_storage.local_home(*STATISTICS_COLUMNS), stats.shards, keywords)
+    galleries = {
+        "gallery_released": gallery_png(released_items(released), f"Released samples ({len(released)} by a hash of the key)"),
+        "gallery_rejections": gallery_png(rejection_items(rejected), "Informative rejections, nearest the line first"),
+    }
     folder = flip_storage.directory("dataset_card")
     pngs = figures(stats)
-    for name, png in pngs.items():
+    for name, png in {**pngs, **galleries}.items():
         storage.atomic_write_bytes(folder / f"{name}.png", lambda tmp, png=png: tmp.write_bytes(png))
     all_tables = "\n\n".join(f"## {name}\n\n{text}" for name, text in tables(stats).items())
     storage.atomic_write_bytes(folder / TABLES_FILE, lambda tmp: tmp.write_text(all_tables))
-    card = build_card(stats, keywords, {name: f"![{name}]({name}.png)" for name in pngs})
+
+    def as_files(images: dict[str, bytes]) -> dict[str, str]:
+        return {name: f"![{name}]({name}.png)" for name in images}
+
+    def inline(images: dict[str, bytes]) -> dict[str, str]:
+        return {name: markdown_image(png, name) for name, png in images.items()}
+
+    card = build_card(stats, keywords, as_files(pngs), as_files(galleries))
     card_path = storage.atomic_write_bytes(folder / CARD_FILE, lambda tmp: tmp.write_text(card))
-    shown = build_card(stats, keywords, {name: markdown_image(png, name) for name, png in pngs.items()})
+    shown = build_card(stats, keywords, inline(pngs), inline(galleries))
     flip_storage.share(folder)
     context.log.info(f"dataset card written to {card_path}")
     return MaterializeResult(
@@ -118,5 +141,6 @@ def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> M
             "path": MetadataValue.path(str(card_path)),
             "complete": not stats.problems,
             "keywords": len(keywords),
+            **{name: MetadataValue.md(image) for name, image in inline(galleries).items()},
         }
     )

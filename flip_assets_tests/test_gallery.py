@@ -1,0 +1,38 @@
+"""Galleries (issue 21 item 4): a sample whose image cannot be read is shown as missing with
+why, never dropped; scores are truncated so a near miss never reads as the threshold."""
+
+from __future__ import annotations
+
+import hashlib
+
+from conftest import DATA
+
+from flip_assets.core.analytics.gallery import gallery_png, rejection_items, released_items
+from flip_assets.core.io.shards import read_shard
+
+
+def _row(raw: dict, **extra) -> dict:
+    return {"shard": "00002", "boxes": [[10.0, 10.0, 60.0, 70.0]], "face_score": 0.8999, "text_score": None,
+            "key": raw["key"], "tar_path": raw["tar_path"], "image_offset": raw["image_offset"],
+            "image_size": raw["image_size"], "image_sha256": raw["image_sha256"], **extra}  # fmt: skip
+
+
+def test_unreadable_and_changed_images_are_shown_as_missing_not_dropped(tmp_path):
+    table, _ = read_shard(DATA / "raw_shards", "00002")
+    raw = [r for r in table.to_pylist() if r["image_size"]][:3]
+    rows = [
+        _row(raw[0], kind="face found, caption rejected", caption="A boy laughs"),
+        _row(raw[1], kind="face found, caption rejected", caption="gone", tar_path=str(tmp_path / "gone.tar")),
+        _row(raw[2], kind="face found, caption rejected", caption="changed", image_sha256=hashlib.sha256(b"x").hexdigest()),
+    ]
+    items = rejection_items(rows)
+    assert [i.image is not None for i in items] == [True, False, False]
+    assert any("image unreadable" in line for line in items[1].lines)
+    assert any("not the image raw_shards recorded" in line for line in items[2].lines)
+    assert "face 0.899" in items[0].lines[-1]  # 0.8999 must not read as 0.900
+    assert gallery_png(items, "rejections").startswith(b"\x89PNG")
+
+
+def test_an_empty_gallery_is_still_a_figure():
+    assert released_items([]) == []
+    assert gallery_png([], "Released samples").startswith(b"\x89PNG")
