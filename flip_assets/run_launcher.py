@@ -11,7 +11,7 @@ from __future__ import annotations
 from dagster import DagsterEventType, DagsterRun, DagsterRunStatus, DefaultRunLauncher, RunsFilter
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
-from flip_assets.core.io.storage import pid_alive
+from flip_assets.core.io.processes import pid_alive
 
 
 def run_pid(instance, run_id: str) -> int | None:

@@ -18,6 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flip_assets.core.io.processes import pid_alive
+
 UNPARTITIONED = "all"
 
 
@@ -92,24 +94,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid runs on this machine. A killed process its parent has
-    not reaped yet (a zombie: a run worker under Dagster's code server) is not alive."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        pass
-    try:
-        # /proc/<pid>/stat: "pid (name) state ...", the name may hold spaces or parentheses.
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:  # gone meanwhile (or no /proc: then os.kill's answer stands)
-        return not Path("/proc/self/stat").exists()
-    except (OSError, IndexError):
-        return True
 
 
 def write_table(path: Path, table: pa.Table) -> Path:
