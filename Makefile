@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 pipeline: install
-	$(PY) -m flip_assets.pipeline
+	$(PY) -m flip_assets.tools.run_pipeline
 
 test: install
 	if $(PY) -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then $(PY) -m pytest; else $(PY) -m pytest -m 'not gpu'; fi

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 from sklearn.metrics import roc_auc_score
 
 from conftest import DATA, REPO_ROOT
-from flip_assets.core.curation.caption_cross_validation import main, summary
+from flip_assets.core.curation.caption_cross_validation import summary
 from flip_assets.core.curation.caption_training import TRAINING_LABEL_COLUMNS
+from flip_assets.tools.cross_validate_classifier import main
 
 
 def test_summary_reads_the_curve_and_its_intervals():

@@ -7,23 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flip_assets.core.curation.caption_review import (
-    REVIEW_COLUMNS,
+from flip_assets.core.curation.caption_review import REVIEW_COLUMNS, STRATA, caption_id, load_review, split_of
+from flip_assets.core.curation.caption_review_evaluation import evaluate_review
+from flip_assets.core.curation.caption_review_sampling import (
     REVIEW_KEYWORDS,
-    STRATA,
-    bootstrap_interval,
-    caption_id,
-    choose_threshold,
     draw_extension,
     draw_sample,
-    evaluate_review,
-    load_review,
     merge_extension,
-    split_of,
     strata_pools,
-    weighted_point,
-    weighted_pr_curve,
 )
+from flip_assets.core.curation.operating_points import bootstrap_interval, choose_threshold, weighted_point, weighted_pr_curve
 from flip_assets.core.curation.captions import read_caption_corpus
 from flip_assets.core.curation.keywords import SEED_WORDS
 from flip_assets.core.curation.keywords import load_review as load_keyword_review
@@ -214,3 +207,35 @@ def test_merge_extension_adds_the_labelled_prefix_and_reweights():
     assert {r["stratum"]: r["weight"] for r in merged} == {"face_keyword": 1.0, "person_word": 2.5, "other": 6.6667}
     with pytest.raises(ValueError, match="already reviewed"):
         merge_extension(review, [row("Car 1", "other", None, 0)])
+
+
+def test_review_captions_command_draws_extends_and_merges_a_review_file(tmp_path, capsys):
+    """The three commands of `python -m flip_assets.tools.review_captions` on a small corpus, a
+    labeller filling in the label column between them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flip_assets.core.curation.caption_review import EXTENSION_COLUMNS, read_csv_rows, write_csv_rows
+    from flip_assets.tools.review_captions import main
+
+    corpus = tmp_path / "corpus.parquet"
+    captions = [f"{start} {i}" for start in ("Sad eyes of", "Portrait of a man", "Red car") for i in range(6)]
+    pq.write_table(pa.table({"caption": captions}), corpus)
+
+    def label(path, columns):
+        rows = read_csv_rows(path, columns)
+        write_csv_rows(path, [r | {"label": int(r["stratum"] == "face_keyword")} for r in rows], columns)
+
+    review = tmp_path / "review.csv"
+    assert main(["sample", str(review), "--corpus", str(corpus), "--per-stratum", "2"]) == 0
+    label(review, REVIEW_COLUMNS)
+    assert {r["stratum"]: r["weight"] for r in load_review(review)} == {"face_keyword": 3.0, "person_word": 3.0, "other": 3.0}
+
+    extension = tmp_path / "extension.csv"
+    assert main(["extend", str(extension), "--review", str(review), "--corpus", str(corpus),
+                 "--keywords", *SEED_WORDS, "--count", "person_word=2", "other=1"]) == 0  # fmt: skip
+    label(extension, EXTENSION_COLUMNS)
+    assert main(["merge", str(extension), "--review", str(review)]) == 0
+    rows = load_review(review)
+    assert len(rows) == 9 and {r["stratum"]: r["weight"] for r in rows} == {"face_keyword": 3.0, "person_word": 1.5, "other": 2.0}
+    assert capsys.readouterr().out.splitlines()[-1] == f"9 captions to {review}"

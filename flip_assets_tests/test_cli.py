@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import MODELS, RAW_SHARDS, REPO_ROOT
 
-from flip_assets.pipeline import register_shards
+from flip_assets.tools.run_pipeline import register_shards
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def materialized(env: dict) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_one_partition_a_range_and_dg_launch(cli_env):
-    with instance_of(cli_env) as instance:  # what `python -m flip_assets.pipeline --register-only` does
+    with instance_of(cli_env) as instance:  # what `python -m flip_assets.tools.run_pipeline --register-only` does
         register_shards(instance, RAW_SHARDS)
 
     one = cli(cli_env, str(BIN / "dagster"), "asset", "materialize", "-m", "flip_assets.definitions",

@@ -42,7 +42,7 @@ def test_the_main_commands_summary_reads_the_published_files_through_the_configu
     from dagster import Definitions
 
     from flip_assets.defs.storage import FlipStorage
-    from flip_assets.pipeline import summary
+    from flip_assets.tools.run_pipeline import summary
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     defs = Definitions(resources={"flip_storage": FlipStorage(home=str(tmp_path))})

@@ -45,6 +45,7 @@ import flip_assets
 from flip_assets.core.curation.keywords import load_review
 from flip_assets.core.io.storage import sql_file
 from flip_assets.definitions import defs
+from flip_assets.tools import run_pipeline  # the command lines ship too
 
 site, checkout_sql = Path(sys.argv[1]), sys.argv[2].split(",")
 assert Path(flip_assets.__file__).resolve().is_relative_to(site), flip_assets.__file__

