@@ -43,6 +43,62 @@ def test_every_config_file_loads_and_a_bad_one_names_itself(tmp_path):
         load_config(str(bad))
 
 
+def reduced(config):
+    """The configuration with CLIP towers a CPU builds in a second (MobileNetV2-MiniLM ones keep their size)."""
+    return config.scaled(vision_width=32, vision_layers=1, vision_heads=2, text_width=32, text_layers=1, text_heads=2)
+
+
+def embeddings(model, config):
+    """Image and text embeddings of two fixed inputs."""
+    import torch
+
+    from flip_assets.core.training.dual_encoder import tokenize
+
+    pixels = torch.randint(0, 256, (2, 3, config.image_size, config.image_size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    ids, mask = tokenize(load_tokenizer(), ["a smiling woman with glasses", "an old man"], config.max_text_tokens)
+    with torch.inference_mode():
+        return model.encode_images(pixels), model.encode_texts(ids, mask)
+
+
+@pytest.mark.parametrize("name", available_configs())
+def test_every_registered_config_builds_its_architecture_and_embeds(name):
+    from flip_assets.core.training.dual_encoder_models import MODELS
+
+    config = reduced(load_config(name))
+    model = build_model(config, seed=0)
+    assert type(model) is MODELS[config.architecture] and not model.training
+    images, texts = embeddings(model, config)
+    assert images.shape == texts.shape == (2, config.embed_dim)
+
+
+def test_an_unknown_config_or_architecture_fails_naming_the_registered_ones(tmp_path):
+    with pytest.raises(FileNotFoundError, match="'clip_vit_b64' not found \\(available: clip_vit_b16, clip_vit_b32, clip_vit_l14, cpu_mobilenet_v2_minilm\\)"):
+        load_config("clip_vit_b64")
+    with pytest.raises(ValueError, match="architecture 'resnet_bert' of config 'cpu_mobilenet_v2_minilm' is not registered \\(registered: clip, mobilenet_v2_minilm\\)"):
+        build_model(load_config("cpu_mobilenet_v2_minilm").scaled(architecture="resnet_bert"))
+    bad = tmp_path / "bad.json"
+    bad.write_text(load_config.__globals__["config_dir"]().joinpath("clip_vit_b32.json").read_text().replace('"clip"', '"vit"'))
+    with pytest.raises(ValueError, match="bad.json: architecture 'vit' is not registered \\(registered: clip, mobilenet_v2_minilm\\)"):
+        load_config(str(bad))
+
+
+# Computed by build_model before its model classes moved to module level (issue 20): the same
+# seed gives the same weights, so the same embeddings (first four values of the first input's).
+BEFORE_THE_REGISTRY = {
+    "cpu_mobilenet_v2_minilm": ([-0.003297, 0.044711, 0.019321, 0.020225], [0.047982, 0.001979, 0.027670, 0.097237]),
+    "clip_vit_b32": ([-0.014192, 0.072823, 0.044980, 0.036931], [0.054935, 0.014685, 0.008721, -0.002812]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE_THE_REGISTRY))
+def test_a_fixed_seed_builds_the_weights_it_always_built(name):
+    config = reduced(load_config(name))
+    images, texts = embeddings(build_model(config, seed=3), config)
+    expected_images, expected_texts = BEFORE_THE_REGISTRY[name]
+    assert images[0, :4].tolist() == pytest.approx(expected_images, abs=2e-5)
+    assert texts[0, :4].tolist() == pytest.approx(expected_texts, abs=2e-5)
+
+
 @pytest.mark.parametrize("name", PAPER_CONFIGS)
 def test_paper_config_builds_at_reduced_width_and_takes_a_step(name, celeba_pairs_small):
     """The paper's CLIP configurations keep their patch size, 224 px and 77 tokens; only width

@@ -1,7 +1,8 @@
 """CLIP-style dual encoders (paper 4.1): an image tower and a text tower with projection heads
 into one embedding space, a learnable temperature, and checkpoints in Hugging Face layout.
 
-Two architectures, chosen by a configuration file (flip_assets/training_configs/*.json):
+Two architectures, chosen by a configuration file (flip_assets/training_configs/*.json), each a
+class registered in dual_encoder_models.py (build_model builds the one the file names):
 - `mobilenet_v2_minilm`, the CPU configuration: torchvision's ImageNet MobileNetV2 and
   all-MiniLM-L6-v2, their lower parts frozen. No pretrained CLIP exists offline; this
   initialisation stands in for the paper's "CLIP weights".
@@ -11,22 +12,19 @@ the CLIP text tower takes its vocabulary and pools at [SEP].
 
 Every model splits each tower into a frozen *stem* and a trained *top*: stems run once per
 data set (their outputs are cached, see contrastive_training.py), tops run every step. For
-`clip` the stems only pass pixels and token ids through.
+`clip` the stems only pass pixels and token ids through. This module holds the configurations,
+the tokenizer, the loss and the checkpoints; torch is imported inside its functions.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from importlib.resources import files
 from pathlib import Path
 
-ARCHITECTURES = ("mobilenet_v2_minilm", "clip")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
@@ -86,8 +84,7 @@ def load_config(name_or_path: str) -> ModelConfig:
     if missing := sorted(f.name for f in fields(ModelConfig) if f.name not in values and f.default is MISSING):
         raise ValueError(f"{path}: missing field(s) {missing}")
     config = ModelConfig(**values)
-    if config.architecture not in ARCHITECTURES:
-        raise ValueError(f"{path}: architecture {config.architecture!r} is not one of {ARCHITECTURES}")
+    registered_model(config.architecture, f"{path}: architecture {config.architecture!r}")
     for name in ("image_size", "max_text_tokens", "embed_dim", "batch_size", "steps", "save_every"):
         if getattr(config, name) < 1:
             raise ValueError(f"{path}: {name} must be at least 1")
@@ -109,140 +106,23 @@ def load_tokenizer(path: Path | None = None):
 
 
 def build_model(config: ModelConfig, pretrained: bool = True, seed: int = 0):
-    """The dual encoder of a configuration, its new heads initialised from `seed`; `pretrained`
-    loads the towers' published weights (off when a checkpoint's weights are loaded next)."""
+    """The dual encoder of a configuration: the class registered for its architecture
+    (dual_encoder_models.MODELS), its new heads initialised from `seed`; `pretrained` loads the
+    towers' published weights (off when a checkpoint's weights are loaded next)."""
     import torch
-    from torch import nn
-    from torch.nn import functional as F
 
-    class DualEncoder(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.config = config
-            self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
-
-        def embed_images(self, stems):
-            return F.normalize(self.image_top(stems).float(), dim=-1)
-
-        def embed_texts(self, stems, mask):
-            return F.normalize(self.text_top(stems, mask).float(), dim=-1)
-
-        def encode_images(self, pixels):
-            """uint8 (N, 3, S, S) -> unit embeddings."""
-            return self.embed_images(self.image_stem(pixels))
-
-        def encode_texts(self, ids, mask):
-            return self.embed_texts(*self.text_stem(ids, mask))
-
-        def trainable_groups(self) -> tuple[list, list]:
-            """(tower parameters, head parameters incl. the temperature) that training updates."""
-            heads = [p for n, p in self.named_parameters() if n.split(".")[0] in self.HEADS]
-            head_ids = {id(p) for p in heads}
-            towers = [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids]
-            return towers, heads
-
-    class MobileNetMiniLM(DualEncoder):
-        HEADS = ("image_projection", "text_projection", "logit_scale")
-
-        def __init__(self):
-            super().__init__()
-            from transformers import BertConfig, BertModel
-
-            from flip_assets.core.training.mobilenet_v2 import IMAGENET_MEAN, IMAGENET_STD, build_mobilenet_v2, load_imagenet_mobilenet_v2
-
-            cnn = load_imagenet_mobilenet_v2() if pretrained else build_mobilenet_v2()
-            self.image_tower = cnn.features
-            self.text_tower = BertModel.from_pretrained(str(text_tower_path())) if pretrained else BertModel(
-                BertConfig.from_pretrained(str(text_tower_path()))
-            )
-            self.text_tower.pooler = None  # unused: mean pooling, as sentence-transformers does
-            self.image_projection = nn.Linear(self.image_tower[-1][0].out_channels, config.embed_dim)
-            self.text_projection = nn.Linear(self.text_tower.config.hidden_size, config.embed_dim)
-            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
-            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
-            layers = self.text_tower.encoder.layer
-            self.text_split = len(layers) - config.text_trainable_layers
-            if not 0 <= self.text_split <= len(layers):
-                raise ValueError(f"text_trainable_layers={config.text_trainable_layers}: MiniLM has {len(layers)} layers")
-            if not 0 <= config.image_frozen_blocks < len(self.image_tower):
-                raise ValueError(f"image_frozen_blocks={config.image_frozen_blocks}: MobileNetV2 has {len(self.image_tower)} blocks")
-            for module in (self.image_tower[: config.image_frozen_blocks], self.text_tower.embeddings, layers[: self.text_split]):
-                module.requires_grad_(False)
-
-        def image_stem(self, pixels):
-            return self.image_tower[: config.image_frozen_blocks]((pixels.float() - self.mean) / self.std)
-
-        def image_top(self, stems):
-            return self.image_projection(self.image_tower[config.image_frozen_blocks :](stems.float()).mean(dim=(2, 3)))
-
-        def text_stem(self, ids, mask):
-            hidden = self.text_tower.embeddings(input_ids=ids)
-            return self._layers(hidden, mask, self.text_tower.encoder.layer[: self.text_split]), mask
-
-        def text_top(self, hidden, mask):
-            hidden = self._layers(hidden.float(), mask, self.text_tower.encoder.layer[self.text_split :])
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            return self.text_projection((hidden * weights).sum(1) / weights.sum(1).clamp(min=1))
-
-        def _layers(self, hidden, mask, layers):
-            # An additive mask (0 keep, -inf-like drop) as BERT's eager and SDPA attention take it.
-            additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-            for layer in layers:
-                out = layer(hidden, attention_mask=additive)
-                hidden = out[0] if isinstance(out, tuple) else out
-            return hidden
-
-    class Clip(DualEncoder):
-        HEADS = ("logit_scale",)
-
-        def __init__(self):
-            super().__init__()
-            from transformers import CLIPConfig, CLIPModel
-
-            tokenizer = load_tokenizer()
-            clip_config = CLIPConfig(
-                projection_dim=config.embed_dim,
-                text_config=dict(
-                    vocab_size=tokenizer.vocab_size, hidden_size=config.text_width, intermediate_size=4 * config.text_width,
-                    num_hidden_layers=config.text_layers, num_attention_heads=config.text_heads,
-                    max_position_embeddings=config.max_text_tokens, pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id,
-                ),
-                vision_config=dict(
-                    hidden_size=config.vision_width, intermediate_size=4 * config.vision_width,
-                    num_hidden_layers=config.vision_layers, num_attention_heads=config.vision_heads,
-                    image_size=config.image_size, patch_size=config.patch_size,
-                ),
-            )  # fmt: skip
-            # No CLIP weights can be fetched here: the paper's towers start from random weights.
-            self.clip = CLIPModel(clip_config)
-            self.clip.logit_scale.requires_grad_(False)  # ours is self.logit_scale
-            self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
-            self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255, persistent=False)
-
-        def image_stem(self, pixels):
-            return pixels
-
-        def image_top(self, pixels):
-            pooled = self.clip.vision_model(pixel_values=(pixels.float() - self.mean) / self.std).pooler_output
-            return self.clip.visual_projection(pooled)
-
-        def text_stem(self, ids, mask):
-            return ids, mask
-
-        def text_top(self, ids, mask):
-            pooled = self.clip.text_model(input_ids=ids, attention_mask=mask).pooler_output
-            return self.clip.text_projection(pooled)
-
-        def trainable_groups(self):
-            # Projections are new heads: they get head_lr, like the temperature.
-            heads = [self.logit_scale, *self.clip.visual_projection.parameters(), *self.clip.text_projection.parameters()]
-            head_ids = {id(p) for p in heads}
-            return [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids], heads
-
+    model_class = registered_model(config.architecture, f"architecture {config.architecture!r} of config {config.name!r}")
     torch.manual_seed(seed)
-    model = MobileNetMiniLM() if config.architecture == "mobilenet_v2_minilm" else Clip()
-    return model.eval()
+    return model_class(config, pretrained).eval()
+
+
+def registered_model(architecture: str, what: str):
+    """The model class registered for `architecture`; fails naming `what` and the registered ones."""
+    from flip_assets.core.training.dual_encoder_models import MODELS
+
+    if architecture not in MODELS:
+        raise ValueError(f"{what} is not registered (registered: {', '.join(sorted(MODELS))})")
+    return MODELS[architecture]
 
 
 def contrastive_loss(image_embeddings, text_embeddings, logit_scale):
