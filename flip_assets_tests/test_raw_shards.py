@@ -16,7 +16,7 @@ from PIL import Image
 
 from flip_assets.core.io import storage
 from flip_assets.core.io.images import ImageRejected, decode_rgb
-from flip_assets.core.io.shards import list_shards, read_shard
+from flip_assets.core.io.shards import SHARD_FILES, list_shards, read_shard, shard_version
 
 
 def _face_jpeg(index: int = 0) -> bytes:
@@ -374,3 +374,20 @@ def test_materialization_reports_rows_and_columns_of_its_file(tmp_path, instance
     assert meta["dagster/row_count"].value == written.metadata.num_rows == 100
     columns = meta["dagster/column_schema"].value.columns
     assert [(c.name, c.type) for c in columns] == [(f.name, str(f.type)) for f in written.schema_arrow]
+
+
+def test_a_shards_version_is_its_bytes_and_code_version_wherever_it_is(tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for suffix in SHARD_FILES:
+        (copy / f"00000{suffix}").write_bytes((RAW_SHARDS / f"00000{suffix}").read_bytes())
+    version = shard_version(RAW_SHARDS, "00000", "1")
+    assert shard_version(copy, "00000", "1") == version  # same bytes elsewhere: same version
+    assert shard_version(RAW_SHARDS, "00001", "1") != version
+    assert shard_version(copy, "00000", "2") != version  # new code: a new version
+    stats = json.loads((copy / "00000_stats.json").read_text())
+    (copy / "00000_stats.json").write_text(json.dumps({**stats, "count": stats["count"] + 1}))
+    changed = shard_version(copy, "00000", "1")
+    assert changed != version
+    (copy / "00000_stats.json").unlink()  # a missing sidecar is a version of its own
+    assert shard_version(copy, "00000", "1") not in (version, changed)

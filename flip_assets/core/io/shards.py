@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flip_assets.core.io.storage import sha256_of
+
 SHARD_NAME = re.compile(r"^(\d{5,})\.tar$")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
@@ -105,6 +107,21 @@ def index_tar(tar_path: Path) -> TarIndex:
     except (tarfile.TarError, EOFError, OSError) as exc:
         index.error = f"tar truncated or corrupt after {len(index.copies)} samples: {exc}"
     return index
+
+
+# What img2dataset writes per shard: NNNNN.tar and its two sidecars.
+SHARD_FILES = (".tar", ".parquet", "_stats.json")
+
+
+def shard_version(source: Path, shard: str, code_version: str) -> str:
+    """A shard's data version for raw_shards: SHA-256 of the code version and of each of the
+    shard's files, streamed (a missing one counts as missing). Only bytes count, not where the
+    folder is: re-reading the same bytes is no change for the stages below."""
+    lines = [f"code_version {code_version}"]
+    for suffix in SHARD_FILES:
+        path = source / f"{shard}{suffix}"
+        lines.append(f"{suffix} {sha256_of(path) if path.is_file() else 'missing'}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _read_sidecar(path: Path, parse):

@@ -3,10 +3,10 @@
 
 import great_expectations as gx
 import pyarrow.compute as pc
-from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetCheckSeverity, AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core.io import expectations, storage
-from flip_assets.core.io.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard
+from flip_assets.core.io.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard, shard_version
 from flip_assets.defs.automation import REFRESH_ON_CODE_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts, expectations_pass
 from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
@@ -73,8 +73,11 @@ CHECKS = AssetChecks(
 @per_shard
 def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_source: ShardSource) -> MaterializeResult:
     """Every sample of the shard (successful or not) with its caption, metadata, status and the
-    byte range of its image inside the tar."""
+    byte range of its image inside the tar. Its data version is the shard's bytes (with the code
+    version): re-running an unchanged shard is no change for the stages below."""
     shard = context.partition_key
+    # Hashed before reading: bytes replaced meanwhile give a new version at the next run.
+    version = shard_version(shard_source.path, shard, context.assets_def.code_versions_by_key[context.asset_key])
     table, facts = read_shard(shard_source.path, shard)
     path = flip_storage.write("raw_shards", shard, table)
     summary = storage.query(storage.sql_file("raw_shards_summary.sql"), path=str(path))[0]
@@ -97,4 +100,5 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
             "preview": MetadataValue.md(preview.to_pandas().to_markdown(index=False)),
         },
         check_results=CHECKS.results({**summary, **facts, "suite": suite}),
+        data_version=DataVersion(version),
     ))
