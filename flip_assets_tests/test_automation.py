@@ -5,13 +5,20 @@ in which one shard fails."""
 
 from __future__ import annotations
 
-from conftest import RAW_SHARDS, make_resources, run_assets
-from dagster import AssetKey, Definitions, MaterializeResult, asset, evaluate_automation_conditions, materialize
+import io
+import shutil
+import tarfile
+
+import pytest
+from conftest import REPO_ROOT, RAW_SHARDS, make_resources, run_assets
+from dagster import AssetKey, DagsterInstance, Definitions, MaterializeResult, asset, evaluate_automation_conditions, materialize
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._time import get_current_datetime
 
-from flip_assets.defs.automation import REFRESH_ON_CHANGE
+from flip_assets.core.io.shards import shard_version
+from flip_assets.defs.automation import REFRESH_ON_CHANGE, automation_sensor
+from flip_assets.defs.resources import build_resources
 from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.curation.s01_raw_shards import raw_shards
 
@@ -30,25 +37,31 @@ def downstream_of_raw_shards(code_version: str):
     return shard_summary
 
 
-def link_source(folder, tar_of: dict[str, str]):
-    """A shard folder whose NNNNN.tar is a link to the sample shard tar_of[NNNNN] (sidecars alike)."""
+def link_source(folder, tar_of: dict[str, str], origin=RAW_SHARDS):
+    """A shard folder whose NNNNN.tar is a link to the shard tar_of[NNNNN] of `origin` (the
+    sample shards; sidecars alike)."""
     folder.mkdir(exist_ok=True)
     for shard, sample in tar_of.items():
         for suffix in (".tar", ".parquet", "_stats.json"):
             link = folder / f"{shard}{suffix}"
             link.unlink(missing_ok=True)
-            link.symlink_to(RAW_SHARDS / f"{sample}{suffix}")
+            link.symlink_to(origin / f"{sample}{suffix}")
     return folder
 
 
-def status(instance, defs: Definitions) -> StaleStatus:
-    """What the UI shows for shard_summary (Unsynced is STALE)."""
+def resolver(instance, defs: Definitions) -> CachingStaleStatusResolver:
+    """Dagster's own reading of data versions and staleness, as the UI shows them now."""
     graph = defs.resolve_asset_graph()
     view = AssetGraphView(
         temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
         instance=instance, asset_graph=graph,
     )  # fmt: skip
-    return CachingStaleStatusResolver(instance, graph, view).get_status(AssetKey("shard_summary"))
+    return CachingStaleStatusResolver(instance, graph, view)
+
+
+def status(instance, defs: Definitions) -> StaleStatus:
+    """What the UI shows for shard_summary (Unsynced is STALE)."""
+    return resolver(instance, defs).get_status(AssetKey("shard_summary"))
 
 
 def test_only_a_real_change_upstream_makes_downstream_unsynced_and_refreshes_it(instance, tmp_path):
@@ -103,13 +116,20 @@ def test_a_range_run_records_each_shard_and_names_the_one_that_failed(instance, 
     assert not (tmp_path / "home" / "raw_shards" / "00001.parquet").exists()
 
 
-def test_a_range_run_gives_each_shard_its_own_metadata(instance, tmp_path):
+def test_a_range_run_gives_each_shard_its_own_metadata_and_data_version(instance, tmp_path):
     instance.add_dynamic_partitions(shard_partitions.name, list(SHARDS))
-    result = materialize([raw_shards], resources=make_resources(tmp_path), instance=instance, tags=RANGE_TAGS)
+    resources = make_resources(tmp_path)
+    result = materialize([raw_shards], resources=resources, instance=instance, tags=RANGE_TAGS)
     samples = {e.materialization.partition: e.materialization.metadata["samples"].value for e in result.get_asset_materialization_events()}
     assert samples == {"00000": 100, "00001": 99}  # each its own count
     [unique] = [c for c in result.get_asset_check_evaluations() if c.check_name == "unique_keys"]
     assert unique.passed and unique.metadata["shards"].value == 2
+    # The version a run of the shard alone gives it: its bytes, not the range it ran in.
+    now = resolver(instance, Definitions(assets=[raw_shards], resources=resources))
+    code_version = raw_shards.code_versions_by_key[AssetKey("raw_shards")]
+    assert {s: now.get_current_data_version(AssetKey("raw_shards"), s).value for s in SHARDS} == {
+        s: shard_version(RAW_SHARDS, s, code_version) for s in SHARDS
+    }
 
 
 def test_a_deleted_shard_file_fails_its_run_naming_the_file_and_keeps_the_output(instance, tmp_path):
@@ -137,3 +157,94 @@ def test_a_shard_that_failed_for_good_does_not_hold_back_the_unpartitioned_stage
     assert not run_assets([raw_shards], resources, instance, "00001").success
     ticks = evaluate_automation_conditions(defs, instance, cursor=ticks.cursor)
     assert ticks.get_requested_partitions(AssetKey("shard_summary")) == {None}
+
+
+@pytest.fixture
+def repo_instance(tmp_path, monkeypatch):
+    """An instance as the README's commands make it: the repo's dagster.yaml in a tmp DAGSTER_HOME."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.chdir(home)  # the storage paths in dagster.yaml are relative to the working directory
+    with DagsterInstance.get() as instance:
+        yield instance
+
+
+def copy_with_one_caption_changed(shard: str, folder):
+    """A copy of a sample shard in `folder` whose tar differs in one member: the first caption."""
+    folder.mkdir()
+    for suffix in (".parquet", "_stats.json"):
+        shutil.copy(RAW_SHARDS / f"{shard}{suffix}", folder / f"{shard}{suffix}")
+    changed = None
+    with tarfile.open(RAW_SHARDS / f"{shard}.tar") as source, tarfile.open(folder / f"{shard}.tar", "w") as copy:
+        for member in source:
+            data = source.extractfile(member).read()
+            if changed is None and member.name.endswith(".txt"):
+                changed, data = member.name, b"a changed caption"
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data))
+    assert changed, "no caption in the sample shard"
+    return folder
+
+
+@pytest.mark.slow  # the whole code location and its automation conditions: ~30 s
+@pytest.mark.e2e
+def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_nothing(repo_instance, tmp_path):
+    """The pipeline's own definitions and automation conditions: materialize raw_shards as a
+    backfill does (one range run) and raw_shard_pairs, which reads every shard; re-running the
+    same bytes, as a range or one shard, keeps every data version, so nothing turns Unsynced and
+    automation requests nothing. One changed caption in a shard does both."""
+    from flip_assets.definitions import DOMAINS
+
+    source = link_source(tmp_path / "source", {s: s for s in SHARDS})
+    resources = {**build_resources(), **make_resources(tmp_path / "home", source)}
+    defs = Definitions.merge(Definitions(resources=resources, sensors=[automation_sensor]), *DOMAINS)
+    job = defs.resolve_implicit_global_asset_job_def()
+    shards, pairs = AssetKey("raw_shards"), AssetKey("raw_shard_pairs")
+    repo_instance.add_dynamic_partitions(shard_partitions.name, list(SHARDS))
+
+    def run(key: AssetKey, **kwargs) -> None:
+        result = job.execute_in_process(instance=repo_instance, asset_selection=[key], raise_on_error=False, **kwargs)
+        assert result.success, key
+
+    def versions() -> dict:
+        now = resolver(repo_instance, defs)
+        return {s: now.get_current_data_version(shards, s).value for s in SHARDS}
+
+    def unsynced() -> dict:
+        """Every asset (partition) materialized so far that is not up to date."""
+        now, graph = resolver(repo_instance, defs), defs.resolve_asset_graph()
+        statuses = {
+            (key.to_user_string(), p): now.get_status(key, p)
+            for key in graph.materializable_asset_keys for p in (SHARDS if graph.get(key).is_partitioned else [None])
+        }  # fmt: skip
+        return {k: v.value for k, v in statuses.items() if v not in (StaleStatus.FRESH, StaleStatus.MISSING)}
+
+    run(shards, tags=RANGE_TAGS)  # a backfill of raw_shards (single-run policy), or make pipeline
+    run(pairs)
+    before = versions()
+    assert len(set(before.values())) == len(SHARDS), before  # each shard's own version
+    assert unsynced() == {}
+    ticks = evaluate_automation_conditions(defs, repo_instance)  # the first tick only sets the cursor
+
+    run(shards, tags=RANGE_TAGS)  # the same bytes again, as a backfill...
+    assert versions() == before
+    assert unsynced() == {}
+    run(shards, partition_key="00000")  # ...and as new_shards_sensor runs one shard
+    assert versions() == before
+    assert unsynced() == {}
+    ticks = evaluate_automation_conditions(defs, repo_instance, cursor=ticks.cursor)
+    assert ticks.total_requested == 0
+
+    # One caption changed in shard 00000: a new data version for it alone; raw_shard_pairs is
+    # Unsynced and requested, and so is the next stage of that shard.
+    changed = copy_with_one_caption_changed("00000", tmp_path / "changed")
+    link_source(source, {"00000": "00000"}, origin=changed)
+    run(shards, partition_key="00000")
+    after = versions()
+    assert after["00000"] != before["00000"] and after["00001"] == before["00001"]
+    assert unsynced() == {("raw_shard_pairs", None): "STALE"}
+    ticks = evaluate_automation_conditions(defs, repo_instance, cursor=ticks.cursor)
+    assert ticks.get_requested_partitions(pairs) == {None}
+    assert ticks.get_requested_partitions(AssetKey("face_detections")) == {"00000"}

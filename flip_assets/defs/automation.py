@@ -5,8 +5,10 @@ Every asset carries one of these conditions; `automation_sensor` evaluates them 
 which `dagster dev` starts) once it is turned on under Automation. New shards are registered and
 run by `new_shards_sensor` (curation/sensors.py); these conditions then refresh what an
 upstream change reaches:
-- an input whose content changed (a new data version: FlipStorage.publish makes the file's hash
-  the data version, so re-running an unchanged shard changes nothing downstream);
+- an input whose content changed (a new data version: raw_shards' is a hash of the shard's files,
+  every other asset's the hash of the file it published (FlipStorage.publish), a shard's the same
+  whether it ran alone or in a range (per_shard); so re-running unchanged shards requests nothing,
+  whereas AutomationCondition.eager() would react to any new materialization);
 - a new code_version on the asset itself (bump it when a change alters the output);
 - a partition that became missing, for assets below the first one (raw_shards' new partitions
   are the sensor's).

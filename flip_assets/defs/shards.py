@@ -9,13 +9,12 @@ wrapped in `per_shard`, so one run can materialize a range of shards (SINGLE_RUN
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from dagster import AssetMaterialization, AssetSelection, BackfillPolicy, DataVersion, DynamicPartitionsDefinition
-from dagster import Failure, MaterializeResult, MetadataValue
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster import AssetCheckResult, AssetMaterialization, AssetRecordsFilter, AssetSelection, BackfillPolicy, DataVersion
+from dagster import DynamicPartitionsDefinition, Failure, MaterializeResult, MetadataValue
+from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 
 from flip_assets.defs.checks import combine_check_results
 from flip_assets.defs.settings import EnvSettings
@@ -47,15 +46,15 @@ def per_shard(compute):
     """Run a shard asset's body once per shard of the run's partitions.
 
     A run of one shard is the body's own call. In a range run every shard runs even when another
-    failed: each one's metadata goes to its own partition, the check results are combined (a
-    check passes when it passed on every shard; its metadata names the failing shards) and the
-    data version is a hash of the shards' own (Dagster records one per output). When shards
+    failed: each one's metadata and data version go to its own partition (a shard has the same
+    version whether it ran alone or in a range) and the check results are combined (a check
+    passes when it passed on every shard; its metadata names the failing shards). When shards
     failed, the others are recorded as materialized (with their own data version) and the run
     fails naming each failed shard and its error, so a bad shard never holds the rest back.
     """
 
     @functools.wraps(compute)  # Dagster reads the resources from the wrapped signature
-    def run_shards(context, **resources) -> Iterator[MaterializeResult | AssetMaterialization]:
+    def run_shards(context, **resources) -> Iterator[MaterializeResult | AssetMaterialization | AssetCheckResult]:
         # A generator: what it yields before failing is still recorded.
         shards = context.partition_keys
         if len(shards) == 1:
@@ -81,13 +80,35 @@ def per_shard(compute):
             )
         for shard, result in results.items():
             context.add_asset_metadata(dict(result.metadata or {}), partition_key=shard)
-        versions = "".join(r.data_version.value if r.data_version else "" for r in results.values())
-        yield MaterializeResult(
-            check_results=combine_check_results({s: r.check_results for s, r in results.items()}),
-            data_version=DataVersion(hashlib.sha256(versions.encode()).hexdigest()),
-        )
+        yield MaterializeResult()
+        yield from _own_data_versions(context, {s: r.data_version for s, r in results.items() if r.data_version})
+        # After those, so the checks judge the materializations that stand.
+        yield from combine_check_results({s: r.check_results for s, r in results.items()})
 
     return run_shards
+
+
+def _own_data_versions(context, versions: dict[str, DataVersion]) -> Iterator[AssetMaterialization]:
+    """Each shard's materialization of this range run again, now with its own data version.
+
+    Dagster gives every partition of a range run the output's one data version (it has no
+    per-partition one: dagster-io/dagster#18649, #34013), so a shard re-run with the same bytes
+    would look changed and everything below it Unsynced, and re-run by automation. Its latest
+    materialization (what staleness and automation read) is this copy of the one Dagster just
+    recorded, the same provenance and metadata but the shard's own version. (The UI lists both:
+    a range run shows each shard materialized twice.)"""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=list(versions)), limit=len(versions)
+    ).records
+    recorded = {r.partition_key: r for r in records if r.run_id == context.run.run_id}
+    if recorded.keys() != versions.keys():
+        raise RuntimeError(f"materializations of this run not found for shards {sorted(versions.keys() - recorded.keys())}")
+    for shard, version in versions.items():
+        event = recorded[shard].asset_materialization
+        yield AssetMaterialization(
+            context.asset_key, partition=shard, metadata=event.metadata,
+            tags={**event.tags, DATA_VERSION_TAG: version.value, DATA_VERSION_IS_USER_PROVIDED_TAG: "true"},
+        )  # fmt: skip
 
 
 class ShardSource(EnvSettings):
