@@ -18,7 +18,6 @@ from dagster._time import get_current_datetime
 
 from flip_assets.core.io.shards import shard_version
 from flip_assets.defs.automation import REFRESH_ON_CHANGE, automation_sensor
-from flip_assets.defs.resources import build_resources
 from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.curation.s01_raw_shards import raw_shards
 
@@ -188,7 +187,7 @@ def copy_with_one_caption_changed(shard: str, folder):
     return folder
 
 
-@pytest.mark.slow  # the whole code location and its automation conditions: ~30 s
+@pytest.mark.slow  # the whole code location and its automation conditions: tens of seconds
 @pytest.mark.e2e
 def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_nothing(repo_instance, tmp_path):
     """The pipeline's own definitions and automation conditions: materialize raw_shards as a
@@ -196,6 +195,7 @@ def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_
     same bytes, as a range or one shard, keeps every data version, so nothing turns Unsynced and
     automation requests nothing. One changed caption in a shard does both."""
     from flip_assets.definitions import DOMAINS
+    from flip_assets.defs.resources import build_resources
 
     source = link_source(tmp_path / "source", {s: s for s in SHARDS})
     resources = {**build_resources(), **make_resources(tmp_path / "home", source)}

@@ -1,7 +1,7 @@
 """The production instance (deploy/dagster.postgres.yaml) on a real PostgreSQL server: a backfill
 of the sample shards (raw_shards + face_detections) goes through the daemon's run queue, its run
 is killed mid-shard; run monitoring marks the run failed, run_retries re-runs it, PostgreSQL is
-restarted before the daemon closes the backfill, and every partition ends materialized once,
+restarted before the daemon closes the backfill, and every partition ends materialized by one run,
 with the same files as an undisturbed run and nothing partial on disk. The detector is YuNet, a
 few seconds a shard on the CPU (RetinaFace takes minutes per pass on two busy cores); the
 recovery does not depend on it.
@@ -240,7 +240,8 @@ def test_a_backfill_survives_a_killed_run_and_a_postgres_restart(postgres, tmp_p
         assert any(r.status == DagsterRunStatus.SUCCESS and r.tags.get("dagster/parent_run_id") == killed_run for r in runs)
         for asset in ASSETS:
             records = instance.fetch_materializations(AssetKey(asset), limit=100).records
-            per_shard = sorted(r.partition_key for r in records)
+            # By one run each (a range run records a shard twice: defs/shards.py, per_shard).
+            per_shard = sorted(shard for shard, _ in {(r.partition_key, r.run_id) for r in records})
             assert per_shard == SHARDS, f"{asset}: materializations {per_shard}"
     print(f"backfill with a killed run and a PostgreSQL restart: {time.monotonic() - started:.0f} s")
 
