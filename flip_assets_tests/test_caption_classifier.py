@@ -29,7 +29,7 @@ from flip_assets.core.curation.caption_training import (
     WEB_DATASET_SCHEMA,
     WebDatasetSettings,
 )
-from flip_assets.core.training.face_descriptions import describe, face_description_set
+from flip_assets.core.curation.face_descriptions import describe, face_description_set
 
 
 REVIEW = REPO_ROOT / "flip_assets" / "face_caption_review.csv"
