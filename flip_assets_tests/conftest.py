@@ -191,7 +191,8 @@ def text_filtered(detected_home) -> Materialized:
 def denoised_home(text_filtered, llm_server) -> Path:
     """text_filtered's FLIP_HOME with denoised_captions of both shards, through the real local
     model (replies are cached in that home: a test that denoised them first makes this cheap)."""
-    from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
+    from flip_assets.defs.curation.resources import LLMResource
+    from flip_assets.defs.shared_resources import PerplexityResource
     from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 
     resources = {

@@ -18,7 +18,8 @@ from flip_assets.core.curation.denoiser import DenoiseSettings, build_messages, 
 from flip_assets.core.curation.keywords import KeywordMatcher
 from flip_assets.core.curation.llm_server import free_port
 from flip_assets.core.curation.precleaning import preclean
-from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
+from flip_assets.defs.curation.resources import LLMResource
+from flip_assets.defs.shared_resources import PerplexityResource
 from flip_assets.defs.resources import build_resources
 from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 

@@ -62,7 +62,8 @@ def candidates_home(denoised_home, llm_server, tmp_path_factory):
     are run again with FLIP_TEXT_THRESHOLD just below each shard's third-best caption score: the
     classifier's own threshold keeps one or none of the COCO captions of a sample shard (they
     describe scenes), and the release needs a few pairs in every shard."""
-    from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
+    from flip_assets.defs.curation.resources import LLMResource
+    from flip_assets.defs.shared_resources import PerplexityResource
     from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
     from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 
