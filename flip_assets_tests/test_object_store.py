@@ -211,12 +211,11 @@ def test_a_checkpoint_trained_on_the_store_resumes_and_is_evaluated_on_other_mac
 
     from flip_assets.core.training.contrastive_training import prepare_inputs, train
     from flip_assets.core.training.dual_encoder import build_model, load_tokenizer
-    from flip_assets.defs.shared_resources import PerplexityResource
     from flip_assets.defs.evaluation.resources import EvaluationResource
     from flip_assets.defs.evaluation.tables import flip_eval_tables
     from flip_assets.defs.training.checkpoint import flip_checkpoint
+    from flip_assets.defs.shared_resources import PerplexityResource, TrainingResource
     from flip_assets.defs.training.pairs import celeba_caption_pairs
-    from flip_assets.defs.shared_resources import TrainingResource
 
     endpoint, fs = s3
     home = f"s3://{BUCKET}/flip/training"
