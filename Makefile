@@ -1,7 +1,9 @@
 # The two commands of the README:  make pipeline  |  make test
 # make test is CI's whole suite (.ci/run); make test-fast the unit tier (under 2 minutes), without
-# the tests marked slow, e2e or gpu (markers: pyproject.toml). gpu tests run only where torch sees
-# CUDA; elsewhere make test deselects them, so they show as deselected, never as passed.
+# the tests marked slow, e2e or gpu; make test-e2e the tests that run the pipeline through a real
+# Dagster instance (marker e2e). Each test file writes its markers (listed in pyproject.toml).
+# gpu tests run only where torch sees CUDA; elsewhere make test deselects them, so they show as
+# deselected, never as passed.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export FLIP_HOME ?= $(CURDIR)/.flip_home
@@ -12,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 # llama.cpp's native build crashes on these CPUs; pip caches the wheel built with these flags.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install pipeline test test-fast ui bench
+.PHONY: install pipeline test test-fast test-e2e ui bench
 
 $(VENV)/.installed: pyproject.toml
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,6 +39,9 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -m 'not slow and not e2e and not gpu'
+
+test-e2e: install
+	$(PY) -m pytest -m e2e
 
 ui: install
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1

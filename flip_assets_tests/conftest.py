@@ -15,20 +15,29 @@ DATA = SHARED / "data"
 MODELS = SHARED / "models"
 RAW_SHARDS = DATA / "raw_shards"
 
-# Tiers (markers registered in pyproject.toml). A test using one of these session fixtures,
-# directly or through another fixture, waits minutes for stages on real data or for llama.cpp;
-# the first two materialize several stages through a real instance.
+# Tiers (markers registered in pyproject.toml) are written in each test file: `pytestmark` for a
+# file of one tier, a decorator where a file mixes tiers. A test using one of these session
+# fixtures, directly or through another fixture, waits minutes for stages on real data or for
+# llama.cpp (slow); the first three materialize several stages through a real instance (e2e).
+# A test that uses one without its marker fails collection, so `make test-fast` stays fast.
 SLOW_FIXTURES = {"detected_home", "text_filtered", "llm_server", "denoised_home"}
 E2E_FIXTURES = {"detected_home", "text_filtered", "denoised_home"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers added here
+def missing_tier_markers(item) -> list[str]:
+    """The tier markers the test's fixtures call for that the test does not carry."""
+    needed = {"slow": SLOW_FIXTURES, "e2e": E2E_FIXTURES}
+    return [tier for tier, fixtures in needed.items() if fixtures & set(item.fixturenames) and not item.get_closest_marker(tier)]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything, so every test is checked
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if SLOW_FIXTURES & set(item.fixturenames):
-            item.add_marker(pytest.mark.slow)
-        if E2E_FIXTURES & set(item.fixturenames):
-            item.add_marker(pytest.mark.e2e)
+    unmarked = [f"{item.nodeid}: {', '.join(missing)}" for item in items if (missing := missing_tier_markers(item))]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use a slow fixture (conftest.SLOW_FIXTURES, E2E_FIXTURES) without the tier marker; add "
+            "pytestmark = pytest.mark.<tier> to the file or @pytest.mark.<tier> to the test:\n" + "\n".join(unmarked)
+        )
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if gpu and not cuda_available():
         # Reported as skipped, never as passed; `make test` deselects them up front instead.
@@ -182,7 +191,8 @@ def text_filtered(detected_home) -> Materialized:
 def denoised_home(text_filtered, llm_server) -> Path:
     """text_filtered's FLIP_HOME with denoised_captions of both shards, through the real local
     model (replies are cached in that home: a test that denoised them first makes this cheap)."""
-    from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
+    from flip_assets.defs.curation.resources import LLMResource
+    from flip_assets.defs.shared_resources import PerplexityResource
     from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 
     resources = {

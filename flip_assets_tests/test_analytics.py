@@ -77,6 +77,8 @@ def analysed(release_home, tmp_path_factory) -> Materialized:
     return done
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_race_classifier_beats_the_majority_guess(analysed):
     meta = analysed.metadata[("race_classifier", None)]
     assert meta["test_faces"] == 400 and meta["train_faces"] == 1500
@@ -86,6 +88,8 @@ def test_race_classifier_beats_the_majority_guess(analysed):
     assert Path(meta["model"]).name == "race_pipeline.pkl"
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_every_released_face_estimated(analysed):
     for shard in SHARDS:
         release = pq.read_table(analysed.home / "flip_release" / f"{shard}.parquet").to_pylist()
@@ -100,6 +104,8 @@ def test_every_released_face_estimated(analysed):
         assert analysed.checks[("released_face_demographics", check)]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_statistics_match_the_files(analysed):
     home = analysed.home
     funnel = {row["shard"]: row for row in pq.read_table(home / "dataset_statistics" / "all.parquet").to_pylist()}
@@ -124,6 +130,8 @@ def test_statistics_match_the_files(analysed):
         assert analysed.checks[("dataset_statistics", check)], check
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_card_written_with_its_figures(analysed):
     folder = analysed.home / "dataset_card"
     card = (folder / "README.md").read_text()
@@ -149,6 +157,8 @@ def _copy(home: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_missing_and_half_written_release_files_are_listed(release_home, tmp_path):
     home = _copy(release_home, tmp_path)
     (home / "flip_release" / "00001.parquet").unlink()
@@ -168,6 +178,8 @@ def test_missing_and_half_written_release_files_are_listed(release_home, tmp_pat
     }
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_empty_shard_counts_zero(release_home, tmp_path):
     home = _copy(release_home, tmp_path)
     write_empty_shard(home, "00002")
@@ -178,6 +190,8 @@ def test_empty_shard_counts_zero(release_home, tmp_path):
     assert not stats.check_facts()["funnel_increases"]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_empty_shard_has_no_faces_to_estimate(analysed, tmp_path, instance):
     home = tmp_path / "home"
     shutil.copytree(analysed.home, home)
@@ -188,6 +202,8 @@ def test_empty_shard_has_no_faces_to_estimate(analysed, tmp_path, instance):
     assert pq.read_metadata(home / "released_face_demographics" / "00002.parquet").num_rows == 0
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_stage_file_with_unexpected_schema_is_named(release_home, tmp_path):
     home = _copy(release_home, tmp_path)
     path = home / "flip_release" / "00000.parquet"

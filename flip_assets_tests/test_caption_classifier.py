@@ -29,12 +29,14 @@ from flip_assets.core.curation.caption_training import (
     WEB_DATASET_SCHEMA,
     WebDatasetSettings,
 )
-from flip_assets.core.training.face_descriptions import describe, face_description_set
+from flip_assets.core.curation.face_descriptions import describe, face_description_set
 
 
 REVIEW = REPO_ROOT / "flip_assets" / "face_caption_review.csv"
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_dataset_asset(text_filtered):
     table = pq.read_table(text_filtered.home / "caption_classifier_dataset" / "all.parquet")
     assert table.schema.equals(WEB_DATASET_SCHEMA)
@@ -66,6 +68,8 @@ def test_dataset_asset(text_filtered):
         assert text_filtered.checks[("caption_classifier_dataset", check)], check
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_classifier_is_chosen_and_measured_on_the_reviewed_captions(text_filtered):
     path = classifier_model_dir(text_filtered.home)
     model = AutoModelForSequenceClassification.from_pretrained(str(path))
@@ -94,6 +98,8 @@ def test_classifier_is_chosen_and_measured_on_the_reviewed_captions(text_filtere
     assert scores[0] > meta["threshold"] >= scores[1]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_face_description_test_meets_target(text_filtered):
     meta = text_filtered.metadata[("face_description_test", None)]
     assert meta["threshold"] == text_filtered.metadata[("caption_classifier", None)]["threshold"]
@@ -169,6 +175,8 @@ def _failure_message(result) -> str:
     return "\n".join(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_corrupt_or_incomplete_classifier_fails_naming_the_folder(tmp_path, text_filtered):
     broken = tmp_path / "model"
     shutil.copytree(classifier_model_dir(text_filtered.home), broken)
@@ -182,6 +190,8 @@ def test_corrupt_or_incomplete_classifier_fails_naming_the_folder(tmp_path, text
         load_classifier(tmp_path / "absent")
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_reviewed_caption_among_the_training_labels_blocks_the_dataset(tmp_path, text_filtered, instance):
     from flip_assets.defs.curation.s04_caption_classifier import caption_classifier_dataset
 

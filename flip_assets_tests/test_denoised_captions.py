@@ -18,7 +18,8 @@ from flip_assets.core.curation.denoiser import DenoiseSettings, build_messages, 
 from flip_assets.core.curation.keywords import KeywordMatcher
 from flip_assets.core.curation.llm_server import free_port
 from flip_assets.core.curation.precleaning import preclean
-from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
+from flip_assets.defs.curation.resources import LLMResource
+from flip_assets.defs.shared_resources import PerplexityResource
 from flip_assets.defs.resources import build_resources
 from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 
@@ -128,6 +129,7 @@ def denoised_twice(real_pairs_home, llm_server):
         yield first, second, table_first, table_second
 
 
+@pytest.mark.slow
 def test_denoises_real_pairs_and_accounts_for_every_caption(denoised_twice):
     first, _, table, _ = denoised_twice
     assert first.success
@@ -163,6 +165,7 @@ def test_denoises_real_pairs_and_accounts_for_every_caption(denoised_twice):
     assert meta["captions_put_to_llm"] == 6 and meta["llm_fallback_share"] <= 0.5
 
 
+@pytest.mark.slow
 def test_second_run_is_served_from_the_cache(denoised_twice):
     _, second, first_table, second_table = denoised_twice
     assert second.success
@@ -173,6 +176,7 @@ def test_second_run_is_served_from_the_cache(denoised_twice):
     assert all(second_table.column("cached").to_pylist()[i] for i, o in enumerate(second_table.column("outcome").to_pylist()) if o == "llm")
 
 
+@pytest.mark.slow
 def test_injection_and_non_english_never_add_content(denoised_twice):
     _, _, table, _ = denoised_twice
     settings = DenoiseSettings()
@@ -390,6 +394,8 @@ def test_remote_url_without_key_fails_fast_and_a_key_never_leaks(tmp_path, insta
     assert logs and not any(secret in (log.message or "") or secret in str(log.dagster_event) for log in logs)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_pipeline_pairs_and_evaluation_set_through_the_real_model(text_filtered, llm_server):
     """On the real face_text_pairs of both sample shards, then on LAION captions the trained
     caption classifier accepts; the evaluation reports the quality figures of the paper."""

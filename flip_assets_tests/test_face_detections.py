@@ -20,6 +20,8 @@ def retinaface():
     return build_detector("retinaface", MODELS)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_sample_shards_keep_only_clear_faces(detected_home):
     """Another implementation of these weights keeps 13 of the 80 photos of shard 00000 at 0.9."""
     for shard in ("00000", "00001"):
@@ -48,6 +50,8 @@ def test_recall_on_300w(retinaface, name):
     assert result.recall >= 0.97, result.as_dict()
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_threshold_is_configurable(detected_home, tmp_path, instance):
     """A stricter threshold keeps no more photos, and the metadata says which threshold applied."""
     from flip_assets.defs.curation.s01_raw_shards import raw_shards

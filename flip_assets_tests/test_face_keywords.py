@@ -108,6 +108,8 @@ def test_word2vec_and_keywords_are_the_same_when_trained_twice_with_other_hash_s
     assert len(runs[0]["candidates"]) > len(SEED_WORDS)  # neighbours were found, not only seeds
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_face_keywords_asset(text_filtered):
     table = pq.read_table(text_filtered.home / "face_keywords" / "all.parquet").to_pylist()
     words = {r["word"]: r for r in table}
@@ -128,6 +130,8 @@ def test_face_keywords_asset(text_filtered):
     assert "eyes" in model.wv and meta["vocabulary"] == len(model.wv)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_unreviewed_candidates_are_reported_for_review(tmp_path, detected_home, instance):
     """With an empty review file every candidate is unreviewed: listed in the metadata, ready
     to paste into the file; the asset still materializes, its review check warns."""

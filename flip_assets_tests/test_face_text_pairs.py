@@ -26,6 +26,8 @@ CONTRACT = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_every_face_sample_scored_under_the_contract(text_filtered):
     assert [(f.name, f.type) for f in FACE_TEXT_PAIRS_SCHEMA] == CONTRACT
     for shard in ("00000", "00001"):
@@ -81,6 +83,8 @@ def bad_home(tmp_path, text_filtered):
     return tmp_path
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_bad_captions_get_a_score_or_a_drop_reason(bad_home, instance):
     from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
 
@@ -101,6 +105,8 @@ def test_bad_captions_get_a_score_or_a_drop_reason(bad_home, instance):
     assert by_name["control"]["keywords"] == ["smile", "eyes"]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_text_threshold_setting_overrides_the_chosen_threshold(bad_home, instance):
     from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
 

@@ -150,6 +150,7 @@ def test_trickling_server_is_cut_off_at_the_deadline(fake_openai, tmp_path):
     assert reply.text == "a face"
 
 
+@pytest.mark.slow
 def test_real_server_too_slow_for_the_timeout_and_then_fine(llm_server, tmp_path):
     impatient = make_client(llm_server.base_url, tmp_path, timeout_s=0.001, retry=RetryPolicy(max_retries=0))
     with pytest.raises(LLMUnavailable, match="timeout"):

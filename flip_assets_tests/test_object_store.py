@@ -83,6 +83,8 @@ def published(fs, folder: str) -> set[str]:
         return plain | set(json.load(f)["files"])
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_stages_publish_to_s3_what_they_publish_to_a_folder(s3, detected_home, tmp_path, instance):
     endpoint, fs = s3
     resources = {**make_resources(detected_home), "flip_storage": s3_storage(endpoint, tmp_path / "pod_a")}
@@ -108,6 +110,8 @@ def test_stages_publish_to_s3_what_they_publish_to_a_folder(s3, detected_home, t
 
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_text_filtering_reads_its_models_from_the_store(s3, text_filtered, tmp_path, instance):
     """face_text_pairs on a machine that has none of its inputs: the keywords and the caption
     classifier's model folder come from the store, as another machine published them."""
@@ -126,6 +130,8 @@ def test_text_filtering_reads_its_models_from_the_store(s3, text_filtered, tmp_p
 
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_release_on_the_store_equals_the_release_in_a_folder(s3, denoised_home, tmp_path, instance):
     """release_candidates (every shard), release_index and flip_release of one shard, from the
     session's stage files, once with them in the store and once in a folder."""
@@ -205,12 +211,11 @@ def test_a_checkpoint_trained_on_the_store_resumes_and_is_evaluated_on_other_mac
 
     from flip_assets.core.training.contrastive_training import prepare_inputs, train
     from flip_assets.core.training.dual_encoder import build_model, load_tokenizer
-    from flip_assets.defs.curation.resources import PerplexityResource
     from flip_assets.defs.evaluation.resources import EvaluationResource
     from flip_assets.defs.evaluation.tables import flip_eval_tables
     from flip_assets.defs.training.checkpoint import flip_checkpoint
+    from flip_assets.defs.shared_resources import PerplexityResource, TrainingResource
     from flip_assets.defs.training.pairs import celeba_caption_pairs
-    from flip_assets.defs.training.resources import TrainingResource
 
     endpoint, fs = s3
     home = f"s3://{BUCKET}/flip/training"

@@ -1,8 +1,8 @@
-"""core/analytics/plots.py: figures become real PNGs that Markdown metadata can carry."""
+"""core/io/plots.py: figures become real PNGs that Markdown metadata can carry."""
 
 import base64
 
-from flip_assets.core.analytics.plots import figure_png, markdown_image, new_figure
+from flip_assets.core.io.plots import figure_png, markdown_image, new_figure
 
 
 def test_figure_becomes_png_markdown():

@@ -62,7 +62,8 @@ def candidates_home(denoised_home, llm_server, tmp_path_factory):
     are run again with FLIP_TEXT_THRESHOLD just below each shard's third-best caption score: the
     classifier's own threshold keeps one or none of the COCO captions of a sample shard (they
     describe scenes), and the release needs a few pairs in every shard."""
-    from flip_assets.defs.curation.resources import LLMResource, PerplexityResource
+    from flip_assets.defs.curation.resources import LLMResource
+    from flip_assets.defs.shared_resources import PerplexityResource
     from flip_assets.defs.curation.s05_face_text_pairs import face_text_pairs
     from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 
@@ -121,6 +122,8 @@ def candidate_keys(home, shard, asset="release_candidates") -> list[str]:
     return table.column("key").to_pylist()
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_release_of_the_sample_shards(home, instance, tmp_path):
     """Every candidate released or excluded with a reason; the exact schema; checks pass; the
     LAION tag kept beside ours; the AIGC release empty with its note when there is no backend."""
@@ -155,6 +158,8 @@ def test_release_of_the_sample_shards(home, instance, tmp_path):
     assert "no AIGC samples" in event.materialization.metadata["note"].value
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_release_is_usable_by_datasets_duckdb_pandas_and_img2dataset(home, instance):
     """As a user loads it. img2dataset itself cannot be installed beside this project (it pins
     opencv-python-headless and an older pandas), so its input contract is checked instead:
@@ -192,6 +197,8 @@ def write_candidates(home, shard, rows):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_duplicates_across_shards_keep_the_first_by_shard_then_key(home, instance):
     """A later shard holding copies of 00000's images, exact and near (a changed image whose
     perceptual hash is 1 bit away): excluded with the kept first occurrence named."""
@@ -217,6 +224,8 @@ def test_duplicates_across_shards_keep_the_first_by_shard_then_key(home, instanc
     assert index_meta["release_index"]["cross_shard_duplicates"].value == len(copies)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_stale_index_fails_the_release_naming_the_shard(home, instance):
     """Candidates of a shard added after release_index: the release refuses the index instead of
     releasing a later shard's copy, and passes once the index is materialized again."""
@@ -228,6 +237,8 @@ def test_a_stale_index_fails_the_release_naming_the_shard(home, instance):
     assert all(r.success for r in release(home, instance, shards=("00001",)).values())
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_key_in_two_shards_is_caught_by_a_blocking_check(home, instance):
     row = read(home, "release_candidates", "00000").to_pylist()[0]
     write_candidates(home, "00003", [{**row, "shard": "00003", "sha256": "e" * 64, "phash": "0123456789abcdef"}])
@@ -238,6 +249,8 @@ def test_a_key_in_two_shards_is_caught_by_a_blocking_check(home, instance):
     assert "failed the blocking check(s) keys_unique_across_shards" in failure_text(results["00000"])
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_blocklist_removes_listed_samples_at_the_next_materialization(home, instance, tmp_path):
     shard = max(SHARDS, key=lambda s: len(candidate_keys(home, s)))  # which shard has more depends on the classifier
     assert all(r.success for r in release(home, instance, shards=(shard,)).values())
@@ -273,6 +286,8 @@ def test_the_blocklist_removes_listed_samples_at_the_next_materialization(home, 
     assert f"FLIP_BLOCKLIST: {blocklist}, line 2: 'not-a-hash' is neither" in failure_text(result)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_nsfw_action_drop_excludes_flagged_samples(home, instance):
     """Drop mode: our classifier's NSFW and the source's LAION tag (all of 00000's candidates)
     exclude a sample. The sample shards are COCO photos, none explicit, so NudeNet scores them
@@ -301,6 +316,8 @@ def test_nsfw_action_drop_excludes_flagged_samples(home, instance):
     assert released == set(scores) - by_classifier
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_an_empty_shard_goes_through_with_zero_rows(home, instance):
     for name, schema in [
         ("raw_shards", RAW_SHARD_SCHEMA), ("face_detections", FACE_DETECTIONS_SCHEMA),
@@ -314,6 +331,8 @@ def test_an_empty_shard_goes_through_with_zero_rows(home, instance):
     assert read(home, "flip_release", "00004").schema.equals(RELEASE_SCHEMA)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_stage_file_with_an_unexpected_schema_fails_naming_it(home, instance):
     path = storage.partition_path(home, "denoised_captions", "00001")
     table = read(home, "denoised_captions", "00001")
@@ -322,6 +341,8 @@ def test_a_stage_file_with_an_unexpected_schema_fails_naming_it(home, instance):
     assert not result.success and f"{path}: no column 'denoised'" in failure_text(result)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_half_written_candidates_file_fails_the_index_naming_it(home, instance):
     path = storage.partition_path(home, "release_candidates", "00001")
     data = path.read_bytes()

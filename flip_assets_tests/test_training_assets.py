@@ -44,14 +44,13 @@ def test_leak_check_finds_an_evaluation_image_among_training_pairs(tmp_path):
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_pairs_checkpoint_tables_and_ablation_materialize_with_passing_checks(tmp_path, instance):
-    from flip_assets.defs.curation.resources import PerplexityResource
     from flip_assets.defs.curation.s01_raw_shards import raw_shards
     from flip_assets.defs.evaluation.ablation import flip_ablation
     from flip_assets.defs.evaluation.resources import EvaluationResource
     from flip_assets.defs.evaluation.tables import flip_eval_tables
     from flip_assets.defs.training.checkpoint import flip_checkpoint, model_dir
+    from flip_assets.defs.shared_resources import PerplexityResource, TrainingResource
     from flip_assets.defs.training.pairs import celeba_caption_pairs, raw_shard_pairs
-    from flip_assets.defs.training.resources import TrainingResource
 
     resources = make_resources(tmp_path) | {
         "training": TrainingResource(
@@ -84,7 +83,7 @@ def test_released_pairs_cut_release_images_from_the_shards_and_count_what_is_gon
     one is dropped with its reason, not lost silently."""
     from flip_assets.defs.curation.s01_raw_shards import raw_shards
     from flip_assets.defs.training.pairs import released_pairs
-    from flip_assets.defs.training.resources import TrainingResource
+    from flip_assets.defs.shared_resources import TrainingResource
 
     resources = make_resources(tmp_path) | {"training": TrainingResource(eval_data=str(DATA / "eval"))}
     assert run_assets([raw_shards], resources, instance, "00000").success

@@ -132,9 +132,9 @@ def test_launch_face_detections_for_one_shard_from_the_ui(ui, page, tmp_path):
     url, dagster_home = ui
     shots = tmp_path / "screenshots"
 
-    # The asset graph shows the pipeline's groups.
+    # The asset graph shows the pipeline's groups: the folders of flip_assets/defs/.
     page.goto(f"{url}/asset-groups")
-    for group in ("visual_filtering", "textual_filtering", "text_denoising", "aigc"):
+    for group in ("curation", "release", "analytics", "training", "evaluation"):
         expect(page.get_by_text(group, exact=True).last).to_be_visible()
 
     # The asset page, its materialize dialog: the shard picked from the partition list.
@@ -187,7 +187,7 @@ def test_launch_face_detections_for_one_shard_from_the_ui(ui, page, tmp_path):
 
     # The graph of the stage's group (the whole graph, five domains, zooms out past the labels):
     # the two materialized assets now marked as such.
-    page.goto(f"{url}/locations/flip_assets/asset-groups/visual_filtering")
+    page.goto(f"{url}/locations/flip_assets/asset-groups/curation")
     expect(page.get_by_text("face_detections", exact=True).last).to_be_visible()
     page.wait_for_timeout(2000)  # statuses fetched, layout settled
     page.screenshot(path=shots / SCREENSHOTS[0])

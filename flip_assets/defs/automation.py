@@ -1,8 +1,10 @@
 """When assets refresh on their own: Dagster's declarative automation, as its docs recommend
 over schedules and sensors for asset-centric work (guides/automate/declarative-automation).
 
-Every asset carries one of these conditions; `automation_sensor` evaluates them (in the daemon,
-which `dagster dev` starts) once it is turned on under Automation. New shards are registered and
+The assets of curation, analytics, training and evaluation carry one of these conditions;
+`automation_sensor` evaluates them (in the daemon, which `dagster dev` starts) once it is turned on
+under Automation. aigc_samples (a paid API) and the release's assets carry none: they run when
+someone asks (release_candidates also in the shard_pipeline job). New shards are registered and
 run by `new_shards_sensor` (curation/sensors.py); these conditions then refresh what an
 upstream change reaches:
 - an input whose content changed (a new data version: raw_shards' is a hash of the shard's files,
@@ -10,8 +12,8 @@ upstream change reaches:
   whether it ran alone or in a range (per_shard); so re-running unchanged shards requests nothing,
   whereas AutomationCondition.eager() would react to any new materialization);
 - a new code_version on the asset itself (bump it when a change alters the output);
-- a partition that became missing, for assets below the first one (raw_shards' new partitions
-  are the sensor's).
+- a partition that became missing, for assets with inputs (raw_shards' new partitions are the
+  sensor's).
 They wait while an input is missing or being computed, and never request what is running. An
 input partition whose last run failed for good does not count as missing: one bad shard does not
 hold back the unpartitioned stages, which use the shards that exist.
@@ -34,8 +36,8 @@ REFRESH_ON_CHANGE = (
     & _runnable
 ).with_label("refresh_on_change")
 
-# raw_shards: its input is the shard files, which new_shards_sensor watches; only a new code
-# version re-reads every shard.
+# Assets without asset inputs: raw_shards reads the shard files, which new_shards_sensor watches,
+# celeba_caption_pairs the CelebA files; only a new code version re-reads them.
 REFRESH_ON_CODE_CHANGE = (
     AutomationCondition.code_version_changed().since_last_handled() & ~AutomationCondition.in_progress()
 ).with_label("refresh_on_code_change")

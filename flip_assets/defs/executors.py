@@ -11,11 +11,13 @@ import os
 
 from dagster import ExecutorDefinition, in_process_executor
 
+from flip_assets.defs.asset_keys import CAPTION_CLASSIFIER, FACE_DESCRIPTION_TEST, FACE_DETECTIONS, FACE_TEXT_PAIRS
+
 SETTING = "FLIP_EXECUTOR"
 
 # Step keys (the assets' op names) of the torch stages: the detector, the caption classifier's
 # training, its test and its scoring of face-text pairs.
-GPU_STEPS = ("face_detections", "caption_classifier", "face_description_test", "face_text_pairs")
+GPU_STEPS = (FACE_DETECTIONS, CAPTION_CLASSIFIER, FACE_DESCRIPTION_TEST, FACE_TEXT_PAIRS)
 
 # Labels and taint of GPU nodes as NVIDIA's GPU operator sets them; one GPU per step.
 GPU_STEP_K8S_CONFIG = {

@@ -21,13 +21,12 @@ from flip_assets.defs.curation.resources import (
     FaceDetectorResource,
     KeywordMiningResource,
     LLMResource,
-    PerplexityResource,
 )
 from flip_assets.defs.evaluation.resources import EvaluationResource
 from flip_assets.defs.release.resources import ReleaseResource
 from flip_assets.defs.shards import ShardSource
 from flip_assets.defs.storage import FlipStorage
-from flip_assets.defs.training.resources import TrainingResource
+from flip_assets.defs.shared_resources import PerplexityResource, TrainingResource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT.parent / "shared"

@@ -1,9 +1,14 @@
 """The one partitioning of the pipeline: a partition per img2dataset shard ('00000', ...), and
 the folder the shards come from (ShardSource, FLIP_SOURCE). Shared by every domain.
 
-Keys are added by `new_shards_sensor` (sensors.py) or `python -m flip_assets.tools.run_pipeline --register-only`.
-Every shard-partitioned asset carries SHARD_TAG, so jobs can select them all, and has its body
-wrapped in `per_shard`, so one run can materialize a range of shards (SINGLE_RUN_BACKFILL).
+Keys are added by `new_shards_sensor` (curation/sensors.py) or `python -m
+flip_assets.tools.run_pipeline --register-only`. The assets tagged SHARD_TAG (the curation
+stages' shard assets and release_candidates) form the shard_pipeline job (curation/jobs.py), the
+run a new shard gets.
+The curation stages' shard assets have their bodies wrapped in `per_shard`, and every curation
+asset has SINGLE_RUN_BACKFILL, so one run can materialize a range of shards; the other
+shard-partitioned assets (release_candidates, flip_release, release_exclusions,
+released_face_demographics) run one shard per run.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ shard_assets = AssetSelection.tag("partition", "shard")
 
 # Every curation asset's backfill policy. One run may hold many shards: `dagster asset materialize
 # --partition-range A...B` accepts only assets with this policy (the unpartitioned ones too, so
-# `--select 'not group:release'` with a range runs every stage in one run), and a run pays the package's
-# import (Dagster, torch: ~17 s on a busy machine) once instead of once per shard. The sensor and
-# backfills of the shard_pipeline job still run one shard per run.
+# `--select 'group:curation'` with a range runs every curation stage in one run), and a run pays
+# the package's import (Dagster, torch: ~17 s on a busy machine) once instead of once per shard.
+# The sensor and backfills of the shard_pipeline job still run one shard per run.
 SINGLE_RUN_BACKFILL = BackfillPolicy.single_run()
 
 class _OneShard:

@@ -25,7 +25,9 @@ from pydantic import PrivateAttr
 
 from flip_assets.core.io import object_store, storage
 from flip_assets.core.curation.caption_classifier import classifier_model_dir
+from flip_assets.core.training.dual_encoder import checkpoint_model_dir
 from flip_assets.core.io.object_store import ObjectHome
+from flip_assets.defs.asset_keys import CAPTION_CLASSIFIER, FLIP_CHECKPOINT
 from flip_assets.defs.settings import EnvSettings
 
 
@@ -280,8 +282,13 @@ class FlipStorage(EnvSettings):
 
     def caption_classifier_dir(self) -> Path:
         """The fine-tuned caption classifier, once caption_classifier published (passed its checks)."""
-        storage.require_file(self.path("caption_classifier"))
-        return classifier_model_dir(self.local_home("caption_classifier"))
+        storage.require_file(self.path(CAPTION_CLASSIFIER))
+        return classifier_model_dir(self.local_home(CAPTION_CLASSIFIER))
+
+    def published_checkpoint_dir(self) -> Path:
+        """The dual encoder flip_checkpoint saved last (Hugging Face layout), brought into the
+        working copy of an object store (a folder FLIP_HOME has it in place)."""
+        return checkpoint_model_dir(self.local_home(f"{FLIP_CHECKPOINT}/model"))
 
 
 def table_metadata(path: Path, partitioned: bool) -> dict:

@@ -1,1 +1,1 @@
-"""Statistics, demographics, plots, the dataset card and the main job's summary."""
+"""Statistics, demographics, the dataset card and the main job's summary."""

@@ -9,7 +9,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flip_assets.core.analytics.plots import figure_png, new_figure
+from flip_assets.core.io.plots import figure_png, new_figure
 from flip_assets.core.analytics.statistics import connect, take_inventory
 from flip_assets.core.io import storage
 from flip_assets.core.io.shards import StaleShardError, read_sample_image

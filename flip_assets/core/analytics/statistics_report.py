@@ -3,7 +3,7 @@ to the card, and the card itself)."""
 
 from __future__ import annotations
 
-from flip_assets.core.analytics.plots import figure_png, new_figure
+from flip_assets.core.io.plots import figure_png, new_figure
 from flip_assets.core.analytics.statistics import (
     FUNNEL,
     PAPER_CAPTION_CHARS,

@@ -1,1 +1,2 @@
-"""The curation stages in the paper's order: face detection, keywords, the caption classifier, pairs, LLM denoising, AIGC."""
+"""The curation stages in the paper's order: face detection, keywords, the caption classifier (and its
+face-description test), pairs, LLM denoising, AIGC."""

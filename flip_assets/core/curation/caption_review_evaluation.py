@@ -70,7 +70,7 @@ def confusion_rows(evaluation: ReviewEvaluation) -> list[dict]:
 def curve_png(evaluation: ReviewEvaluation, target: tuple[float, float] | None = None) -> bytes:
     """The population-weighted precision-recall curves of both splits as a PNG, the chosen
     operating point marked on each, and the (precision, recall) target as dotted lines."""
-    from flip_assets.core.analytics.plots import figure_png, new_figure
+    from flip_assets.core.io.plots import figure_png, new_figure
 
     figure, axes = new_figure()
     for split, curve, point in (("dev", evaluation.dev_curve, evaluation.dev), ("test", evaluation.test_curve, evaluation.test)):

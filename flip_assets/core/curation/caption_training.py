@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from flip_assets.core.curation.caption_classifier import DATASET_SCHEMA, CaptionRecord, split_balanced
 from flip_assets.core.curation.caption_review import caption_id
 from flip_assets.core.curation.captions import clean_caption
-from flip_assets.core.training.face_descriptions import FACE_VOCABULARY
+from flip_assets.core.curation.face_descriptions import FACE_VOCABULARY
 from flip_assets.core.curation.keywords import KeywordMatcher
 
 # roles of the training captions (the dataset's `role` column)

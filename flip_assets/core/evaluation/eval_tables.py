@@ -50,7 +50,7 @@ def markdown(lines: list[dict]) -> str:
 
 def bars_png(lines: list[dict], models: list[str], title: str) -> bytes:
     """Grouped bars: a group per (task, metric), a bar per model."""
-    from flip_assets.core.analytics.plots import figure_png, new_figure
+    from flip_assets.core.io.plots import figure_png, new_figure
 
     figure, axes = new_figure(max(6.0, 1.4 * len(lines) + 2), 4.0)
     width = 0.8 / max(1, len(models))

@@ -270,7 +270,7 @@ def train(
 
 def curves_png(curve: list[dict], title: str) -> bytes:
     """Loss, learning rates and throughput per step, side by side."""
-    from flip_assets.core.analytics.plots import figure_png, new_figure
+    from flip_assets.core.io.plots import figure_png, new_figure
 
     figure, loss_axes = new_figure(12, 3.5)
     loss_axes.remove()

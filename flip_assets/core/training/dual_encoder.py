@@ -178,6 +178,11 @@ def save_checkpoint(model, tokenizer, directory: Path, card: dict, training: dic
     return directory
 
 
+def checkpoint_model_dir(home: Path) -> Path:
+    """Where flip_checkpoint keeps the trained model (Hugging Face layout) under FLIP_HOME."""
+    return Path(home) / "flip_checkpoint" / "model"
+
+
 def checkpoint_info(directory: Path) -> tuple[ModelConfig, dict]:
     """(configuration, training facts) of a checkpoint."""
     saved = json.loads((directory / CONFIG_FILE).read_text())

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flip_assets.core.training.face_descriptions import describe
+from flip_assets.core.curation.face_descriptions import describe
 
 # attribute -> (phrase after "with", polarity): polarity False means the phrase is present when
 # the attribute is absent (No_Beard: "with a beard" is true when No_Beard is -1).

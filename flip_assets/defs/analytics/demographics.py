@@ -15,6 +15,7 @@ from flip_assets.core.analytics.demographics import (
     train_on_utkface,
 )
 from flip_assets.core.analytics.statistics_report import markdown_table
+from flip_assets.defs.asset_keys import FLIP_RELEASE, RACE_CLASSIFIER, RAW_SHARDS, RELEASED_FACE_DEMOGRAPHICS
 from flip_assets.defs.analytics.resources import DemographicsResource
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
@@ -23,7 +24,7 @@ from flip_assets.defs.storage import FlipStorage
 
 # Judged from race_classifier_checks.sql and the test accuracy.
 RACE_CHECKS = AssetChecks(
-    "race_classifier",
+    RACE_CLASSIFIER,
     Check(
         "split_by_image", "No UTKFace image is in both the train and the test split.",
         blocking=True, zero=("images_in_both_splits",), report=("train_faces", "test_faces"),
@@ -37,7 +38,7 @@ RACE_CHECKS = AssetChecks(
 )
 # Judged from released_face_demographics_checks.sql.
 FACE_CHECKS = AssetChecks(
-    "released_face_demographics",
+    RELEASED_FACE_DEMOGRAPHICS,
     Check(
         "every_released_face_accounted_for",
         "One row per face of the shard's release (key, face index), none twice, no other: estimated, or not with a reason.",
@@ -53,7 +54,7 @@ FACE_CHECKS = AssetChecks(
 
 
 @asset(
-    group_name="analytics", kinds={"scikitlearn", "parquet"}, check_specs=RACE_CHECKS.specs,
+    kinds={"scikitlearn", "parquet"}, check_specs=RACE_CHECKS.specs,
     automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def race_classifier(
@@ -66,7 +67,7 @@ def race_classifier(
     utkface = Path(demographics.utkface)
     demographics.require("utkface", utkface.is_file(), "is not a file (UTKFace faces with age, gender, race, split)")
     training = train_on_utkface(utkface)
-    flip_storage.write("race_classifier", None, training.table())
+    flip_storage.write(RACE_CLASSIFIER, None, training.table())
     facts = storage.query(storage.sql_file("race_classifier_checks.sql"), utkface=str(utkface))[0]
     checks = RACE_CHECKS.results({**facts, "test_accuracy": training.test_accuracy})
     model_path = race_model_path(flip_storage.local_home())
@@ -90,8 +91,7 @@ def race_classifier(
 # release index over every shard.
 @asset(
     partitions_def=shard_partitions,
-    deps=["flip_release", "raw_shards", "race_classifier"],
-    group_name="analytics",
+    deps=[FLIP_RELEASE, RAW_SHARDS, RACE_CLASSIFIER],
     kinds={"onnx", "parquet"},
     check_specs=FACE_CHECKS.specs,
     automation_condition=REFRESH_ON_CHANGE,
@@ -103,13 +103,13 @@ def released_face_demographics(
     face flip_release names in the shard, read from the raw shard's tar; a face whose image no
     longer decodes gets an error instead."""
     shard = context.partition_key
-    release_path, raw_path = flip_storage.path("flip_release", shard), flip_storage.path("raw_shards", shard)
-    for upstream in (release_path, raw_path, flip_storage.path("race_classifier")):
+    release_path, raw_path = flip_storage.path(FLIP_RELEASE, shard), flip_storage.path(RAW_SHARDS, shard)
+    for upstream in (release_path, raw_path, flip_storage.path(RACE_CLASSIFIER)):
         storage.require_file(upstream)
-    model = RaceModel.load(race_model_path(flip_storage.local_home("race_classifier")))
+    model = RaceModel.load(race_model_path(flip_storage.local_home(RACE_CLASSIFIER)))
     rows = storage.query(storage.sql_file("released_faces_input.sql"), release_path=str(release_path), raw_path=str(raw_path))
     table = estimate_faces(rows, model, demographics.max_pixels)
-    path = flip_storage.write("released_face_demographics", shard, table)
+    path = flip_storage.write(RELEASED_FACE_DEMOGRAPHICS, shard, table)
     facts = storage.query(
         storage.sql_file("released_face_demographics_checks.sql"), path=str(path), release_path=str(release_path), races=list(RACES)
     )[0]

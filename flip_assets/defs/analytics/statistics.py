@@ -8,9 +8,13 @@ from flip_assets.core.io import storage
 from flip_assets.core.analytics.dataset_card import dataset_card as build_card
 from flip_assets.core.analytics.gallery import gallery_png, gallery_rows, rejection_items, released_items
 from flip_assets.core.curation.keywords import used_keywords
-from flip_assets.core.analytics.plots import markdown_image
+from flip_assets.core.io.plots import markdown_image
 from flip_assets.core.analytics.statistics import STATISTICS_COLUMNS, DatasetStatistics, compute_statistics
 from flip_assets.core.analytics.statistics_report import figures, tables
+from flip_assets.defs.asset_keys import (
+    DATASET_CARD, DATASET_STATISTICS, DENOISED_CAPTIONS, FACE_DETECTIONS, FACE_KEYWORDS, FACE_TEXT_PAIRS,
+    FLIP_RELEASE, RACE_CLASSIFIER, RAW_SHARDS, RELEASED_FACE_DEMOGRAPHICS, RELEASE_EXCLUSIONS,
+)
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.shards import shard_partitions
@@ -26,7 +30,7 @@ def _none_listed(name: str, description: str, fact: str) -> Check:
 
 # None blocks, so that the card is always written and says what is missing.
 CHECKS = AssetChecks(
-    "dataset_statistics",
+    DATASET_STATISTICS,
     _none_listed(
         "funnel_monotone", "In every shard and in total, no funnel stage has more samples than the one before it.",
         "funnel_increases",
@@ -56,13 +60,13 @@ CHECKS = AssetChecks(
 )
 
 UPSTREAM = [
-    "raw_shards", "face_detections", "face_text_pairs", "denoised_captions", "flip_release", "release_exclusions",
-    "released_face_demographics", "race_classifier",
+    RAW_SHARDS, FACE_DETECTIONS, FACE_TEXT_PAIRS, DENOISED_CAPTIONS, FLIP_RELEASE, RELEASE_EXCLUSIONS,
+    RELEASED_FACE_DEMOGRAPHICS, RACE_CLASSIFIER,
 ]  # fmt: skip
 
 
 @asset(
-    deps=UPSTREAM, group_name="analytics", kinds={"duckdb", "parquet"}, check_specs=CHECKS.specs,
+    deps=UPSTREAM, kinds={"duckdb", "parquet"}, check_specs=CHECKS.specs,
     automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
@@ -73,10 +77,10 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
     beside it, tables and plots in the metadata. Missing or unreadable shard files are listed,
     not fatal; a file with other columns than expected fails naming it."""
     shards = context.instance.get_dynamic_partitions(shard_partitions.name)
-    stats = compute_statistics(flip_storage.local_home(*STATISTICS_COLUMNS, "race_classifier"), shards)
-    flip_storage.write("dataset_statistics", None, pa.Table.from_pylist(stats.funnel))
+    stats = compute_statistics(flip_storage.local_home(*STATISTICS_COLUMNS, RACE_CLASSIFIER), shards)
+    flip_storage.write(DATASET_STATISTICS, None, pa.Table.from_pylist(stats.funnel))
     # Every statistic, for the card; no check of this asset blocks, so the funnel file is published beside it.
-    everything = flip_storage.path("dataset_statistics").parent / STATISTICS_FILE
+    everything = flip_storage.path(DATASET_STATISTICS).parent / STATISTICS_FILE
     storage.atomic_write_bytes(everything, lambda tmp: tmp.write_text(stats.to_json()))
     if stats.problems:
         context.log.warning(f"statistics without {len(stats.problems)} shard file(s): {stats.problems}")
@@ -100,24 +104,23 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
 
 @asset(
     # The stage files: the galleries show samples from them.
-    deps=["dataset_statistics", "face_keywords", "raw_shards", "face_detections", "face_text_pairs", "flip_release"],
-    group_name="analytics", kinds={"markdown"},
+    deps=[DATASET_STATISTICS, FACE_KEYWORDS, RAW_SHARDS, FACE_DETECTIONS, FACE_TEXT_PAIRS, FLIP_RELEASE], kinds={"markdown"},
     automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
     """The dataset card (README.md) with its plots (PNG) and statistics tables (statistics.md)
     beside it in $FLIP_HOME/dataset_card/: counts, funnel, fields, licence, safety, keywords, how
     to download the images, known limitations. The UI shows it with the plots inline."""
-    flip_storage.local_home("dataset_statistics")  # statistics.json comes with the funnel file
-    statistics_path = storage.require_file(flip_storage.path("dataset_statistics"))
+    flip_storage.local_home(DATASET_STATISTICS)  # statistics.json comes with the funnel file
+    statistics_path = storage.require_file(flip_storage.path(DATASET_STATISTICS))
     stats = DatasetStatistics.from_json((statistics_path.parent / STATISTICS_FILE).read_text())
-    keywords = used_keywords(flip_storage.path("face_keywords"))
+    keywords = used_keywords(flip_storage.path(FACE_KEYWORDS))
     released, rejected = gallery_rows(flip_storage.local_home(*STATISTICS_COLUMNS), stats.shards, keywords)
     galleries = {
         "gallery_released": gallery_png(released_items(released), f"Released samples ({len(released)} by a hash of the key)"),
         "gallery_rejections": gallery_png(rejection_items(rejected), "Informative rejections, nearest the line first"),
     }
-    folder = flip_storage.directory("dataset_card")
+    folder = flip_storage.directory(DATASET_CARD)
     pngs = figures(stats)
     for name, png in {**pngs, **galleries}.items():
         storage.atomic_write_bytes(folder / f"{name}.png", lambda tmp, png=png: tmp.write_bytes(png))

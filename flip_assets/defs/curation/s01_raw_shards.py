@@ -7,6 +7,7 @@ from dagster import AssetCheckSeverity, AssetExecutionContext, DataVersion, Mate
 
 from flip_assets.core.io import expectations, storage
 from flip_assets.core.io.shards import MAX_SIDE, RAW_SHARD_SCHEMA, read_shard, shard_version
+from flip_assets.defs.asset_keys import RAW_SHARDS
 from flip_assets.defs.automation import REFRESH_ON_CODE_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts, expectations_pass
 from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
@@ -29,7 +30,7 @@ def _img2dataset_counts(facts: Facts) -> dict:
 
 # Judged from raw_shards_summary.sql, read_shard's facts and the suite's result.
 CHECKS = AssetChecks(
-    "raw_shards",
+    RAW_SHARDS,
     # Copies of a key in the tar already have rows of their own (KEY.dupN, invalid): noticed as
     # a warning, which does not block later stages; a key twice in the table is an error.
     Check(
@@ -63,7 +64,6 @@ CHECKS = AssetChecks(
 @asset(
     partitions_def=shard_partitions,
     tags=SHARD_TAG,
-    group_name="visual_filtering",
     kinds={"parquet"},
     check_specs=CHECKS.specs,
     code_version="1",
@@ -79,12 +79,12 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
     # Hashed before reading: bytes replaced meanwhile give a new version at the next run.
     version = shard_version(shard_source.path, shard, context.assets_def.code_versions_by_key[context.asset_key])
     table, facts = read_shard(shard_source.path, shard)
-    path = flip_storage.write("raw_shards", shard, table)
+    path = flip_storage.write(RAW_SHARDS, shard, table)
     summary = storage.query(storage.sql_file("raw_shards_summary.sql"), path=str(path))[0]
     errors = storage.query(storage.sql_file("raw_shards_errors.sql"), path=str(path))
     for problem in facts["problems"]:
         context.log.warning(f"shard {shard}: {problem}")
-    suite = expectations.validate(table.to_pandas(), "raw_shards", RAW_SHARDS_SUITE)
+    suite = expectations.validate(table.to_pandas(), RAW_SHARDS, RAW_SHARDS_SUITE)
     preview = table.filter(pc.equal(table["status"], "ok")).select(["key", "caption", "width", "height", "url"]).slice(0, 5)
     return flip_storage.publish(context, MaterializeResult(
         metadata={

@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from flip_assets.core.io import storage
 from flip_assets.core.curation.face_filter import detect_faces_in_shard
+from flip_assets.defs.asset_keys import FACE_DETECTIONS, RAW_SHARDS
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts
 from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
@@ -18,7 +19,7 @@ def _kept_plus_dropped(facts: Facts) -> int:
 
 # Judged from face_detections_checks.sql.
 CHECKS = AssetChecks(
-    "face_detections",
+    FACE_DETECTIONS,
     Check(
         "every_sample_accounted_for",
         "Every sample of raw_shards has a row here: kept, or dropped with a reason.",
@@ -41,8 +42,7 @@ CHECKS = AssetChecks(
 @asset(
     partitions_def=shard_partitions,
     tags=SHARD_TAG,
-    deps=["raw_shards"],
-    group_name="visual_filtering",
+    deps=[RAW_SHARDS],
     kinds={"pytorch", "parquet"},
     check_specs=CHECKS.specs,
     code_version="1",
@@ -57,7 +57,7 @@ def face_detections(
     """Faces (box, 5 landmarks, score) of every raw sample; kept when the best face scores above
     the threshold, else dropped with a reason."""
     shard = context.partition_key
-    raw_path = flip_storage.path("raw_shards", shard)
+    raw_path = flip_storage.path(RAW_SHARDS, shard)
     raw_rows = storage.read_table(raw_path).to_pylist()
     detector = face_detector.get_detector()
 
@@ -72,7 +72,7 @@ def face_detections(
         max_side=face_detector.max_side,
         progress=progress,
     )
-    path = flip_storage.write("face_detections", shard, table)
+    path = flip_storage.write(FACE_DETECTIONS, shard, table)
     facts = storage.query(storage.sql_file("face_detections_checks.sql"), path=str(path), raw_path=str(raw_path))[0]
     outcomes = storage.query(storage.sql_file("face_detections_reasons.sql"), path=str(path))
     kept = table.filter(table["kept"]).select(["key", "face_count", "best_score", "largest_face_share"])

@@ -21,6 +21,7 @@ from flip_assets.core.curation.keywords import (
     save_word2vec,
     train_word2vec,
 )
+from flip_assets.defs.asset_keys import FACE_DETECTIONS, FACE_KEYWORDS, RAW_SHARDS
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
@@ -29,7 +30,7 @@ from flip_assets.defs.storage import FlipStorage
 
 # Judged from face_keywords_checks.sql and the review file's path.
 CHECKS = AssetChecks(
-    "face_keywords",
+    FACE_KEYWORDS,
     Check(
         "every_seed_word_listed", "Each of the paper's 12 seed words is listed, as a seed.", blocking=True,
         passed=lambda f: not f["missing_seeds"], metadata=lambda f: {"missing_seeds": MetadataValue.json(f["missing_seeds"] or [])},
@@ -46,8 +47,7 @@ CHECKS = AssetChecks(
 
 
 @asset(
-    deps=["raw_shards", "face_detections"],
-    group_name="textual_filtering",
+    deps=[RAW_SHARDS, FACE_DETECTIONS],
     kinds={"gensim", "parquet"},
     check_specs=CHECKS.specs,
     code_version="1",
@@ -63,7 +63,7 @@ def face_keywords(
     """Seed words, their Word2Vec neighbours (top 10) and neighbours of those (top 3), each with
     its seed, similarity and review state. Seeds and accepted words are the face keywords;
     unreviewed candidates are listed in the metadata for a person to add to the review file."""
-    home = flip_storage.local_home("raw_shards", "face_detections")
+    home = flip_storage.local_home(RAW_SHARDS, FACE_DETECTIONS)
     face_captions = [row["caption"] for row in shard_captions(home) if row["face_kept"]]
     corpus_captions = [caption for path in caption_corpus.files for caption in read_caption_corpus(path)]
     sentences = [tokens for tokens in map(tokenize, face_captions + corpus_captions) if tokens]
@@ -72,12 +72,12 @@ def face_keywords(
     started = time.perf_counter()
     model = train_word2vec(sentences, settings)
     train_seconds = time.perf_counter() - started
-    model_path = save_word2vec(model, flip_storage.directory("face_keywords") / "word2vec.model")
+    model_path = save_word2vec(model, flip_storage.directory(FACE_KEYWORDS) / "word2vec.model")
 
     review_path = Path(keyword_mining.review_file)
     counts = Counter(token for tokens in sentences for token in tokens)
     table = keyword_table(expand_seeds(model), load_review(review_path), counts)
-    path = flip_storage.write("face_keywords", None, table)
+    path = flip_storage.write(FACE_KEYWORDS, None, table)
     facts = storage.query(storage.sql_file("face_keywords_checks.sql"), path=str(path), seeds=list(SEED_WORDS))[0]
     return flip_storage.publish(context, MaterializeResult(
         metadata={

@@ -27,9 +27,13 @@ from flip_assets.core.curation.caption_review import caption_id, load_review
 from flip_assets.core.curation.caption_review_evaluation import confusion_rows, curve_png, evaluate_review
 from flip_assets.core.curation.caption_training import build_web_dataset, generated_descriptions, load_training_labels, training_rounds
 from flip_assets.core.curation.captions import clean_caption, normalized, read_caption_corpus, shard_captions
-from flip_assets.core.training.face_descriptions import celeba_descriptions, face_description_set
+from flip_assets.core.curation.face_descriptions import celeba_descriptions, face_description_set
 from flip_assets.core.curation.keywords import KeywordMatcher, used_keywords
-from flip_assets.core.analytics.plots import markdown_image
+from flip_assets.core.io.plots import markdown_image
+from flip_assets.defs.asset_keys import (
+    CAPTION_CLASSIFIER, CAPTION_CLASSIFIER_DATASET, FACE_DESCRIPTION_TEST, FACE_DETECTIONS, FACE_KEYWORDS,
+    RAW_SHARDS,
+)
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
@@ -41,7 +45,7 @@ TARGET = {"precision": 0.8, "recall": 0.8}
 
 # Judged from caption_classifier_dataset_checks.sql, and the reviewed captions found in the file.
 DATASET_CHECKS = AssetChecks(
-    "caption_classifier_dataset",
+    CAPTION_CLASSIFIER_DATASET,
     Check(
         "balanced",
         "Not empty, and positives and negatives within 1% of each other in every split and, for training, in every "
@@ -64,7 +68,7 @@ DATASET_CHECKS = AssetChecks(
 )
 # Judged from evaluate_review on the reviewed test split at the threshold chosen on dev.
 CLASSIFIER_CHECKS = AssetChecks(
-    "caption_classifier",
+    CAPTION_CLASSIFIER,
     Check(
         "reviewed_precision_recall_above_floors",
         "Population-weighted precision and recall on the reviewed test captions, at the threshold chosen on the dev "
@@ -76,7 +80,7 @@ CLASSIFIER_CHECKS = AssetChecks(
 )
 # Judged from classifier_metrics.sql over all its captions.
 FACE_DESCRIPTION_CHECKS = AssetChecks(
-    "face_description_test",
+    FACE_DESCRIPTION_TEST,
     Check(
         "accuracy_meets_target",
         "Accuracy on captions the classifier never saw (CelebA attributes written out as face descriptions, "
@@ -91,8 +95,7 @@ def _markdown(rows: list[dict]) -> MetadataValue:
 
 
 @asset(
-    deps=["face_keywords", "raw_shards", "face_detections"],
-    group_name="textual_filtering",
+    deps=[FACE_KEYWORDS, RAW_SHARDS, FACE_DETECTIONS],
     kinds={"parquet"},
     check_specs=DATASET_CHECKS.specs,
     code_version="2",
@@ -111,15 +114,15 @@ def caption_classifier_dataset(
     (listings, titles, graphics with face words), person scenes and random captions as negatives;
     1:1, de-duplicated, split train/validation/test with every caption in one split only, and no
     reviewed caption."""
-    keywords = used_keywords(flip_storage.path("face_keywords"))
-    records = caption_records(shard_captions(flip_storage.local_home("raw_shards", "face_detections")), caption_corpus.files)
+    keywords = used_keywords(flip_storage.path(FACE_KEYWORDS))
+    records = caption_records(shard_captions(flip_storage.local_home(RAW_SHARDS, FACE_DETECTIONS)), caption_corpus.files)
     reviewed = {caption_id(row["caption"]) for row in load_review(Path(caption_filter.review_file))}
     labelled = load_training_labels(Path(caption_filter.training_labels))
     descriptions = generated_descriptions(caption_filter.face_labels_dir, caption_filter.generated_per_dataset, caption_filter.seed)
     table, left_out = build_web_dataset(
         records, KeywordMatcher(keywords), reviewed, descriptions, caption_filter.dataset_settings(), labelled=labelled
     )  # fmt: skip
-    path = flip_storage.write("caption_classifier_dataset", None, table)
+    path = flip_storage.write(CAPTION_CLASSIFIER_DATASET, None, table)
     facts = storage.query(storage.sql_file("caption_classifier_dataset_checks.sql"), path=str(path))[0]
     facts["reviewed_captions"] = sum(caption_id(text) in reviewed for text in storage.read_table(path).column("text").to_pylist())
     facts["reviewed_training_labels"] = sum(caption_id(text) in reviewed for text, _ in labelled)
@@ -147,8 +150,7 @@ def caption_classifier_dataset(
 
 
 @asset(
-    deps=["caption_classifier_dataset"],
-    group_name="textual_filtering",
+    deps=[CAPTION_CLASSIFIER_DATASET],
     kinds={"pytorch", "parquet"},
     check_specs=CLASSIFIER_CHECKS.specs,
     code_version="2",
@@ -165,7 +167,7 @@ def caption_classifier(
     The Parquet output holds its scores of the dataset's validation and test captions and of the
     reviewed captions. A model below the precision or recall floor is saved aside as
     rejected_model and never used for filtering."""
-    rows = flip_storage.read("caption_classifier_dataset").to_pylist()
+    rows = flip_storage.read(CAPTION_CLASSIFIER_DATASET).to_pylist()
     splits = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
     if not splits["train"] or not splits["test"]:
         raise ValueError("caption_classifier_dataset has no train or no test rows: too few face captions")
@@ -187,9 +189,9 @@ def caption_classifier(
     evaluated += [(clean_caption(r["caption"]), r["label"], f"reviewed_{r['split']}") for r in reviewed]
     scores = score_texts(model, tokenizer, [text for text, _, _ in evaluated], caption_filter.score_batch_size, settings.max_length)
     review = evaluate_review(reviewed, scores[len(evaluated) - len(reviewed) :], caption_filter.dev_precision or None)
-    path = flip_storage.write("caption_classifier", None, predictions_table(evaluated, scores))
+    path = flip_storage.write(CAPTION_CLASSIFIER, None, predictions_table(evaluated, scores))
     png = curve_png(review, (TARGET["precision"], TARGET["recall"]))
-    storage.atomic_write_bytes(flip_storage.path("caption_classifier").with_name("pr_curve.png"), lambda tmp: tmp.write_bytes(png))
+    storage.atomic_write_bytes(flip_storage.path(CAPTION_CLASSIFIER).with_name("pr_curve.png"), lambda tmp: tmp.write_bytes(png))
     silver = {
         m["subset"]: m
         for m in storage.query(storage.sql_file("classifier_metrics.sql"), path=str(path), threshold=review.threshold)
@@ -232,8 +234,7 @@ def caption_classifier(
 
 
 @asset(
-    deps=["caption_classifier", "caption_classifier_dataset", "face_keywords", "raw_shards", "face_detections"],
-    group_name="textual_filtering",
+    deps=[CAPTION_CLASSIFIER, CAPTION_CLASSIFIER_DATASET, FACE_KEYWORDS, RAW_SHARDS, FACE_DETECTIONS],
     kinds={"pytorch", "parquet"},
     check_specs=FACE_DESCRIPTION_CHECKS.specs,
     code_version="1",
@@ -250,18 +251,18 @@ def face_description_test(
     """The classifier on captions it never saw, like the paper's MM-CelebA test: CelebA
     attributes written out by a grammar (positives) against as many captions that do not
     describe a face: of photos face_detections found no face in, and held-out corpus captions."""
-    home = flip_storage.local_home("raw_shards", "face_detections")
+    home = flip_storage.local_home(RAW_SHARDS, FACE_DETECTIONS)
     model_dir = flip_storage.caption_classifier_dir()
     model, tokenizer = load_classifier(model_dir, caption_filter.device)
     threshold = caption_filter.threshold(model_dir)
-    keywords = frozenset(used_keywords(flip_storage.path("face_keywords")))
-    seen = {normalized(t) for t in flip_storage.read("caption_classifier_dataset").column("text").to_pylist()}
+    keywords = frozenset(used_keywords(flip_storage.path(FACE_KEYWORDS)))
+    seen = {normalized(t) for t in flip_storage.read(CAPTION_CLASSIFIER_DATASET).column("text").to_pylist()}
     descriptions = celeba_descriptions(Path(caption_filter.celeba_attr), caption_filter.eval_samples, caption_filter.seed)
     no_face = [r["caption"] for r in shard_captions(home) if r["face_drop_reason"] == "no_face"]
     corpus = [caption for path in caption_corpus.files for caption in read_caption_corpus(path)]
     rows = face_description_set(descriptions, no_face, corpus, seen, keywords, caption_filter.seed)
     scores = score_texts(model, tokenizer, [text for text, _, _ in rows], caption_filter.score_batch_size, caption_filter.max_length)
-    path = flip_storage.write("face_description_test", None, predictions_table(rows, scores))
+    path = flip_storage.write(FACE_DESCRIPTION_TEST, None, predictions_table(rows, scores))
     metrics = storage.query(storage.sql_file("classifier_metrics.sql"), path=str(path), threshold=threshold)
     overall = next(m for m in metrics if m["subset"] == "all")
     wrong = [

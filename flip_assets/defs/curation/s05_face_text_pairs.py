@@ -10,6 +10,7 @@ from flip_assets.core.io import expectations, storage
 from flip_assets.core.curation.caption_classifier import load_classifier
 from flip_assets.core.curation.face_text_pairs import DROP_REASONS, FACE_TEXT_PAIRS_SCHEMA, filter_face_pairs
 from flip_assets.core.curation.keywords import KeywordMatcher, used_keywords
+from flip_assets.defs.asset_keys import CAPTION_CLASSIFIER, FACE_DETECTIONS, FACE_KEYWORDS, FACE_TEXT_PAIRS, RAW_SHARDS
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, expectations_pass
 from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
@@ -27,7 +28,7 @@ CONTRACT_SUITE = [
 
 # Judged from face_text_pairs_checks.sql and CONTRACT_SUITE's result.
 CHECKS = AssetChecks(
-    "face_text_pairs",
+    FACE_TEXT_PAIRS,
     Check(
         "every_face_sample_accounted_for",
         "Every sample face_detections kept has a row, and no other sample: kept with a score, or dropped with a reason.",
@@ -48,8 +49,7 @@ CHECKS = AssetChecks(
 @asset(
     partitions_def=shard_partitions,
     tags=SHARD_TAG,
-    deps=["raw_shards", "face_detections", "face_keywords", "caption_classifier"],
-    group_name="textual_filtering",
+    deps=[RAW_SHARDS, FACE_DETECTIONS, FACE_KEYWORDS, CAPTION_CLASSIFIER],
     kinds={"pytorch", "parquet"},
     check_specs=CHECKS.specs,
     code_version="1",
@@ -69,7 +69,7 @@ def face_text_pairs(
     model_dir = flip_storage.caption_classifier_dir()
     model, tokenizer = load_classifier(model_dir, caption_filter.device)
     threshold = caption_filter.threshold(model_dir)
-    raw_path, detections_path = flip_storage.path("raw_shards", shard), flip_storage.path("face_detections", shard)
+    raw_path, detections_path = flip_storage.path(RAW_SHARDS, shard), flip_storage.path(FACE_DETECTIONS, shard)
     for upstream in (raw_path, detections_path):
         storage.require_file(upstream)
     rows = storage.query(
@@ -77,7 +77,7 @@ def face_text_pairs(
     )
     table = filter_face_pairs(
         rows,
-        KeywordMatcher(used_keywords(flip_storage.path("face_keywords"))),
+        KeywordMatcher(used_keywords(flip_storage.path(FACE_KEYWORDS))),
         model,
         tokenizer,
         keep_threshold=threshold,
@@ -85,13 +85,13 @@ def face_text_pairs(
         batch_size=caption_filter.score_batch_size,
         max_length=caption_filter.max_length,
     )
-    path = flip_storage.write("face_text_pairs", shard, table)
+    path = flip_storage.write(FACE_TEXT_PAIRS, shard, table)
     facts = storage.query(
         storage.sql_file("face_text_pairs_checks.sql"),
         path=str(path), detections_path=str(detections_path), threshold=threshold,
     )[0]  # fmt: skip
     outcomes = storage.query(storage.sql_file("face_detections_reasons.sql"), path=str(path))
-    suite = expectations.validate(storage.read_table(path).to_pandas(), "face_text_pairs", CONTRACT_SUITE)
+    suite = expectations.validate(storage.read_table(path).to_pandas(), FACE_TEXT_PAIRS, CONTRACT_SUITE)
     kept = table.filter(table["kept"]).select(EXAMPLE_COLUMNS).slice(0, 5)
     dropped = table.filter(pc.invert(table["kept"])).select(EXAMPLE_COLUMNS).slice(0, 5)
     return flip_storage.publish(context, MaterializeResult(

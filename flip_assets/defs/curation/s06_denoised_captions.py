@@ -18,10 +18,14 @@ from flip_assets.core.curation.denoiser import (
 )
 from flip_assets.core.curation.denoising_eval import EVAL_SET_SCHEMA, sample_accepted_captions
 from flip_assets.core.curation.keywords import used_keywords
+from flip_assets.defs.asset_keys import (
+    CAPTION_CLASSIFIER, DENOISED_CAPTIONS, DENOISING_EVALUATION, DENOISING_EVAL_SET, FACE_KEYWORDS, FACE_TEXT_PAIRS,
+)
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check, Facts
 from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, shard_partitions
-from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, LLMResource, PerplexityResource
+from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, LLMResource
+from flip_assets.defs.shared_resources import PerplexityResource
 from flip_assets.defs.storage import FlipStorage
 
 
@@ -148,10 +152,9 @@ def quality_metadata(quality: dict, prefix: str = "") -> dict:
 @asset(
     partitions_def=shard_partitions,
     tags=SHARD_TAG,
-    deps=["face_text_pairs"],
-    group_name="text_denoising",
+    deps=[FACE_TEXT_PAIRS],
     kinds={"llm", "parquet"},
-    check_specs=AssetChecks("denoised_captions", *CHECKS).specs,
+    check_specs=AssetChecks(DENOISED_CAPTIONS, *CHECKS).specs,
     code_version="1",
     pool="llm",
     backfill_policy=SINGLE_RUN_BACKFILL,
@@ -166,7 +169,7 @@ def denoised_captions(
     dropped with their upstream reason. Replies are cached: a re-run pays nothing twice."""
     shard = context.partition_key
     return _denoise(
-        context, "denoised_captions", shard, flip_storage.path("face_text_pairs", shard), flip_storage, llm, perplexity
+        context, DENOISED_CAPTIONS, shard, flip_storage.path(FACE_TEXT_PAIRS, shard), flip_storage, llm, perplexity
     )
 
 
@@ -177,8 +180,7 @@ class DenoisingEvalConfig(Config):
 
 
 @asset(
-    deps=["caption_classifier", "face_keywords"],
-    group_name="text_denoising",
+    deps=[CAPTION_CLASSIFIER, FACE_KEYWORDS],
     kinds={"parquet"},
     code_version="1",
     backfill_policy=SINGLE_RUN_BACKFILL,
@@ -199,7 +201,7 @@ def denoising_eval_set(
     table, facts = sample_accepted_captions(
         corpora=caption_corpus.files,
         classifier_dir=classifier_dir,
-        keywords=used_keywords(flip_storage.path("face_keywords")),
+        keywords=used_keywords(flip_storage.path(FACE_KEYWORDS)),
         max_captions=config.max_captions,
         seed=config.seed,
         threshold=threshold,
@@ -207,7 +209,7 @@ def denoising_eval_set(
         max_length=caption_filter.max_length,
         device=caption_filter.device,
     )
-    path = flip_storage.write("denoising_eval_set", None, table)
+    path = flip_storage.write(DENOISING_EVAL_SET, None, table)
     context.log.info(f"{table.num_rows} accepted captions out of {facts['scored']} scored")
     return flip_storage.publish(context, MaterializeResult(
         metadata={
@@ -222,10 +224,9 @@ def denoising_eval_set(
 
 
 @asset(
-    deps=["denoising_eval_set", "denoised_captions"],
-    group_name="text_denoising",
+    deps=[DENOISING_EVAL_SET, DENOISED_CAPTIONS],
     kinds={"llm", "parquet"},
-    check_specs=AssetChecks("denoising_evaluation", *CHECKS).specs,
+    check_specs=AssetChecks(DENOISING_EVALUATION, *CHECKS).specs,
     code_version="1",
     backfill_policy=SINGLE_RUN_BACKFILL,
     pool="llm",
@@ -236,12 +237,12 @@ def denoising_evaluation(
 ) -> MaterializeResult:
     """The evaluation set denoised exactly as the shards are, with the quality figures of the
     paper (characters removed, perplexity before and after); also the figures over all shards."""
-    shards = flip_storage.path("denoised_captions", "*")
+    shards = flip_storage.path(DENOISED_CAPTIONS, "*")
     overall = {}
     if any(shards.parent.glob(shards.name)):
         figures = storage.query(storage.sql_file("denoising_quality.sql"), path=str(shards))[0]
         overall = quality_metadata(figures, prefix="all_shards_")
     return _denoise(
-        context, "denoising_evaluation", None, flip_storage.path("denoising_eval_set"), flip_storage, llm, perplexity,
+        context, DENOISING_EVALUATION, None, flip_storage.path(DENOISING_EVAL_SET), flip_storage, llm, perplexity,
         extra_metadata=overall,
     )  # fmt: skip

@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from flip_assets.core.io import storage
 from flip_assets.core.curation.aigc import AIGC_SCHEMA, IMAGE_SIZE, Prices, generate_samples, sample_pairs
 from flip_assets.core.io.shards import read_sample_image
+from flip_assets.defs.asset_keys import AIGC_SAMPLES, FACE_TEXT_PAIRS, RAW_SHARDS
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
 from flip_assets.defs.curation.resources import AIGCResource
@@ -21,7 +22,7 @@ NO_BACKEND = (
 
 # Judged from aigc_samples_checks.sql and the number of pairs chosen.
 CHECKS = AssetChecks(
-    "aigc_samples",
+    AIGC_SAMPLES,
     Check(
         "every_sample_accounted_for", "One row per chosen pair, each with a status.", blocking=True,
         zero=("without_status",), passed=lambda f: f["samples"] == f["chosen"],
@@ -41,8 +42,7 @@ class AigcConfig(Config):
 
 
 @asset(
-    deps=["face_text_pairs", "raw_shards"],
-    group_name="aigc",
+    deps=[FACE_TEXT_PAIRS, RAW_SHARDS],
     kinds={"openai", "parquet"},
     check_specs=CHECKS.specs,
     code_version="1",
@@ -63,7 +63,7 @@ def aigc_samples(
         context.log.warning(NO_BACKEND)
         metadata["note"] = NO_BACKEND
     else:
-        pairs, raw = flip_storage.path("face_text_pairs", "*"), flip_storage.path("raw_shards", "*")
+        pairs, raw = flip_storage.path(FACE_TEXT_PAIRS, "*"), flip_storage.path(RAW_SHARDS, "*")
         candidates = []
         if any(pairs.parent.glob(pairs.name)):
             candidates = storage.query(storage.sql_file("aigc_candidates.sql"), pairs=str(pairs), raw=str(raw))
@@ -82,7 +82,7 @@ def aigc_samples(
         finally:
             client.close()
         metadata.update({"base_url": aigc.base_url, **{f"api_{k}": v for k, v in client.stats.as_dict().items()}})
-    path = flip_storage.write("aigc_samples", None, pa.Table.from_pylist(rows, schema=AIGC_SCHEMA))
+    path = flip_storage.write(AIGC_SAMPLES, None, pa.Table.from_pylist(rows, schema=AIGC_SCHEMA))
     facts = storage.query(storage.sql_file("aigc_samples_checks.sql"), path=str(path))[0]
     preview = [{"source_key": r["source_key"], "caption": (r["caption"] or "")[:160], "status": r["status"]} for r in rows[:10]]
     return flip_storage.publish(context, MaterializeResult(

@@ -3,6 +3,7 @@
 from dagster import AssetKey, AssetPartitionStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
 
 from flip_assets.core.io.shards import list_shards
+from flip_assets.defs.asset_keys import RAW_SHARDS
 from flip_assets.defs.curation.jobs import shard_pipeline_job
 from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.shards import ShardSource
@@ -27,7 +28,7 @@ def new_shards_sensor(context: SensorEvaluationContext, shard_source: ShardSourc
         # of one fails naming the missing file.
         context.log.warning(f"partitions with no shard file in {shard_source.path}: {', '.join(orphans)}")
     # None until raw_shards has any materialization at all.
-    status = context.instance.get_status_by_partition(AssetKey("raw_shards"), shards, shard_partitions) or {}
+    status = context.instance.get_status_by_partition(AssetKey(RAW_SHARDS), shards, shard_partitions) or {}
     not_run = [s for s in shards if status.get(s) != AssetPartitionStatus.MATERIALIZED]
     return SensorResult(
         run_requests=[RunRequest(run_key=f"shard-{s}", partition_key=s) for s in not_run],

@@ -13,12 +13,13 @@ from flip_assets.core.io.devices import torch_device
 from flip_assets.core.training.dual_encoder import build_model, load_tokenizer
 from flip_assets.core.evaluation.eval_tables import bars_png, long_rows, markdown, seed_summary
 from flip_assets.core.evaluation.face_benchmarks import evaluate, load_suite
-from flip_assets.core.analytics.plots import markdown_image
+from flip_assets.core.io.plots import markdown_image
+from flip_assets.defs.asset_keys import FLIP_ABLATION, PAIR_ASSETS
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.evaluation.resources import EvaluationResource
 from flip_assets.defs.storage import FlipStorage
-from flip_assets.defs.training.resources import PAIR_ASSETS, TrainingResource
+from flip_assets.defs.shared_resources import TrainingResource
 
 # The target, judged on the first (CelebA-only) source: these must improve beyond the seed
 # spread. CelebA zero-shot is judged on balanced accuracy: most attributes are rare, so plain
@@ -33,7 +34,7 @@ TARGET_TASKS = (
 )
 
 CHECKS = AssetChecks(
-    "flip_ablation",
+    FLIP_ABLATION,
     Check(
         "trained_beats_init_beyond_seed_spread",
         "On the first source, the trained model's mean beats the initialisation's on CelebA zero-shot and on the "
@@ -52,7 +53,7 @@ def target_facts(summary: list[dict], source: str) -> dict:
 
 
 @asset(
-    deps=list(PAIR_ASSETS), group_name="evaluation", kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs, code_version="1",
+    deps=list(PAIR_ASSETS), kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs, code_version="1",
     automation_condition=REFRESH_ON_CHANGE,
 )
 def flip_ablation(
@@ -80,7 +81,7 @@ def flip_ablation(
             run = train(model, inputs, config, seed, device, log=context.log.debug)
             facts = {"source": spec, "seed": seed, "pairs": len(pairs), "final_loss": run.curve[-1]["loss"], "split": "test"}
             rows += long_rows(init_results, "init", **facts) + long_rows(evaluate(model, tokenizer, suite, cache_dir, device, training.seed), "trained", **facts)  # fmt: skip
-    path = flip_storage.write("flip_ablation", None, pa.Table.from_pylist(rows))
+    path = flip_storage.write(FLIP_ABLATION, None, pa.Table.from_pylist(rows))
     summary = seed_summary(rows)
     lines = [{"source": s["source"], "task": f"{s['task']} ({s['metric']})", **{k: s[k] for k in ("init_mean", "trained_mean", "trained_spread", "better_by", "beats_init_beyond_spread")}} for s in summary]  # fmt: skip
     # The chart: trained means per source, for the tasks scored as accuracies (NME is on another scale).
@@ -89,7 +90,7 @@ def flip_ablation(
         if s["table"] != "face_alignment":
             chart.setdefault((s["task"], s["metric"]), {"task": s["task"], "metric": s["metric"]})[s["source"]] = s["trained_mean"]
     png = bars_png(list(chart.values()), evaluation.sources, f"Ablation: trained mean over {len(evaluation.seeds)} seeds per source")
-    storage.atomic_write_bytes(flip_storage.path("flip_ablation").with_name("ablation.png"), lambda tmp: tmp.write_bytes(png))
+    storage.atomic_write_bytes(flip_storage.path(FLIP_ABLATION).with_name("ablation.png"), lambda tmp: tmp.write_bytes(png))
     return flip_storage.publish(context, MaterializeResult(
         metadata={
             "summary": MetadataValue.md(markdown(lines) + "\n\n" + markdown_image(png, "ablation")),

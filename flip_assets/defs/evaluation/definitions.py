@@ -6,4 +6,7 @@ from flip_assets.defs.evaluation import ablation, tables
 
 MODULES = [tables, ablation]
 
-defs = Definitions(assets=load_assets_from_modules(MODULES), asset_checks=load_asset_checks_from_modules(MODULES))
+# The UI group of every asset of the domain: the folder's name (flip_assets/defs/evaluation/).
+GROUP = "evaluation"
+
+defs = Definitions(assets=load_assets_from_modules(MODULES, group_name=GROUP), asset_checks=load_asset_checks_from_modules(MODULES))

@@ -13,14 +13,13 @@ from flip_assets.core.io.devices import torch_device
 from flip_assets.core.training.dual_encoder import build_model, checkpoint_info, load_checkpoint
 from flip_assets.core.evaluation.eval_tables import TABLES, bars_png, long_rows, markdown, side_by_side
 from flip_assets.core.evaluation.face_benchmarks import EvalSuite, ImageSet, embed_images, embed_texts, evaluate, load_suite
-from flip_assets.core.analytics.plots import markdown_image
+from flip_assets.core.io.plots import markdown_image
+from flip_assets.defs.asset_keys import FLIP_CHECKPOINT, FLIP_EVAL_TABLES, PAIR_ASSETS
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.curation.resources import PerplexityResource
 from flip_assets.defs.evaluation.resources import EvaluationResource
 from flip_assets.defs.storage import FlipStorage
-from flip_assets.defs.training.checkpoint import published_model_dir
-from flip_assets.defs.training.resources import PAIR_ASSETS, TrainingResource
+from flip_assets.defs.shared_resources import PerplexityResource, TrainingResource
 
 MODELS = ["init", "trained"]
 TITLES = {
@@ -29,7 +28,7 @@ TITLES = {
 }  # fmt: skip
 
 CHECKS = AssetChecks(
-    "flip_eval_tables",
+    FLIP_EVAL_TABLES,
     Check(
         "only_test_splits_scored",
         "Every scored set is a test split, and no test image (SHA-256) is in a split that fits a probe or landmark head.",
@@ -74,7 +73,7 @@ def quality_rows(model, tokenizer, pairs: pa.Table, source: str, perplexity, sam
 
 
 @asset(
-    deps=["flip_checkpoint", *PAIR_ASSETS], group_name="evaluation", kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs,
+    deps=[FLIP_CHECKPOINT, *PAIR_ASSETS], kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs,
     code_version="1", automation_condition=REFRESH_ON_CHANGE,
 )
 def flip_eval_tables(
@@ -89,7 +88,7 @@ def flip_eval_tables(
     perplexity per training source: the model before training (the same initialisation) and
     after. Only test splits are scored (see core/evaluation/face_benchmarks.py)."""
     device = torch_device(training.device)
-    directory = storage.require_file(published_model_dir(flip_storage) / "config.json").parent
+    directory = storage.require_file(flip_storage.published_checkpoint_dir() / "config.json").parent
     config, info = checkpoint_info(directory)
     trained, tokenizer = load_checkpoint(directory)
     models = {"init": build_model(config, seed=info["seed"]).to(device), "trained": trained.to(device)}
@@ -109,12 +108,12 @@ def flip_eval_tables(
             quality = quality_rows(model, tokenizer, pairs, source, perplexity.get_scorer(), evaluation.quality_samples, device)
             rows += long_rows({"quality": quality}, name, split="train")
     training_hashes = {h for n in info["sources"] for h in flip_storage.read(n).column("sha256").to_pylist()}
-    path = flip_storage.write("flip_eval_tables", None, pa.Table.from_pylist(rows))
+    path = flip_storage.write(FLIP_EVAL_TABLES, None, pa.Table.from_pylist(rows))
     metadata = {}
     for table in TABLES:
         lines = side_by_side(rows, table, MODELS)
         png = bars_png(lines, MODELS, TITLES[table])
-        storage.atomic_write_bytes(flip_storage.path("flip_eval_tables").with_name(f"{table}.png"), lambda tmp, png=png: tmp.write_bytes(png))
+        storage.atomic_write_bytes(flip_storage.path(FLIP_EVAL_TABLES).with_name(f"{table}.png"), lambda tmp, png=png: tmp.write_bytes(png))
         metadata[table] = MetadataValue.md(markdown(lines) + "\n\n" + markdown_image(png, TITLES[table]))
     per_attribute = [
         {"attribute": a["attribute"], "majority": round(a["majority_accuracy"], 3), **{m: round(attributes[m][i]["accuracy"], 3) for m in MODELS}}

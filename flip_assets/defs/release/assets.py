@@ -39,6 +39,10 @@ from flip_assets.core.release.release import (
     split_release,
     unmatched_blocklist_entries,
 )
+from flip_assets.defs.asset_keys import (
+    AIGC_SAMPLES, DENOISED_CAPTIONS, FACE_DETECTIONS, FACE_KEYWORDS, FACE_TEXT_PAIRS, FLIP_RELEASE,
+    FLIP_RELEASE_AIGC, RAW_SHARDS, RELEASE_CANDIDATES, RELEASE_EXCLUSIONS, RELEASE_INDEX,
+)
 from flip_assets.defs.shards import SHARD_TAG, shard_partitions
 from flip_assets.defs.shards import ShardSource
 from flip_assets.defs.release.checks import (
@@ -74,8 +78,7 @@ def _markdown(table: pa.Table) -> MetadataValue:
 @asset(
     partitions_def=shard_partitions,
     tags=SHARD_TAG,
-    deps=["denoised_captions", "face_text_pairs", "face_detections", "raw_shards", "face_keywords"],
-    group_name="release",
+    deps=[DENOISED_CAPTIONS, FACE_TEXT_PAIRS, FACE_DETECTIONS, RAW_SHARDS, FACE_KEYWORDS],
     kinds={"onnx", "parquet"},
     check_specs=RELEASE_CANDIDATES_CHECKS.specs,
     code_version="1",
@@ -92,8 +95,8 @@ def release_candidates(
         require_columns(storage.require_file(path), STAGE_COLUMNS[name])
     rows = storage.query(
         storage.sql_file("release_candidates_input.sql"),
-        denoised=str(paths["denoised_captions"]), pairs=str(paths["face_text_pairs"]),
-        detections=str(paths["face_detections"]), raw=str(paths["raw_shards"]),
+        denoised=str(paths[DENOISED_CAPTIONS]), pairs=str(paths[FACE_TEXT_PAIRS]),
+        detections=str(paths[FACE_DETECTIONS]), raw=str(paths[RAW_SHARDS]),
     )  # fmt: skip
     tags = source_nsfw_tags(shard_source.path / f"{shard}.parquet")
 
@@ -101,12 +104,12 @@ def release_candidates(
         context.log.info(f"release_candidates {shard}: {done}/{total} images scored")
 
     table = build_candidates(
-        rows, shard, KeywordMatcher(used_keywords(flip_storage.path("face_keywords"))), tags,
+        rows, shard, KeywordMatcher(used_keywords(flip_storage.path(FACE_KEYWORDS))), tags,
         release.classifier(), release.max_pixels, progress=progress,
     )  # fmt: skip
-    path = flip_storage.write("release_candidates", shard, table)
+    path = flip_storage.write(RELEASE_CANDIDATES, shard, table)
     facts = storage.query(
-        storage.sql_file("release_candidates_checks.sql"), path=str(path), denoised=str(paths["denoised_captions"])
+        storage.sql_file("release_candidates_checks.sql"), path=str(path), denoised=str(paths[DENOISED_CAPTIONS])
     )[0]
     problems = pc.value_counts(table["image_problem"].drop_null()).to_pylist() if table.num_rows else []
     return flip_storage.publish(context, MaterializeResult(
@@ -122,8 +125,7 @@ def release_candidates(
 
 
 @asset(
-    deps=[AssetDep("release_candidates", partition_mapping=AllPartitionMapping())],
-    group_name="release",
+    deps=[AssetDep(RELEASE_CANDIDATES, partition_mapping=AllPartitionMapping())],
     kinds={"parquet"},
     check_specs=RELEASE_INDEX_CHECKS.specs,
     code_version="1",
@@ -132,7 +134,7 @@ def release_index(context: AssetExecutionContext, flip_storage: FlipStorage, rel
     """Deduplication over the published candidates of all shards: exact (SHA-256) and near
     (perceptual hash within FLIP_NEAR_DUPLICATE_BITS). The first occurrence in the order shard,
     then key, is kept; every other copy names it."""
-    candidates = flip_storage.path("release_candidates", "*")
+    candidates = flip_storage.path(RELEASE_CANDIDATES, "*")
     rows = []
     if any(candidates.parent.glob(candidates.name)):
         rows = storage.query(storage.sql_file("release_index_input.sql"), candidates=str(candidates))
@@ -142,7 +144,7 @@ def release_index(context: AssetExecutionContext, flip_storage: FlipStorage, rel
         [{**r, **vars(verdicts[r["shard"], r["key"]])} for r in sorted(rows, key=lambda r: (r["shard"], r["key"]))],
         schema=INDEX_SCHEMA,
     )
-    path = flip_storage.write("release_index", None, table)
+    path = flip_storage.write(RELEASE_INDEX, None, table)
     facts = storage.query(storage.sql_file("release_index_checks.sql"), path=str(path))[0]
     dups = table.filter(pc.not_equal(table["status"], "kept")).slice(0, 10)
     return flip_storage.publish(context, MaterializeResult(
@@ -158,7 +160,7 @@ def release_index(context: AssetExecutionContext, flip_storage: FlipStorage, rel
 def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
     """This shard's dedup verdicts from release_index, once it is known to cover exactly the
     published candidates of every shard."""
-    index, candidates = flip_storage.path("release_index"), flip_storage.path("release_candidates", "*")
+    index, candidates = flip_storage.path(RELEASE_INDEX), flip_storage.path(RELEASE_CANDIDATES, "*")
     storage.require_file(index)
     stale = storage.query(storage.sql_file("release_index_freshness.sql"), candidates=str(candidates), index=str(index))
     if stale:
@@ -179,18 +181,17 @@ def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
     specs=[
         AssetSpec(
             # 2: blocklist URLs compared as the same resource, not as exact strings.
-            "flip_release", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="2",
+            FLIP_RELEASE, deps=[RELEASE_CANDIDATES, RELEASE_INDEX], kinds={"parquet"}, code_version="2",
             description="The released samples of the shard, one row each, under LAION's field names (schema: "
             "core/release/release.py RELEASE_SCHEMA): caption, keywords, size, NSFW tag, image hash, faces, scores.",
         ),
         AssetSpec(
-            "release_exclusions", deps=["release_candidates", "release_index"], kinds={"parquet"}, code_version="2",
+            RELEASE_EXCLUSIONS, deps=[RELEASE_CANDIDATES, RELEASE_INDEX], kinds={"parquet"}, code_version="2",
             description="Every candidate of the shard not released, with its reason (missing_upstream, image_unreadable, "
             "blocklisted, duplicate_sha256, near_duplicate, nsfw) and, for a duplicate, the kept first occurrence.",
         ),
     ],
     partitions_def=shard_partitions,
-    group_name="release",
     check_specs=FLIP_RELEASE_CHECKS.specs + RELEASE_EXCLUSIONS_CHECKS.specs,
 )
 def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, release: ReleaseResource):
@@ -200,20 +201,20 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
     or not at all."""
     shard = context.partition_key
     policy = release.policy()  # a bad blocklist fails here, before any work
-    candidates_path = flip_storage.path("release_candidates", shard)
+    candidates_path = flip_storage.path(RELEASE_CANDIDATES, shard)
     candidates = storage.read_table(candidates_path).to_pylist()
     released, excluded = split_release(candidates, _verdicts(flip_storage, shard), policy)
     listed_here = policy.blocklist.matched((c["URL"], c["sha256"], c["source_sha256"]) for c in candidates)
-    unmatched = unmatched_blocklist_entries(policy.blocklist, str(flip_storage.path("release_candidates", "*")))
-    path = flip_storage.write("flip_release", shard, released)
-    exclusions_path = flip_storage.write("release_exclusions", shard, excluded)
+    unmatched = unmatched_blocklist_entries(policy.blocklist, str(flip_storage.path(RELEASE_CANDIDATES, "*")))
+    path = flip_storage.write(FLIP_RELEASE, shard, released)
+    exclusions_path = flip_storage.write(RELEASE_EXCLUSIONS, shard, excluded)
     facts = storage.query(
         storage.sql_file("flip_release_checks.sql"),
         path=str(path), exclusions=str(exclusions_path), candidates=str(candidates_path), shard=shard,
         reasons=list(EXCLUSION_REASONS),
     )[0]  # fmt: skip
     suite = expectations.validate(
-        storage.read_table(path).to_pandas(), "flip_release", release_suite(*policy.text_chars)
+        storage.read_table(path).to_pandas(), FLIP_RELEASE, release_suite(*policy.text_chars)
     )
     release_checks = FLIP_RELEASE_CHECKS.results(
         {**facts, "suite": suite, "schema_differences": schema_differences(path, RELEASE_SCHEMA),
@@ -224,7 +225,7 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
     nsfw = pc.value_counts(released["NSFW"]).to_pylist() if released.num_rows else []
     yield from flip_storage.publish_together(context, [
         MaterializeResult(
-            asset_key="flip_release",
+            asset_key=FLIP_RELEASE,
             metadata={
                 "candidates": facts["candidates"],
                 "released": facts["released"],
@@ -242,7 +243,7 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
             check_results=release_checks,
         ),
         MaterializeResult(
-            asset_key="release_exclusions",
+            asset_key=RELEASE_EXCLUSIONS,
             metadata={
                 "excluded": facts["excluded"],
                 "reasons": MetadataValue.json({r["reason"]: r["samples"] for r in reasons}),
@@ -257,8 +258,7 @@ NO_AIGC = "no AIGC samples with an image (aigc_samples has no backend configured
 
 
 @asset(
-    deps=["aigc_samples", AssetDep("flip_release", partition_mapping=AllPartitionMapping()), "face_keywords"],
-    group_name="release",
+    deps=[AIGC_SAMPLES, AssetDep(FLIP_RELEASE, partition_mapping=AllPartitionMapping()), FACE_KEYWORDS],
     kinds={"onnx", "parquet"},
     check_specs=FLIP_RELEASE_AIGC_CHECKS.specs,
     code_version="1",
@@ -267,8 +267,8 @@ def flip_release_aigc(context: AssetExecutionContext, flip_storage: FlipStorage,
     """The AIGC subset: every generated image (status ok) whose source sample is released, with
     its recaption, NSFW tag (same classifier, thresholds and action), hashes and models."""
     policy = release.policy()
-    samples = [s for s in storage.read_table(flip_storage.path("aigc_samples")).to_pylist() if s["status"] == "ok"]
-    released = flip_storage.path("flip_release", "*")
+    samples = [s for s in storage.read_table(flip_storage.path(AIGC_SAMPLES)).to_pylist() if s["status"] == "ok"]
+    released = flip_storage.path(FLIP_RELEASE, "*")
     release_files = sorted(released.parent.glob(released.name))
     sources = {}
     if samples and release_files:
@@ -278,9 +278,9 @@ def flip_release_aigc(context: AssetExecutionContext, flip_storage: FlipStorage,
                 storage.sql_file("flip_release_aigc_sources.sql"), files=[str(f) for f in release_files], keys=keys
             )
         }  # fmt: skip
-    matcher = KeywordMatcher(used_keywords(flip_storage.path("face_keywords")))
+    matcher = KeywordMatcher(used_keywords(flip_storage.path(FACE_KEYWORDS)))
     table, left_out = build_aigc_release(samples, sources, matcher, release.classifier(), policy, release.max_pixels)
-    path = flip_storage.write("flip_release_aigc", None, table)
+    path = flip_storage.write(FLIP_RELEASE_AIGC, None, table)
     if release_files:
         facts = storage.query(
             storage.sql_file("flip_release_aigc_checks.sql"), path=str(path), release=[str(f) for f in release_files]

@@ -5,6 +5,9 @@ from dagster import AssetCheckSeverity, MetadataValue
 
 from flip_assets.core.release.nsfw import LABELS
 from flip_assets.core.release.release import RELEASE_SCHEMA
+from flip_assets.defs.asset_keys import (
+    FLIP_RELEASE, FLIP_RELEASE_AIGC, RELEASE_CANDIDATES, RELEASE_EXCLUSIONS, RELEASE_INDEX,
+)
 from flip_assets.defs.checks import AssetChecks, Check, expectations_pass
 
 
@@ -39,7 +42,7 @@ def schema_check(schema_name: str) -> Check:
 
 
 RELEASE_CANDIDATES_CHECKS = AssetChecks(
-    "release_candidates",
+    RELEASE_CANDIDATES,
     Check(
         "every_denoised_pair_a_candidate",
         "Every pair the denoiser gave a caption has one candidate row, and no other key.",
@@ -53,7 +56,7 @@ RELEASE_CANDIDATES_CHECKS = AssetChecks(
 )
 
 RELEASE_INDEX_CHECKS = AssetChecks(
-    "release_index",
+    RELEASE_INDEX,
     Check(
         "keys_unique_across_shards",
         "No sample key is a candidate in two shards (keys are how users and the release files join samples).",
@@ -63,7 +66,7 @@ RELEASE_INDEX_CHECKS = AssetChecks(
 )
 
 FLIP_RELEASE_CHECKS = AssetChecks(
-    "flip_release",
+    FLIP_RELEASE,
     schema_check("RELEASE_SCHEMA"),
     expectations_pass(
         "release_expectations",
@@ -91,7 +94,7 @@ FLIP_RELEASE_CHECKS = AssetChecks(
 )
 
 RELEASE_EXCLUSIONS_CHECKS = AssetChecks(
-    "release_exclusions",
+    RELEASE_EXCLUSIONS,
     Check(
         "reasons_known",
         "Every exclusion has a known reason; duplicates, and only they, name the kept first occurrence.",
@@ -100,7 +103,7 @@ RELEASE_EXCLUSIONS_CHECKS = AssetChecks(
 )
 
 FLIP_RELEASE_AIGC_CHECKS = AssetChecks(
-    "flip_release_aigc",
+    FLIP_RELEASE_AIGC,
     schema_check("AIGC_RELEASE_SCHEMA"),
     Check(
         "from_released_samples",

@@ -4,4 +4,7 @@ from dagster import Definitions, load_asset_checks_from_modules, load_assets_fro
 
 from flip_assets.defs.release import assets
 
-defs = Definitions(assets=load_assets_from_modules([assets]), asset_checks=load_asset_checks_from_modules([assets]))
+# The UI group of every asset of the domain: the folder's name (flip_assets/defs/release/).
+GROUP = "release"
+
+defs = Definitions(assets=load_assets_from_modules([assets], group_name=GROUP), asset_checks=load_asset_checks_from_modules([assets]))

@@ -12,19 +12,20 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from flip_assets.core.io import storage
 from flip_assets.core.training.contrastive_training import curves_png, image_tensor, prepare_inputs, train
 from flip_assets.core.io.devices import torch_device
-from flip_assets.core.training.dual_encoder import build_model, load_checkpoint, load_tokenizer, save_checkpoint, tokenize
-from flip_assets.core.analytics.plots import markdown_image
+from flip_assets.core.training.dual_encoder import build_model, checkpoint_model_dir, load_checkpoint, load_tokenizer, save_checkpoint, tokenize
+from flip_assets.core.io.plots import markdown_image
+from flip_assets.defs.asset_keys import FLIP_CHECKPOINT, PAIR_ASSETS
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.storage import FlipStorage
-from flip_assets.defs.training.resources import PAIR_ASSETS, TrainingResource
+from flip_assets.defs.shared_resources import TrainingResource
 
 # Embeddings of the saved and reloaded model may differ by float rounding only.
 ROUND_TRIP_TOLERANCE = 1e-5
 ROUND_TRIP_SAMPLES = 32
 
 CHECKS = AssetChecks(
-    "flip_checkpoint",
+    FLIP_CHECKPOINT,
     Check(
         "loss_decreased", "The mean loss of the last tenth of the steps is below that of the first tenth, and every loss is finite.",
         blocking=True, zero=("non_finite_losses",), report=("first_loss", "last_loss", "steps"),
@@ -46,14 +47,8 @@ CHECKS = AssetChecks(
 
 def model_dir(flip_storage: FlipStorage) -> Path:
     """Where the checkpoint is written (on an object store: in the working copy)."""
-    return flip_storage.directory("flip_checkpoint") / "model"
-
-
-def published_model_dir(flip_storage: FlipStorage) -> Path:
-    """The checkpoint flip_checkpoint committed last, brought into the working copy of an object
-    store (a folder FLIP_HOME has it in place)."""
-    flip_storage.local_home("flip_checkpoint/model")
-    return model_dir(flip_storage)
+    flip_storage.directory(FLIP_CHECKPOINT)  # the asset's folder, made before the model goes in
+    return checkpoint_model_dir(flip_storage.local_home())
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -78,7 +73,7 @@ def embedding_difference(model, reloaded, pixels, tokenizer, captions: list[str]
 
 
 @asset(
-    deps=list(PAIR_ASSETS), group_name="training", kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs, code_version="1",
+    deps=list(PAIR_ASSETS), kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs, code_version="1",
     automation_condition=REFRESH_ON_CHANGE,
 )
 def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
@@ -93,7 +88,7 @@ def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, t
     model, tokenizer = build_model(config, seed=training.seed), load_tokenizer()
     cache_dir = flip_storage.directory("training_cache")
     inputs = prepare_inputs(model, tokenizer, images, hashes, captions, cache_dir, device)
-    state_dir = flip_storage.resume_dir("flip_checkpoint/state")
+    state_dir = flip_storage.resume_dir(f"{FLIP_CHECKPOINT}/state")
     run = train(
         model, inputs, config, training.seed, device, state_dir, log=context.log.info, on_save=lambda _: flip_storage.share(state_dir)
     )
@@ -109,7 +104,7 @@ def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, t
     pixels = image_tensor(images[sample], config.image_size)
     difference = embedding_difference(model, load_checkpoint(written)[0], pixels, tokenizer, captions[sample], device)
 
-    path = flip_storage.write("flip_checkpoint", None, pa.Table.from_pylist(run.curve))
+    path = flip_storage.write(FLIP_CHECKPOINT, None, pa.Table.from_pylist(run.curve))
     facts = storage.query(storage.sql_file("training_curve_checks.sql"), path=str(path))[0]
     pair_paths = [str(flip_storage.path(n)) for n in sources]
     leaks = storage.query(storage.sql_file("training_pairs_checks.sql"), path=pair_paths, eval_glob=str(Path(training.eval_data) / "*.parquet"))  # fmt: skip
@@ -118,7 +113,7 @@ def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, t
         _replace_dir(written, target)
         flip_storage.discard(state_dir)  # done: a later run trains afresh
     png = curves_png(run.curve, f"{config.name} on {' + '.join(sources)}")
-    storage.atomic_write_bytes(flip_storage.path("flip_checkpoint").with_name("training_curves.png"), lambda tmp: tmp.write_bytes(png))
+    storage.atomic_write_bytes(flip_storage.path(FLIP_CHECKPOINT).with_name("training_curves.png"), lambda tmp: tmp.write_bytes(png))
     return flip_storage.publish(context, MaterializeResult(
         metadata={
             "model": MetadataValue.path(str(target if all(c.passed for c in checks) else written)),

@@ -11,10 +11,13 @@ from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, Materi
 from flip_assets.core.io import storage
 from flip_assets.core.io.shards import read_sample_image
 from flip_assets.core.training.training_pairs import celeba_pairs, shard_pairs
+from flip_assets.defs.asset_keys import (
+    AIGC_SAMPLES, CELEBA_CAPTION_PAIRS, FLIP_RELEASE, FLIP_RELEASE_AIGC, RAW_SHARDS, RAW_SHARD_PAIRS, RELEASED_PAIRS,
+)
 from flip_assets.defs.automation import REFRESH_ON_CHANGE, REFRESH_ON_CODE_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.storage import FlipStorage
-from flip_assets.defs.training.resources import TrainingResource
+from flip_assets.defs.shared_resources import TrainingResource
 
 # No template may caption more than this share: the model must not key on one form.
 MAX_TEMPLATE_SHARE = 0.5
@@ -35,7 +38,7 @@ def pair_checks(asset: str, *extra: Check) -> AssetChecks:
 
 
 CELEBA_CHECKS = pair_checks(
-    "celeba_caption_pairs",
+    CELEBA_CAPTION_PAIRS,
     Check(
         "captions_varied",
         f"At least 3 caption templates, none writing more than {MAX_TEMPLATE_SHARE:.0%} of the captions, and no image twice.",
@@ -44,7 +47,7 @@ CELEBA_CHECKS = pair_checks(
         metadata=lambda f: {"largest_template_share": float(f["largest_template_share"])},
     ),  # fmt: skip
 )
-RAW_CHECKS = pair_checks("raw_shard_pairs")
+RAW_CHECKS = pair_checks(RAW_SHARD_PAIRS)
 
 
 def _write_and_check(
@@ -63,7 +66,7 @@ def _write_and_check(
 
 
 @asset(
-    group_name="training", kinds={"parquet"}, check_specs=CELEBA_CHECKS.specs, code_version="1",
+    kinds={"parquet"}, check_specs=CELEBA_CHECKS.specs, code_version="1",
     automation_condition=REFRESH_ON_CODE_CHANGE,
 )
 def celeba_caption_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
@@ -73,36 +76,36 @@ def celeba_caption_pairs(context: AssetExecutionContext, flip_storage: FlipStora
     table = celeba_pairs(Path(training.eval_data) / "celeba_attr.parquet", training.seed, training.celeba_samples)
     counts = table.group_by("template").aggregate([("template", "count")]).to_pylist()
     return _write_and_check(
-        context, flip_storage, training, "celeba_caption_pairs", table, CELEBA_CHECKS,
+        context, flip_storage, training, CELEBA_CAPTION_PAIRS, table, CELEBA_CHECKS,
         {"templates": MetadataValue.json({r["template"]: r["template_count"] for r in counts})},
     )  # fmt: skip
 
 
 @asset(
-    deps=["raw_shards"], group_name="training", kinds={"parquet"}, check_specs=RAW_CHECKS.specs, code_version="1",
+    deps=[RAW_SHARDS], kinds={"parquet"}, check_specs=RAW_CHECKS.specs, code_version="1",
     automation_condition=REFRESH_ON_CHANGE,
 )
 def raw_shard_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
     """Every downloaded sample of every shard as a pair, unfiltered (no face or text filter, raw
     caption): the ablation's uncurated source. Images cut to 224 px once; a sample without a
     caption or a readable image is dropped, counted per reason."""
-    folder = flip_storage.path("raw_shards", "*").parent
+    folder = flip_storage.path(RAW_SHARDS, "*").parent
     if not any(folder.glob("*.parquet")):
         raise FileNotFoundError(f"no raw_shards partitions in {folder}: materialize raw_shards first")
     rows = storage.query(storage.sql_file("raw_shard_pairs_input.sql"), glob=str(folder / "*.parquet"))
-    table, dropped = shard_pairs(rows, "raw_shards", read_sample_image)
+    table, dropped = shard_pairs(rows, RAW_SHARDS, read_sample_image)
     return _write_and_check(
-        context, flip_storage, training, "raw_shard_pairs", table, RAW_CHECKS,
+        context, flip_storage, training, RAW_SHARD_PAIRS, table, RAW_CHECKS,
         {"downloaded_samples": len(rows), "dropped": MetadataValue.json(dropped)},
     )  # fmt: skip
 
 
-RELEASED_CHECKS = pair_checks("released_pairs")
+RELEASED_CHECKS = pair_checks(RELEASED_PAIRS)
 
 
 @asset(
-    deps=[AssetDep("flip_release", partition_mapping=AllPartitionMapping()), "flip_release_aigc", "raw_shards"],
-    group_name="training", kinds={"parquet"}, check_specs=RELEASED_CHECKS.specs, code_version="1",
+    deps=[AssetDep(FLIP_RELEASE, partition_mapping=AllPartitionMapping()), FLIP_RELEASE_AIGC, RAW_SHARDS],
+    kinds={"parquet"}, check_specs=RELEASED_CHECKS.specs, code_version="1",
     automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def released_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
@@ -110,20 +113,20 @@ def released_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, tr
     224 px, captions from TEXT) and the AIGC release's generated images with their captions. A
     released sample whose image no longer reads (not in raw_shards, tar changed) is dropped,
     counted per reason."""
-    folder = flip_storage.path("flip_release", "*").parent
+    folder = flip_storage.path(FLIP_RELEASE, "*").parent
     if not any(folder.glob("*.parquet")):
         raise FileNotFoundError(f"no flip_release partitions in {folder}: materialize flip_release first")
     rows = storage.query(
-        storage.sql_file("released_pairs_input.sql"), release=str(folder / "*.parquet"), raw=str(flip_storage.path("raw_shards", "*"))
+        storage.sql_file("released_pairs_input.sql"), release=str(folder / "*.parquet"), raw=str(flip_storage.path(RAW_SHARDS, "*"))
     )
     table, dropped = shard_pairs(rows, "released", read_sample_image)
-    aigc_path = flip_storage.path("flip_release_aigc")
+    aigc_path = flip_storage.path(FLIP_RELEASE_AIGC)
     aigc = storage.read_table(aigc_path).to_pylist() if aigc_path.is_file() else []
     generated, aigc_dropped = shard_pairs(
         [{"key": r["key"], "caption": r["TEXT"], "image": r["image"], "image_sha256": r["generated_sha256"]} for r in aigc],
         "released_aigc", lambda r: r["image"],
     )  # fmt: skip
     return _write_and_check(
-        context, flip_storage, training, "released_pairs", pa.concat_tables([table, generated]), RELEASED_CHECKS,
-        {"released_samples": len(rows), "aigc_samples": len(aigc), "dropped": MetadataValue.json(dropped | {f"aigc_{k}": v for k, v in aigc_dropped.items()})},
+        context, flip_storage, training, RELEASED_PAIRS, pa.concat_tables([table, generated]), RELEASED_CHECKS,
+        {"released_samples": len(rows), AIGC_SAMPLES: len(aigc), "dropped": MetadataValue.json(dropped | {f"aigc_{k}": v for k, v in aigc_dropped.items()})},
     )  # fmt: skip

