@@ -232,6 +232,20 @@ def test_helm_run_launcher_coordinator_and_logs_validate_against_the_libraries()
     assert_valid(S3ComputeLogManager.config_type(), camel_to_snake(logs["config"]["s3ComputeLogManager"]), "computeLogManager")
 
 
+def test_every_instance_opens_the_ui_without_the_community_pop_up():
+    """The compose instance and the chart's (its additionalInstanceConfig is appended to the
+    dagster.yaml it renders) turn off Dagster's "Join the Dagster community" dialog, as the
+    checkout's dagster.yaml does (test_instance_config.py)."""
+    from dagster import Shape
+    from dagster._core.instance.config import dagster_instance_config, dagster_instance_config_schema
+
+    docker, _ = dagster_instance_config(str(DOCKER))
+    assert docker["nux"] == {"enabled": False}
+    extra = helm_values()["additionalInstanceConfig"]
+    assert_valid(Shape(dict(dagster_instance_config_schema())), extra, "additionalInstanceConfig")
+    assert extra["nux"] == {"enabled": False}
+
+
 def test_k8s_executor_puts_torch_steps_on_gpu_nodes(monkeypatch):
     from dagster_k8s import k8s_job_executor
 

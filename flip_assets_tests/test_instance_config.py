@@ -125,3 +125,9 @@ def test_a_killed_in_process_run_gives_back_its_pool_slot(repo_instance, tmp_pat
     assert fail_dead_runs(repo_instance) == [run.run_id]
     assert repo_instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
     assert not repo_instance.event_log_storage.get_concurrency_info("detector").claimed_slots
+
+
+def test_the_ui_opens_without_the_community_pop_up(repo_instance):
+    """A newcomer's first `make ui` opens on the asset graph, not on Dagster's "Join the Dagster
+    community" dialog (the instance's nux setting; the browser test sees the page itself)."""
+    assert not repo_instance.nux_enabled

@@ -60,10 +60,11 @@ def wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout_s: f
 
 
 @pytest.fixture
-def ui(tmp_path):
+def ui(tmp_path, monkeypatch):
     """`dagster dev -w workspace.yaml` (as `make ui` starts it) on a free port, with its own
-    DAGSTER_HOME and FLIP_HOME, one sample shard as the source, and raw_shards of that shard
-    materialized on the instance beforehand (the UI then launches only face_detections)."""
+    DAGSTER_HOME (the checkout's dagster.yaml, nothing added) and FLIP_HOME, one sample shard as
+    the source, and raw_shards of that shard materialized on the instance beforehand (the UI
+    then launches only face_detections)."""
     from dagster import DagsterInstance
     from flip_assets.defs.curation.s01_raw_shards import raw_shards
 
@@ -72,8 +73,9 @@ def ui(tmp_path):
         path.mkdir()
     for shard_file in RAW_SHARDS.glob(f"{SHARD}*"):
         (source / shard_file.name).symlink_to(shard_file)
-    # No telemetry, and no "Join the Dagster community" dialog in front of the page.
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    # The working directory is DAGSTER_HOME: dagster.yaml's storage paths are relative to it.
+    monkeypatch.chdir(dagster_home)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}
     env |= {
@@ -91,8 +93,8 @@ def ui(tmp_path):
     dagster = Path(sys.executable).parent / "dagster"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+            cwd=dagster_home, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
@@ -136,6 +138,10 @@ def test_launch_face_detections_for_one_shard_from_the_ui(ui, page, tmp_path):
     page.goto(f"{url}/asset-groups")
     for group in ("curation", "release", "analytics", "training", "evaluation"):
         expect(page.get_by_text(group, exact=True).last).to_be_visible()
+    # Dagster opens its "Join the Dagster community" dialog a second after the page loads on a
+    # new instance, unless dagster.yaml turns it off (nux).
+    page.wait_for_timeout(3000)
+    expect(page.get_by_text("Join the Dagster community")).to_have_count(0)
 
     # The asset page, its materialize dialog: the shard picked from the partition list.
     page.goto(f"{url}/assets/face_detections")
