@@ -97,6 +97,19 @@ def test_dg_lists_the_definitions(tmp_path):
     assert "shard_pipeline" in {j["name"] for j in listed["jobs"]}
 
 
+def test_dg_does_not_warn_about_the_project_virtual_environment(tmp_path):
+    """The README runs `.venv/bin/dg ...` without activating .venv; dg compares only
+    $VIRTUAL_ENV with the project's .venv and warned on every command (pyproject.toml's
+    [tool.dg.cli] suppress_warnings). A project folder: this pyproject.toml beside a .venv."""
+    dg = Path(sys.executable).parent / "dg"
+    (tmp_path / "pyproject.toml").write_text((REPO_ROOT / "pyproject.toml").read_text())
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    done = subprocess.run([str(dg), "list", "projects"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "virtual environment" not in done.stderr, done.stderr
+
+
 def _is_sql_file_call(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "sql_file"
 
