@@ -91,3 +91,18 @@ def test_a_typo_in_run_config_fails_naming_it(cli_env):
                "--select", "aigc_samples", "--config-json", '{"ops": {"aigc_samples": {"config": {"sampels": 2}}}}')  # fmt: skip
     assert typo.returncode != 0
     assert 'unexpected config entry "sampels"' in typo.stderr, typo.stderr[-2000:]
+
+
+def test_a_shard_that_is_not_registered_fails_in_a_few_lines_naming_the_registered_ones(cli_env):
+    """A mistyped or unregistered shard: a short error naming the registered shards and how to
+    register one, not Dagster's 20-frame traceback that names neither."""
+    with instance_of(cli_env) as instance:
+        register_shards(instance, RAW_SHARDS)
+        registered = sorted(instance.get_dynamic_partitions("shards"))
+    for partition in (["--partition", "99999"], ["--partition-range", f"{registered[0]}...99999"]):
+        done = cli(cli_env, str(BIN / "dagster"), "asset", "materialize", "-m", "flip_assets.definitions",
+                   "--select", "raw_shards", *partition)  # fmt: skip
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3, done.stderr[-3000:]
+        assert "'99999'" in done.stderr and f"{len(registered)} registered, {registered[0]}...{registered[-1]}" in done.stderr
+        assert "python -m flip_assets.tools.shards add" in done.stderr

@@ -25,7 +25,9 @@ def partitioning(partitions_def) -> dict | None:
     if partitions_def is None:
         return None
     name = getattr(partitions_def, "name", None)  # dynamic partitions are known by name
-    return {"type": type(partitions_def).__name__, **({"name": name} if name else {})}
+    # Dagster's class, as the UI and the daemon see it (defs/shards.py subclasses it for its errors).
+    kind = next(c for c in type(partitions_def).__mro__ if c.__module__.startswith("dagster."))
+    return {"type": kind.__name__, **({"name": name} if name else {})}
 
 
 def graph_structure(defs) -> dict:

@@ -1,8 +1,9 @@
 """The one partitioning of the pipeline: a partition per img2dataset shard ('00000', ...), and
 the folder the shards come from (ShardSource, FLIP_SOURCE). Shared by every domain.
 
-Keys are added by `new_shards_sensor` (curation/sensors.py) or `python -m
-flip_assets.tools.run_pipeline --register-only`. The assets tagged SHARD_TAG (the curation
+Keys are added by `new_shards_sensor` (curation/sensors.py), `python -m flip_assets.tools.shards
+add` or `python -m flip_assets.tools.run_pipeline --register-only`; `python -m
+flip_assets.tools.shards remove` removes one. The assets tagged SHARD_TAG (the curation
 stages' shard assets and release_candidates) form the shard_pipeline job (curation/jobs.py), the
 run a new shard gets.
 The curation stages' shard assets have their bodies wrapped in `per_shard`, and every curation
@@ -17,14 +18,39 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 from dagster import AssetCheckResult, AssetMaterialization, AssetRecordsFilter, AssetSelection, BackfillPolicy, DataVersion
 from dagster import DynamicPartitionsDefinition, Failure, MaterializeResult, MetadataValue
 from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
+from dagster._core.definitions.partitions.context import PartitionLoadingContext, partition_loading_context
 
+from flip_assets.core.io.shards import unknown_shard_message
 from flip_assets.defs.checks import combine_check_results
 from flip_assets.defs.settings import EnvSettings
 
-shard_partitions = DynamicPartitionsDefinition(name="shards")
+
+class UnknownShard(click.ClickException):
+    """A shard named on the command line or in a run request that is not a partition.
+
+    A click error so that the command line shows only its message: Dagster's CLI (`dagster asset
+    materialize`, `dg launch`) catches only DagsterUnknownPartitionError, to replace it by one
+    that names no shard under a 20-frame traceback; click prints this one as `Error: ...` and
+    exits 1. Elsewhere (a sensor's tick, an in-process run) it is an ordinary error."""
+
+
+class ShardPartitionsDefinition(DynamicPartitionsDefinition):
+    """Dagster's dynamic partitions, with an error for an unknown shard that names the
+    registered ones and how to register one (the first thing Dagster calls on a key)."""
+
+    def validate_partition_key(self, partition_key: str, context: PartitionLoadingContext) -> None:
+        with partition_loading_context(new_ctx=context) as ctx:
+            if self.has_partition_key(partition_key):
+                return
+            registered = ctx.dynamic_partitions_store.get_dynamic_partitions(self.name)
+        raise UnknownShard(unknown_shard_message(partition_key, list(registered)))
+
+
+shard_partitions = ShardPartitionsDefinition(name="shards")
 SHARD_TAG = {"partition": "shard"}
 shard_assets = AssetSelection.tag("partition", "shard")
 

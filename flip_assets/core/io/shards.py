@@ -42,6 +42,31 @@ RAW_SHARD_SCHEMA = pa.schema(
 )
 
 
+# The command that lists, registers and removes shards (flip_assets/tools/shards.py); messages name it.
+SHARDS_COMMAND = "python -m flip_assets.tools.shards"
+# Up to this many registered shards are named one by one in a message; more as first...last.
+_NAMED_SHARDS = 6
+
+
+def registered_shards_text(registered: list[str]) -> str:
+    """The registered shards for a message: each one when few, else their count and range."""
+    shards = sorted(registered)
+    if not shards:
+        return "no shard is registered yet"
+    if len(shards) <= _NAMED_SHARDS:
+        return f"registered: {', '.join(shards)}"
+    return f"{len(shards)} registered, {shards[0]}...{shards[-1]}"
+
+
+def unknown_shard_message(shard: str, registered: list[str]) -> str:
+    """For a shard named (on the command line, in a run request) that is not a partition."""
+    return (
+        f"no shard {shard!r} ({registered_shards_text(registered)}). A shard is registered from its "
+        f"NNNNN.tar in FLIP_SOURCE: `{SHARDS_COMMAND} add` (the new_shards_sensor does it under "
+        f"`dagster dev`); `{SHARDS_COMMAND} list` lists them."
+    )
+
+
 def list_shards(source: Path) -> list[str]:
     """Shard names (e.g. '00000') of every NNNNN.tar file in the source directory. A folder or a
     dangling link with such a name is not a shard; a link to a file is."""
@@ -243,7 +268,8 @@ def read_shard(source: Path, shard: str) -> tuple[pa.Table, dict]:
     if not tar_path.is_file():
         raise FileNotFoundError(
             f"shard tar not found: {tar_path} (a partition added for a shard that does not exist, or whose "
-            "file was deleted or moved; FLIP_SOURCE names the folder). Outputs already written are kept."
+            f"file was deleted or moved; FLIP_SOURCE names the folder). Outputs already written are kept. "
+            f"To remove the partition: {SHARDS_COMMAND} remove {shard}"
         )
     parquet_rows, parquet_problem = _read_sidecar(source / f"{shard}.parquet", _parquet_rows)
     stats, stats_problem = _read_sidecar(source / f"{shard}_stats.json", _stats)
