@@ -253,3 +253,25 @@ def test_empty_and_non_empty_release_files_load_in_datasets_duckdb_pandas_and_py
         assert table.num_rows == rows and table.schema.equals(RELEASE_SCHEMA)
     assert duckdb.execute("SELECT count(*) FROM read_parquet($f)", {"f": files}).fetchone()[0] == 2
     assert pads.dataset(str(folder)).to_table().num_rows == 2
+
+
+def test_every_release_column_is_described_in_the_file_the_ui_and_the_asset_definition(tmp_path):
+    """The release's column descriptions live beside its schema (RELEASE_SCHEMA's field
+    metadata): the written Parquet carries them, the materialization's column schema (what the
+    UI's Columns section shows) reads them from it, and the asset declares them before any run."""
+    from flip_assets.core.io.storage import write_table
+    from flip_assets.core.release.release import AIGC_RELEASE_SCHEMA
+    from flip_assets.defs.release.assets import flip_release
+    from flip_assets.defs.storage import table_metadata
+
+    policy = ReleasePolicy(NsfwThresholds(0.5, 0.3), "tag", Blocklist())
+    released, _ = split_release([_candidate("1")], {"1": Verdict(KEPT)}, policy)
+    for schema, table in ((RELEASE_SCHEMA, released), (AIGC_RELEASE_SCHEMA, AIGC_RELEASE_SCHEMA.empty_table())):
+        path = write_table(tmp_path / f"{len(schema)}.parquet", table)
+        columns = table_metadata(path, partitioned=True)["dagster/column_schema"].schema.columns
+        assert [c.name for c in columns] == schema.names
+        assert not [c.name for c in columns if not (c.description or "").strip()], "columns without a description"
+    declared = flip_release.specs_by_key[flip_release.keys_by_output_name["flip_release"]].metadata["dagster/column_schema"]
+    written = table_metadata(tmp_path / f"{len(RELEASE_SCHEMA)}.parquet", partitioned=True)["dagster/column_schema"]
+    # (Parquet names a list's item `element`: the type strings of nested columns differ.)
+    assert [(c.name, c.description) for c in declared.schema.columns] == [(c.name, c.description) for c in written.schema.columns]

@@ -291,13 +291,19 @@ class FlipStorage(EnvSettings):
         return checkpoint_model_dir(self.local_home(f"{FLIP_CHECKPOINT}/model"))
 
 
+def column_schema(schema: pa.Schema) -> MetadataValue:
+    """Dagster's column schema of an Arrow schema, with the columns' descriptions where the
+    schema has them (core/io/storage.py `described`)."""
+    columns = [TableColumn(field.name, str(field.type), description=storage.column_description(field)) for field in schema]
+    return MetadataValue.table_schema(TableSchema(columns))
+
+
 def table_metadata(path: Path, partitioned: bool) -> dict:
     """Dagster's standard row count and column schema (the catalog shows them), read from the
     Parquet footer of the file as written; a partition's rows are also its partition_row_count."""
     with pq.ParquetFile(path) as parquet:
         rows, schema = parquet.metadata.num_rows, parquet.schema_arrow
-    columns = [TableColumn(field.name, str(field.type)) for field in schema]
     return {
-        "dagster/row_count": rows, "dagster/column_schema": MetadataValue.table_schema(TableSchema(columns)),
+        "dagster/row_count": rows, "dagster/column_schema": column_schema(schema),
         **({"dagster/partition_row_count": rows} if partitioned else {}),
     }  # fmt: skip

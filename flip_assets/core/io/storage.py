@@ -96,6 +96,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# The key of a column's description in its Arrow field metadata: a Parquet file written from a
+# schema with descriptions keeps them (in the Arrow schema of its footer), and the UI shows them.
+DESCRIPTION = b"description"
+
+
+def described(name: str, kind: pa.DataType, description: str) -> pa.Field:
+    """A column of a schema, with its description."""
+    return pa.field(name, kind, metadata={DESCRIPTION: description})
+
+
+def column_description(field: pa.Field) -> str | None:
+    return (field.metadata or {}).get(DESCRIPTION, b"").decode() or None
+
+
 def write_table(path: Path, table: pa.Table) -> Path:
     """Write `table` as Parquet (zstd). An empty table gets no row group at all: pq.write_table
     writes one of 0 rows, which Hugging Face `datasets` takes as its batch size and fails on

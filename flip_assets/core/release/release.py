@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flip_assets.core.io import storage
+from flip_assets.core.io.storage import described
 from flip_assets.core.release.blocklist import Blocklist
 from flip_assets.core.release.dedup import KEPT, Verdict, perceptual_hash
 from flip_assets.core.io.images import ImageRejected, decode_rgb
@@ -27,27 +28,28 @@ from flip_assets.core.io.shards import read_sample_image
 _FLOATS = pa.list_(pa.list_(pa.float32()))
 MISSING_FROM = "missing_from:"  # release_candidates_input.sql's prefix
 
-# The agreed interface (notes: release schema); column order is part of it.
+# The agreed interface (notes: release schema); column order is part of it. The descriptions
+# travel in the Parquet files and show in the UI's column schema.
 RELEASE_SCHEMA = pa.schema(
     [
-        ("key", pa.string()),
-        ("shard", pa.string()),
-        ("URL", pa.string()),
-        ("TEXT", pa.string()),  # the denoised caption
-        ("original_caption", pa.string()),
-        ("KEYWORDS", pa.list_(pa.string())),  # face keywords in TEXT
-        ("HEIGHT", pa.int32()),  # of the image as stored in the shard: the pixels face_boxes refer to
-        ("WIDTH", pa.int32()),
-        ("NSFW", pa.string()),  # UNLIKELY | UNSURE | NSFW, from our image classifier
-        ("nsfw_score", pa.float32()),
-        ("laion_nsfw", pa.string()),  # the source metadata's own NSFW tag, when it has one
-        ("sha256", pa.string()),  # of the image bytes in the shard (raw_shards.image_sha256)
-        ("face_count", pa.int32()),
-        ("face_score", pa.float32()),  # best face
-        ("face_boxes", _FLOATS),  # [x1, y1, x2, y2] per face, pixels
-        ("face_landmarks", _FLOATS),  # five (x, y) points per face
-        ("text_score", pa.float32()),
-        ("denoise_outcome", pa.string()),
+        described("key", pa.string(), "The sample's key in its img2dataset shard; unique in the release."),
+        described("shard", pa.string(), "The img2dataset shard (the Dagster partition) the sample comes from, e.g. 00000."),
+        described("URL", pa.string(), "Where the image was downloaded from, as in the source metadata."),
+        described("TEXT", pa.string(), "The denoised caption: the original one rewritten to describe the face (paper 3.2)."),
+        described("original_caption", pa.string(), "The caption as downloaded, before pre-cleaning and denoising."),
+        described("KEYWORDS", pa.list_(pa.string()), "The face keywords (face_keywords) found in TEXT."),
+        described("HEIGHT", pa.int32(), "Image height in pixels, as stored in the shard: the pixels face_boxes refer to."),
+        described("WIDTH", pa.int32(), "Image width in pixels, as stored in the shard."),
+        described("NSFW", pa.string(), "UNLIKELY, UNSURE or NSFW: nsfw_score against the release's two thresholds."),
+        described("nsfw_score", pa.float32(), "Our image classifier's score (NudeNet: best exposed intimate part), 0 to 1."),
+        described("laion_nsfw", pa.string(), "The source metadata's own NSFW tag; null when it has none."),
+        described("sha256", pa.string(), "SHA-256 of the image bytes in the shard (raw_shards.image_sha256)."),
+        described("face_count", pa.int32(), "Faces the detector found in the image."),
+        described("face_score", pa.float32(), "The detector's confidence in its best face, 0 to 1."),
+        described("face_boxes", _FLOATS, "[x1, y1, x2, y2] of each face, in pixels of the stored image."),
+        described("face_landmarks", _FLOATS, "Five (x, y) points per face: eyes, nose tip, mouth corners; pixels."),
+        described("text_score", pa.float32(), "The caption classifier's probability that the caption describes the face."),
+        described("denoise_outcome", pa.string(), "How TEXT was made: llm (rewritten by the language model) or fallback (the pre-cleaned caption)."),
     ]
 )
 _NOT_IN_CANDIDATES = {"NSFW"}
@@ -235,23 +237,23 @@ def unmatched_blocklist_entries(blocklist: Blocklist, candidates: str) -> list[s
 # sample, and the models that made it. The image itself is in `image`: it has no URL.
 AIGC_RELEASE_SCHEMA = pa.schema(
     [
-        ("key", pa.string()),  # aigc-<source key>
-        ("shard", pa.string()),  # of the source sample
-        ("URL", pa.string()),  # always null: a generated image is not on the web
-        ("TEXT", pa.string()),  # the recaption that prompted the image
-        ("original_caption", pa.string()),  # the source sample's original caption
-        ("KEYWORDS", pa.list_(pa.string())),
-        ("HEIGHT", pa.int32()),
-        ("WIDTH", pa.int32()),
-        ("NSFW", pa.string()),
-        ("nsfw_score", pa.float32()),
-        ("laion_nsfw", pa.string()),  # the source sample's tag
-        ("sha256", pa.string()),  # the source image's, as in flip_release
-        ("source_key", pa.string()),
-        ("generated_sha256", pa.string()),
-        ("recaption_model", pa.string()),
-        ("image_model", pa.string()),
-        ("image", pa.binary()),
+        described("key", pa.string(), "aigc- and the source sample's key."),
+        described("shard", pa.string(), "The source sample's shard."),
+        described("URL", pa.string(), "Always null: a generated image is not on the web (it is in `image`)."),
+        described("TEXT", pa.string(), "The recaption that prompted the image."),
+        described("original_caption", pa.string(), "The source sample's original caption."),
+        described("KEYWORDS", pa.list_(pa.string()), "The face keywords found in TEXT."),
+        described("HEIGHT", pa.int32(), "Generated image height in pixels."),
+        described("WIDTH", pa.int32(), "Generated image width in pixels."),
+        described("NSFW", pa.string(), "UNLIKELY, UNSURE or NSFW: nsfw_score against the release's thresholds."),
+        described("nsfw_score", pa.float32(), "Our image classifier's score of the generated image, 0 to 1."),
+        described("laion_nsfw", pa.string(), "The source sample's NSFW tag in its metadata; null when it has none."),
+        described("sha256", pa.string(), "SHA-256 of the source image, as in flip_release."),
+        described("source_key", pa.string(), "The key of the released sample the image was generated from."),
+        described("generated_sha256", pa.string(), "SHA-256 of the generated image's bytes."),
+        described("recaption_model", pa.string(), "The model that wrote the recaption."),
+        described("image_model", pa.string(), "The model that generated the image."),
+        described("image", pa.binary(), "The generated image's bytes."),
     ]
 )
 AIGC_PREFIX = "aigc-"

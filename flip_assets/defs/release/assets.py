@@ -54,7 +54,7 @@ from flip_assets.defs.release.checks import (
     release_suite,
 )
 from flip_assets.defs.release.resources import ReleaseResource
-from flip_assets.defs.storage import FlipStorage
+from flip_assets.defs.storage import FlipStorage, column_schema
 
 INDEX_SCHEMA = pa.schema(
     [
@@ -184,6 +184,8 @@ def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
             FLIP_RELEASE, deps=[RELEASE_CANDIDATES, RELEASE_INDEX], kinds={"parquet"}, code_version="2",
             description="The released samples of the shard, one row each, under LAION's field names (schema: "
             "core/release/release.py RELEASE_SCHEMA): caption, keywords, size, NSFW tag, image hash, faces, scores.",
+            # The columns and their descriptions, shown before the first materialization too.
+            metadata={"dagster/column_schema": column_schema(RELEASE_SCHEMA)},
         ),
         AssetSpec(
             RELEASE_EXCLUSIONS, deps=[RELEASE_CANDIDATES, RELEASE_INDEX], kinds={"parquet"}, code_version="2",
