@@ -23,6 +23,7 @@ from dagster import DagsterInstance
 
 from flip_assets.core.io.shards import list_shards, registered_shards_text
 from flip_assets.defs.shards import shard_partitions
+from flip_assets.pipeline import register_shards
 
 
 def shard_source() -> Path:
@@ -54,14 +55,15 @@ def list_command(instance: DagsterInstance) -> int:
 
 
 def add_command(instance: DagsterInstance, shards: list[str]) -> int:
-    source = shard_source()
-    present = list_shards(source)
-    if missing := [s for s in shards if s not in present]:
+    source, before = shard_source(), set(registered(instance))
+    if not shards:
+        register_shards(instance, source)  # what the sensor and `pipeline --register-only` do
+    elif missing := [s for s in shards if s not in list_shards(source)]:
         print(f"not added: no {', '.join(f'{s}.tar' for s in missing)} in {source} (FLIP_SOURCE)", file=sys.stderr)
         return 1
-    new = [s for s in (shards or present) if s not in set(registered(instance))]
-    if new:
-        instance.add_dynamic_partitions(shard_partitions.name, new)
+    else:
+        instance.add_dynamic_partitions(shard_partitions.name, [s for s in shards if s not in before])
+    new = sorted(set(registered(instance)) - before)
     print(f"added: {', '.join(new) or 'none (all registered already)'}; {registered_shards_text(registered(instance))}")
     return 0
 
