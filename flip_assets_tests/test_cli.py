@@ -99,9 +99,13 @@ def test_a_shard_that_is_not_registered_fails_in_a_few_lines_naming_the_register
     with instance_of(cli_env) as instance:
         register_shards(instance, RAW_SHARDS)
         registered = sorted(instance.get_dynamic_partitions("shards"))
-    for partition in (["--partition", "99999"], ["--partition-range", f"{registered[0]}...99999"]):
-        done = cli(cli_env, str(BIN / "dagster"), "asset", "materialize", "-m", "flip_assets.definitions",
-                   "--select", "raw_shards", *partition)  # fmt: skip
+    materialize = [str(BIN / "dagster"), "asset", "materialize", "-m", "flip_assets.definitions", "--select", "raw_shards"]
+    launch = [str(BIN / "dg"), "launch", "-m", "flip_assets.definitions", "--assets", "raw_shards"]
+    for command in (
+        [*materialize, "--partition", "99999"], [*materialize, "--partition-range", f"{registered[0]}...99999"],
+        [*launch, "--partition", "99999"],
+    ):  # fmt: skip
+        done = cli(cli_env, *command)
         assert done.returncode != 0
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3, done.stderr[-3000:]
         assert "'99999'" in done.stderr and f"{len(registered)} registered, {registered[0]}...{registered[-1]}" in done.stderr
