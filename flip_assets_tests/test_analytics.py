@@ -142,6 +142,8 @@ def test_card_written_with_its_figures(analysed):
     for name in ("funnel", "caption_words", "demographics", "keywords", "gallery_released", "gallery_rejections"):
         assert (folder / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert f"({name}.png)" in card
+        # The asset page lists each figure's file (plots inline only behind [Show Markdown]).
+        assert analysed.metadata[("dataset_card", None)][f"figure_{name}"] == str(folder / f"{name}.png")
     assert "data:image/png;base64," in analysed.metadata[("dataset_card", None)]["gallery_released"]
     # This fixture's release is not the one the committed verdicts judged: the precision by looking
     # says so (no pair checked) and its WARN check fails instead of passing on no evidence.

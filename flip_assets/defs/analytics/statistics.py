@@ -142,6 +142,9 @@ def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> M
         metadata={
             "card": MetadataValue.md(shown),
             "path": MetadataValue.path(str(card_path)),
+            # Dagster's UI has no image entry, and shows Markdown over 1000 characters (any plot
+            # inline) only behind [Show Markdown]: the figures' files, to open without it.
+            **{f"figure_{name}": MetadataValue.path(str(folder / f"{name}.png")) for name in {**pngs, **galleries}},
             "complete": not stats.problems,
             "keywords": len(keywords),
             **{name: MetadataValue.md(image) for name, image in inline(galleries).items()},
