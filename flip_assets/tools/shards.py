@@ -23,7 +23,7 @@ from dagster import DagsterInstance
 
 from flip_assets.core.io.shards import list_shards, registered_shards_text
 from flip_assets.defs.shards import shard_partitions
-from flip_assets.pipeline import register_shards
+from flip_assets.tools.run_pipeline import register_shards
 
 
 def shard_source() -> Path:
@@ -57,7 +57,7 @@ def list_command(instance: DagsterInstance) -> int:
 def add_command(instance: DagsterInstance, shards: list[str]) -> int:
     source, before = shard_source(), set(registered(instance))
     if not shards:
-        register_shards(instance, source)  # what the sensor and `pipeline --register-only` do
+        register_shards(instance, source)  # what the sensor and `run_pipeline --register-only` do
     elif missing := [s for s in shards if s not in list_shards(source)]:
         print(f"not added: no {', '.join(f'{s}.tar' for s in missing)} in {source} (FLIP_SOURCE)", file=sys.stderr)
         return 1
