@@ -3,30 +3,25 @@ safety, keywords, how to download the images, limitations), built from the stati
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from flip_assets.core.analytics.statistics import PAPER_CAPTION_CHARS, PAPER_CAPTION_WORDS, PAPER_NSFW_SHARE, TOTAL, DatasetStatistics
 from flip_assets.core.analytics.statistics_report import markdown_table, share_text, tables
+from flip_assets.core.io.storage import column_description
+from flip_assets.core.release.release import RELEASE_SCHEMA
 
-# The release's fields (release_schema.md), as a user reads them.
-RELEASE_FIELDS = (
-    ("key", "string", "sample id inside its source shard (img2dataset key)"),
-    ("shard", "string", "source shard"),
-    ("URL", "string", "where the image is downloaded from"),
-    ("TEXT", "string", "the caption, denoised by a language model (paper 3.1)"),
-    ("original_caption", "string", "the caption as crawled"),
-    ("KEYWORDS", "list<string>", "face keywords found in the caption"),
-    ("HEIGHT", "int32", "image height in pixels, as downloaded"),
-    ("WIDTH", "int32", "image width in pixels, as downloaded"),
-    ("NSFW", "string", "UNLIKELY, UNSURE or NSFW, from our offline image classifier (LAION's value set)"),
-    ("nsfw_score", "float32", "that classifier's score"),
-    ("laion_nsfw", "string", "the source metadata's own NSFW tag, when it had one"),
-    ("sha256", "string", "SHA-256 of the image bytes as stored in the source shard (after img2dataset's resize)"),
-    ("face_count", "int32", "faces above the detection threshold"),
-    ("face_score", "float32", "RetinaFace score of the best face"),
-    ("face_boxes", "list<list<float32>>", "[x1, y1, x2, y2] per face, pixels"),
-    ("face_landmarks", "list<list<float32>>", "five (x, y) points per face: eyes, nose, mouth corners"),
-    ("text_score", "float32", "caption classifier's probability that the caption describes a face"),
-    ("denoise_outcome", "string", "llm (refined by the model) or fallback (the pre-cleaned caption)"),
-)
+
+def _type_name(kind: pa.DataType) -> str:
+    """An Arrow type as a reader writes it: int32, float, list<list<float>>."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return f"list<{_type_name(kind.value_type)}>"
+    return str(kind)
+
+
+def release_fields() -> list[dict]:
+    """The release's fields as a user reads them, from RELEASE_SCHEMA: the descriptions' one home."""
+    return [{"field": f.name, "type": _type_name(f.type), "meaning": column_description(f)} for f in RELEASE_SCHEMA]
+
 
 IMG2DATASET = """```bash
 pip install img2dataset
@@ -90,7 +85,7 @@ pairs not released (NSFW, blocklisted, duplicates). `-`: that stage's file of th
 
 One Parquet file per shard, `flip_release/<shard>.parquet`:
 
-{markdown_table([{"field": n, "type": t, "meaning": m} for n, t, m in RELEASE_FIELDS])}
+{markdown_table(release_fields())}
 
 ## Licence
 
