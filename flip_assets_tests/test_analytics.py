@@ -139,12 +139,14 @@ def test_card_written_with_its_figures(analysed):
         assert needed in card
     assert "`frown`" not in card  # a rejected keyword
     assert "| 00000 |" in card and "| total |" in card
-    for name in ("funnel", "caption_words", "demographics", "keywords", "gallery_released", "gallery_rejections"):
-        assert (folder / f"{name}.png").read_bytes().startswith(b"\x89PNG")
-        assert f"({name}.png)" in card
+    figures = {name: (".png", b"\x89PNG") for name in ("funnel", "caption_words", "demographics", "keywords")}
+    figures |= {name: (".jpg", b"\xff\xd8") for name in ("gallery_released", "gallery_rejections")}  # photographs
+    for name, (suffix, magic) in figures.items():
+        assert (folder / f"{name}{suffix}").read_bytes().startswith(magic)
+        assert f"({name}{suffix})" in card
         # The asset page lists each figure's file (plots inline only behind [Show Markdown]).
-        assert analysed.metadata[("dataset_card", None)][f"figure_{name}"] == str(folder / f"{name}.png")
-    assert "data:image/png;base64," in analysed.metadata[("dataset_card", None)]["gallery_released"]
+        assert analysed.metadata[("dataset_card", None)][f"figure_{name}"] == str(folder / f"{name}{suffix}")
+    assert "data:image/jpeg;base64," in analysed.metadata[("dataset_card", None)]["gallery_released"]
     # This fixture's release is not the one the committed verdicts judged: the precision by looking
     # says so (no pair checked) and its WARN check fails instead of passing on no evidence.
     assert "## Quality, measured by looking" in card and "0 of " in card

@@ -7,7 +7,7 @@ import hashlib
 
 from conftest import DATA
 
-from flip_assets.core.analytics.gallery import gallery_png, rejection_items, released_items
+from flip_assets.core.analytics.gallery import gallery_jpeg, rejection_items, released_items
 from flip_assets.core.io.shards import read_shard
 
 
@@ -30,9 +30,9 @@ def test_unreadable_and_changed_images_are_shown_as_missing_not_dropped(tmp_path
     assert any("image unreadable" in line for line in items[1].lines)
     assert any("not the image raw_shards recorded" in line for line in items[2].lines)
     assert "face 0.899" in items[0].lines[-1]  # 0.8999 must not read as 0.900
-    assert gallery_png(items, "rejections").startswith(b"\x89PNG")
+    assert gallery_jpeg(items, "rejections").startswith(b"\xff\xd8")
 
 
 def test_an_empty_gallery_is_still_a_figure():
     assert released_items([]) == []
-    assert gallery_png([], "Released samples").startswith(b"\x89PNG")
+    assert gallery_jpeg([], "Released samples").startswith(b"\xff\xd8")

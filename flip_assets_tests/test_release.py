@@ -275,6 +275,7 @@ def test_the_blocklist_removes_listed_samples_at_the_next_materialization(home, 
     metadata = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
     assert (metadata["blocklist_entries"], metadata["blocklist_matched"], metadata["blocklist_unmatched"]) == (4, 2, 1)
     assert metadata["blocklist_unmatched_examples"] == [nowhere] and metadata["published"]
+    assert "data:image/jpeg;base64," in metadata["gallery"]  # the shard's released samples, drawn
     released = set(read(home, "flip_release", shard).column("key").to_pylist())
     assert not {first["key"], second["key"]} & released
     reasons = {r["key"]: r["reason"] for r in read(home, "release_exclusions", shard).to_pylist()}

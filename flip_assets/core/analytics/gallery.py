@@ -9,7 +9,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flip_assets.core.io.plots import figure_png, new_figure
+from flip_assets.core.io.plots import figure_jpeg, new_figure
 from flip_assets.core.analytics.statistics import connect, take_inventory
 from flip_assets.core.io import storage
 from flip_assets.core.io.shards import StaleShardError, read_sample_image
@@ -59,20 +59,37 @@ def rejection_items(rows: list[dict]) -> list[GalleryItem]:
     ]  # fmt: skip
 
 
+def _fetch(con, name: str, params: dict) -> list[dict]:
+    cursor = con.execute(storage.sql_file(name), params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def shard_gallery_rows(release_path: Path, raw_path: Path, shard: str) -> list[dict]:
+    """The released samples one shard's gallery shows: the query of the card's gallery
+    (sql/gallery_released.sql) over this shard's release and raw_shards files."""
+    import duckdb
+    import pyarrow as pa
+
+    con = duckdb.connect(":memory:")
+    try:
+        for view, path in (("flip_release", release_path), ("raw_shards", raw_path)):
+            table = storage.read_table(path)  # one shard's file
+            con.register(view, table.append_column("file_shard", pa.array([shard] * table.num_rows, pa.string())))
+        return _fetch(con, "gallery_released.sql", {"count": RELEASED_SHOWN})
+    finally:
+        con.close()
+
+
 def gallery_rows(home: Path, shards: list[str], keywords: list[str]) -> tuple[list[dict], list[dict]]:
     """The released samples and the informative rejections the galleries show, from the stage
     files of these shards (sql/gallery_released.sql, sql/gallery_rejections.sql)."""
     con = connect(take_inventory(Path(home), shards))
     try:
-        out = []
-        for name, params in (
-            ("gallery_released.sql", {"count": RELEASED_SHOWN}),
-            ("gallery_rejections.sql", {"count": REJECTIONS_SHOWN, "keywords": sorted(keywords)}),
-        ):
-            cursor = con.execute(storage.sql_file(name), params)
-            names = [d[0] for d in cursor.description]
-            out.append([dict(zip(names, row)) for row in cursor.fetchall()])
-        return out[0], out[1]
+        return (
+            _fetch(con, "gallery_released.sql", {"count": RELEASED_SHOWN}),
+            _fetch(con, "gallery_rejections.sql", {"count": REJECTIONS_SHOWN, "keywords": sorted(keywords)}),
+        )
     finally:
         con.close()
 
@@ -91,8 +108,8 @@ def _thumbnail(item: GalleryItem):
     return np.asarray(picture), [[v * scale for v in box[:4]] for box in item.boxes]
 
 
-def gallery_png(items: list[GalleryItem], title: str, columns: int = 4) -> bytes:
-    """One PNG: a grid of thumbnails with red face boxes, each titled by its sample, its lines
+def gallery_jpeg(items: list[GalleryItem], title: str, columns: int = 4) -> bytes:
+    """One JPEG: a grid of thumbnails with red face boxes, each titled by its sample, its lines
     wrapped beneath. An empty list gives a figure that says so."""
     from matplotlib.patches import Rectangle
 
@@ -113,4 +130,4 @@ def gallery_png(items: list[GalleryItem], title: str, columns: int = 4) -> bytes
         axes.set_title(item.title, fontsize=8)
         text = "\n".join(textwrap.fill(line, CAPTION_WIDTH) for line in item.lines)
         axes.text(0.0, -0.03, text, transform=axes.transAxes, fontsize=7, va="top", ha="left", wrap=True)
-    return figure_png(figure)
+    return figure_jpeg(figure)

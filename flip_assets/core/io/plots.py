@@ -27,6 +27,19 @@ def figure_png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def markdown_image(png: bytes, alt: str) -> str:
-    """The PNG inline in Markdown: the Dagster UI shows it in the asset's metadata."""
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+def figure_jpeg(figure, quality: int = 80) -> bytes:
+    """Photographs (galleries) as JPEG: a tenth of their PNG size in the event log's metadata."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="jpeg", pil_kwargs={"quality": quality})
+    return buffer.getvalue()
+
+
+def image_suffix(image: bytes) -> str:
+    """The file suffix of PNG or JPEG bytes."""
+    return ".jpg" if image.startswith(b"\xff\xd8") else ".png"
+
+
+def markdown_image(image: bytes, alt: str) -> str:
+    """The PNG or JPEG inline in Markdown: the Dagster UI shows it in the asset's metadata."""
+    mime = "image/jpeg" if image_suffix(image) == ".jpg" else "image/png"
+    return f"![{alt}](data:{mime};base64,{base64.b64encode(image).decode('ascii')})"

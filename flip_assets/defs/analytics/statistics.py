@@ -6,9 +6,9 @@ from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult
 
 from flip_assets.core.io import storage
 from flip_assets.core.analytics.dataset_card import dataset_card as build_card
-from flip_assets.core.analytics.gallery import gallery_png, gallery_rows, rejection_items, released_items
+from flip_assets.core.analytics.gallery import gallery_jpeg, gallery_rows, rejection_items, released_items
 from flip_assets.core.curation.keywords import used_keywords
-from flip_assets.core.io.plots import markdown_image
+from flip_assets.core.io.plots import image_suffix, markdown_image
 from flip_assets.core.analytics.statistics import STATISTICS_COLUMNS, DatasetStatistics, compute_statistics
 from flip_assets.core.analytics.statistics_report import figures, tables
 from flip_assets.defs.asset_keys import (
@@ -117,18 +117,19 @@ def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> M
     keywords = used_keywords(flip_storage.path(FACE_KEYWORDS))
     released, rejected = gallery_rows(flip_storage.local_home(*STATISTICS_COLUMNS), stats.shards, keywords)
     galleries = {
-        "gallery_released": gallery_png(released_items(released), f"Released samples ({len(released)} by a hash of the key)"),
-        "gallery_rejections": gallery_png(rejection_items(rejected), "Informative rejections, nearest the line first"),
+        "gallery_released": gallery_jpeg(released_items(released), f"Released samples ({len(released)} by a hash of the key)"),
+        "gallery_rejections": gallery_jpeg(rejection_items(rejected), "Informative rejections, nearest the line first"),
     }
     folder = flip_storage.directory(DATASET_CARD)
     pngs = figures(stats)
-    for name, png in {**pngs, **galleries}.items():
-        storage.atomic_write_bytes(folder / f"{name}.png", lambda tmp, png=png: tmp.write_bytes(png))
+    files = {name: f"{name}{image_suffix(image)}" for name, image in {**pngs, **galleries}.items()}
+    for name, image in {**pngs, **galleries}.items():
+        storage.atomic_write_bytes(folder / files[name], lambda tmp, image=image: tmp.write_bytes(image))
     all_tables = "\n\n".join(f"## {name}\n\n{text}" for name, text in tables(stats).items())
     storage.atomic_write_bytes(folder / TABLES_FILE, lambda tmp: tmp.write_text(all_tables))
 
     def as_files(images: dict[str, bytes]) -> dict[str, str]:
-        return {name: f"![{name}]({name}.png)" for name in images}
+        return {name: f"![{name}]({files[name]})" for name in images}
 
     def inline(images: dict[str, bytes]) -> dict[str, str]:
         return {name: markdown_image(png, name) for name, png in images.items()}
@@ -144,7 +145,7 @@ def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> M
             "path": MetadataValue.path(str(card_path)),
             # Dagster's UI has no image entry, and shows Markdown over 1000 characters (any plot
             # inline) only behind [Show Markdown]: the figures' files, to open without it.
-            **{f"figure_{name}": MetadataValue.path(str(folder / f"{name}.png")) for name in {**pngs, **galleries}},
+            **{f"figure_{name}": MetadataValue.path(str(folder / file)) for name, file in files.items()},
             "complete": not stats.problems,
             "keywords": len(keywords),
             **{name: MetadataValue.md(image) for name, image in inline(galleries).items()},

@@ -22,7 +22,9 @@ from dagster import (
     multi_asset,
 )
 
+from flip_assets.core.analytics.gallery import gallery_jpeg, released_items, shard_gallery_rows
 from flip_assets.core.io import expectations, storage
+from flip_assets.core.io.plots import markdown_image
 from flip_assets.core.release.dedup import Candidate, Verdict, find_duplicates, near_pairs
 from flip_assets.core.curation.keywords import KeywordMatcher, used_keywords
 from flip_assets.core.release.nsfw import CLASSIFIER_NAME
@@ -181,7 +183,8 @@ def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
     specs=[
         AssetSpec(
             # 2: blocklist URLs compared as the same resource, not as exact strings.
-            FLIP_RELEASE, deps=[RELEASE_CANDIDATES, RELEASE_INDEX], kinds={"parquet"}, code_version="2",
+            # raw_shards: where the gallery's images lie.
+            FLIP_RELEASE, deps=[RELEASE_CANDIDATES, RELEASE_INDEX, RAW_SHARDS], kinds={"parquet"}, code_version="2",
             description="The released samples of the shard, one row each, under LAION's field names (schema: "
             "core/release/release.py RELEASE_SCHEMA): caption, keywords, size, NSFW tag, image hash, faces, scores.",
             # The columns and their descriptions, shown before the first materialization too.
@@ -241,6 +244,10 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
                 "blocklist_unmatched": len(unmatched),  # entries listing no candidate of any shard
                 "blocklist_unmatched_examples": MetadataValue.json(unmatched[:BLOCKLIST_EXAMPLES]),
                 "preview": _markdown(released.select(PREVIEW).slice(0, 5)),
+                "gallery": MetadataValue.md(markdown_image(gallery_jpeg(
+                    released_items(shard_gallery_rows(path, flip_storage.path(RAW_SHARDS, shard), shard)),
+                    f"Released samples of shard {shard}",
+                ), "gallery")),  # fmt: skip
             },
             check_results=release_checks,
         ),
