@@ -7,7 +7,7 @@ few seconds a shard on the CPU (RetinaFace takes minutes per pass on two busy co
 recovery does not depend on it.
 
 A restart in the second in which run monitoring marks the killed run failed once lost the
-automatic retry here (1 of 3 tries; not diagnosed, README "Operations"), so the restart comes
+automatic retry here (1 of 3 tries; not diagnosed, docs/operations.md), so the restart comes
 after the retry, while the backfill is still open.
 
 The server is Debian's PostgreSQL (apt-get install postgresql; .ci/run installs it when missing),

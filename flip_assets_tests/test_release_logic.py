@@ -53,7 +53,7 @@ def test_a_missing_blocklist_fails_naming_it(tmp_path):
 
 
 # (entry, sample URLs it lists, sample URLs it does not): a takedown names a resource, however
-# its URL is written (issue 19 item 5). What is and is not equal: README, Release, Safety.
+# its URL is written (issue 19 item 5). What is and is not equal: docs/release.md, Safety.
 SAME_RESOURCE = [
     ("https://Example.ORG:443/a.jpg", ["http://example.org/a.jpg", "HTTP://EXAMPLE.ORG:80/a.jpg#top", "http://example.org./a.jpg"],
      ["http://example.org/A.jpg", "http://example.org:8080/a.jpg", "http://example.org:443/a.jpg", "http://other.org/a.jpg"]),

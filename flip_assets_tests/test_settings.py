@@ -17,7 +17,7 @@ from flip_assets.core.curation.llm_client import RetryPolicy
 from flip_assets.defs.curation.resources import CaptionFilterResource, KeywordMiningResource, LLMResource
 from flip_assets.defs.resources import build_resources
 
-SECTION = "### Settings (environment variables)"
+SECTION = "## Settings (environment variables)"
 
 
 def env_fields() -> dict[str, list[tuple[type, str]]]:
