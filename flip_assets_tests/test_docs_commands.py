@@ -48,6 +48,9 @@ RUN_ELSEWHERE = {
     ".venv/bin/dagster asset materialize -m flip_assets.definitions --select 'group:curation' --partition-range 00000...00009":
         "test_cli.py::test_one_partition_a_range_and_dg_launch",
     ".venv/bin/dg list defs": "test_project.py::test_dg_lists_the_definitions",  # with --json
+    # The same subcommands on a real temporary instance (a registered shard, then removed).
+    ".venv/bin/python -m flip_assets.tools.shards add": "test_shards_tool.py::test_add_list_and_remove_shards",
+    ".venv/bin/python -m flip_assets.tools.shards remove 00012 --force": "test_shards_tool.py::test_add_list_and_remove_shards",
     "FLIP_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest flip_assets_tests/test_graph_snapshot.py":
         "test_graph_snapshot.py::test_asset_graph_matches_the_snapshot",
     # Equivalent: main() on 120 labelled captions and 3 folds instead of the corpus (12 minutes).
