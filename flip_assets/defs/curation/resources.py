@@ -110,11 +110,12 @@ class _OpenAICompatible(EnvSettings):
 class LLMResource(_OpenAICompatible):
     """The language model that denoises captions, behind an OpenAI-compatible chat API.
 
-    Without OPENAI_BASE_URL, the runs share a local llama.cpp server serving SmolLM2 (state in
-    the storage's folder llm_server, FLIP_HOME/llm_server; see SharedLLMServer), joined by the
-    first `client` of a run, which stops itself local_idle_s after the last run let go of it. OPENAI_API_KEY is needed when the URL is not loopback. timeout_s bounds one
-    attempt of a request, from connect to last byte; above max_fallback_share of answers falling
-    back, a shard fails as an outage.
+    Without OPENAI_BASE_URL, the runs share a local llama.cpp server serving SmolLM2, joined by a
+    run's first `client`; its state is in the storage's folder llm_server (FLIP_HOME/llm_server,
+    see SharedLLMServer), and it stops itself local_idle_s after the last run let go of it.
+    OPENAI_API_KEY is needed when the URL is not loopback. timeout_s bounds one attempt of a
+    request, from connect to last byte; above max_fallback_share of answers falling back, a shard
+    fails as an outage.
     """
 
     ENV = {
