@@ -5,9 +5,16 @@ pipeline` does (defs/resources.py), so an environment variable changes both alik
 benchmark keeps a default of its own.
 """
 
+import atexit
+import contextlib
+
+# The resources handed out, torn down (their teardown, as after a run's step) when the benchmark exits.
+_OPEN = contextlib.ExitStack()
+atexit.register(_OPEN.close)
+
 
 def pipeline_resource(key: str):
     """The pipeline's resource `key`, its environment variables resolved and its settings checked."""
     from flip_assets.defs.resources import build_resources
 
-    return build_resources()[key].process_config_and_initialize()
+    return _OPEN.enter_context(build_resources()[key].process_config_and_initialize_cm())
