@@ -6,7 +6,8 @@
 # deselected, never as passed.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export FLIP_HOME ?= $(CURDIR)/.flip_home
+# The FLIP_ settings take their defaults from the code (flip_assets/defs/resources.py); an
+# exported value overrides them.
 export DAGSTER_HOME ?= $(CURDIR)
 # Every model comes from a package or ../shared/models: never ask a hub.
 export HF_HUB_OFFLINE := 1

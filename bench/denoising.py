@@ -2,10 +2,10 @@
 
     python -m bench.denoising [--captions 40] [--repeats 5]
 
-Pre-clean throughput on every LAION caption of ../shared/data/laion (one process, so per
-core; target >= 50,000 captions/s). Then, on LAION face captions (a seed word of the paper
-in the caption) through the language model (OPENAI_BASE_URL, or a local llama.cpp server
-with SmolLM2-135M started here): captions/s of the bare server round-trip (the same
+Pre-clean throughput on every caption of the caption corpus (FLIP_CAPTION_CORPUS: the LAION
+files; one process, so per core; target >= 50,000 captions/s). Then, on its face captions (a
+seed word of the paper in the caption) through the pipeline's language model (OPENAI_BASE_URL,
+FLIP_LLM_MODEL, or a local llama.cpp server with SmolLM2-135M started here): captions/s of the bare server round-trip (the same
 messages, the plain openai client), of the denoiser with a cold response cache and with a
 warm one. One JSON object per line.
 """
@@ -23,15 +23,13 @@ from pathlib import Path
 
 import openai
 
+from bench import pipeline_resource
 from flip_assets.core.curation.captions import read_caption_corpus
 from flip_assets.core.curation.denoiser import answer_budget, build_messages, denoise_rows
 from flip_assets.core.curation.keywords import SEED_WORDS, KeywordMatcher
 from flip_assets.core.curation.llm_client import NO_KEY, LLMClient, ResponseCache
 from flip_assets.core.curation.llm_server import LocalLLMServer
 from flip_assets.core.curation.precleaning import preclean
-
-ROOT = Path(__file__).resolve().parents[1]
-LAION = Path(os.environ.get("FLIP_DATA", ROOT.parent / "shared" / "data")) / "laion"
 
 
 def emit(**record) -> None:
@@ -60,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     emit(machine={"cpus": os.cpu_count(), "gpu": False})
 
-    corpus = [c for path in sorted(LAION.glob("*.parquet")) for c in read_caption_corpus(path) if c]
+    corpus = [c for path in pipeline_resource("caption_corpus").files for c in read_caption_corpus(path) if c]
     bench_preclean(corpus, args.repeats)
 
     matcher = KeywordMatcher(SEED_WORDS)
@@ -69,11 +67,11 @@ def main() -> None:
     faces = faces[: args.captions]
     rows = [{"key": str(i), "caption": c, "keywords": matcher.find(c), "kept": True} for i, c in enumerate(faces)]
 
-    base_url = os.environ.get("OPENAI_BASE_URL")
-    with nullcontext(None) if base_url else LocalLLMServer() as server:
-        base_url = base_url or server.base_url
-        raw = openai.OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY") or NO_KEY, max_retries=0)
-        model = os.environ.get("FLIP_LLM_MODEL") or raw.models.list().data[0].id
+    llm = pipeline_resource("llm")
+    with nullcontext(None) if llm.base_url else LocalLLMServer() as server:
+        base_url = llm.base_url or server.base_url
+        raw = openai.OpenAI(base_url=base_url, api_key=llm.api_key or NO_KEY, max_retries=0)
+        model = llm.model or raw.models.list().data[0].id
         sources = [preclean(c) for c in faces]
         raw.chat.completions.create(model=model, messages=build_messages(sources[0]), max_tokens=8)  # load, warm
         start = time.perf_counter()
@@ -84,7 +82,7 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as cache_dir:
             for label in ("denoiser_cold_cache", "denoiser_warm_cache"):
-                client = LLMClient(base_url, os.environ.get("OPENAI_API_KEY"), ResponseCache(Path(cache_dir) / "replies.sqlite"), concurrency=1)
+                client = LLMClient(base_url, llm.api_key, ResponseCache(Path(cache_dir) / "replies.sqlite"), concurrency=1)
                 start = time.perf_counter()
                 out = denoise_rows(rows, client, model)
                 rate = len(rows) / (time.perf_counter() - start)

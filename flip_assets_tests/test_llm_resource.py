@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 
+import pytest
 from conftest import REPO_ROOT, run_assets
 from dagster import MaterializeResult, asset, materialize
 from test_denoised_captions import LAION_CAPTIONS, SHARD, failure_text, laion_caption, materialization, write_pairs
@@ -18,6 +19,7 @@ from test_denoised_captions import LAION_CAPTIONS, SHARD, failure_text, laion_ca
 from flip_assets.core.curation.llm_server import MODEL_ALIAS, SharedLLMServer
 from flip_assets.defs.curation.s06_denoised_captions import denoised_captions
 from flip_assets.defs.resources import LLMResource, build_resources
+from flip_assets.defs.storage import FlipStorage
 
 
 def serves(base_url: str) -> bool:
@@ -61,22 +63,22 @@ def test_denoised_captions_without_openai_base_url(tmp_path, instance, monkeypat
 
 def test_runs_share_the_local_server_and_it_outlives_no_user(tmp_path, instance):
     """Runs in sequence reuse one server; it keeps serving while anyone uses it, then stops."""
-    (tmp_path / "cache").mkdir()
-
     @asset
-    def served_model(llm: LLMResource) -> MaterializeResult:
-        client = llm.client(tmp_path / "cache")
+    def served_model(flip_storage: FlipStorage, llm: LLMResource) -> MaterializeResult:
+        client = llm.client(flip_storage)
         try:
             return MaterializeResult(metadata={"endpoint": llm.endpoint, "model": client.resolve_model("")})
         finally:
             client.close()
 
     def run_once() -> dict:
-        result = materialize([served_model], resources={"llm": llm}, instance=instance, raise_on_error=False)
+        resources = {"llm": llm, "flip_storage": FlipStorage(home=str(tmp_path))}
+        result = materialize([served_model], resources=resources, instance=instance, raise_on_error=False)
         assert result.success, failure_text(result)
         return materialization(result, "served_model")
 
-    llm = LLMResource(flip_home=str(tmp_path), local_idle_s=5)
+    # The server's folder is the storage's: FLIP_HOME/llm_server.
+    llm = LLMResource(local_idle_s=5)
     first, second = run_once(), run_once()
     assert first == second and first["model"] == MODEL_ALIAS
     url = first["endpoint"]
@@ -106,12 +108,13 @@ def test_a_killed_server_takes_llama_cpp_along_and_the_next_user_starts_another(
     assert stops(replacement)
 
 
-def test_no_url_and_nowhere_to_share_a_server_fails_fast_naming_the_setting(instance):
-    @asset
-    def needs_llm(llm: LLMResource) -> None: ...
-
-    result = materialize([needs_llm], resources={"llm": LLMResource()}, instance=instance, raise_on_error=False)
-    assert not result.success and "OPENAI_BASE_URL is not set" in failure_text(result)
+def test_no_url_and_an_object_store_home_fails_fast_naming_both_settings(tmp_path):
+    """The local server's lease locks need a folder: with FLIP_HOME an object store, the run
+    fails naming FLIP_HOME and OPENAI_BASE_URL before any server starts."""
+    home = "s3://flip-outputs/flip"
+    with pytest.raises(ValueError, match=f"FLIP_HOME='{home}' is an object store: set OPENAI_BASE_URL"):
+        LLMResource().client(FlipStorage(home=home, local_cache=str(tmp_path)))
+    assert not any(tmp_path.rglob("server.json"))
 
 
 def test_launching_the_shard_pipeline_needs_no_openai_base_url(tmp_path):

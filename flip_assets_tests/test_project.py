@@ -55,9 +55,9 @@ assert "select" in sql_file("raw_shards_summary.sql").lower()
 review = Path(defs.resources["keyword_mining"].review_file)
 assert review.resolve().is_relative_to(site), review
 assert load_review(review)
-caption_filter = defs.resources["caption_filter"]
+caption_training = defs.resources["caption_training"]
 for name in ("review_file", "training_labels"):  # the classifier's labels, read from the package
-    assert Path(getattr(caption_filter, name)).is_file(), (name, getattr(caption_filter, name))
+    assert Path(getattr(caption_training, name)).is_file(), (name, getattr(caption_training, name))
 print("installed package ok")
 """
 

@@ -4,7 +4,8 @@ Each resource lists its variables in ENV, {field: variable}, and `from_env` buil
 - a variable that is set becomes an EnvVar (the UI shows where the value came from, and a secret
   travels only so, never as its value); a float one is read at once, as EnvVar carries only
   strings and integers;
-- an unset one leaves the field's default, most of them taken from the core settings dataclasses;
+- an unset one leaves the field's default, most of them taken from the core settings dataclasses
+  (an override that may be absent is Optional[...] = None, never a number meaning "none");
 - a required field takes the default given to `from_env` (a path of this checkout), else stays an
   EnvVar: the run then fails naming the variable, and reads it only when it starts (the pipeline
   sets OPENAI_BASE_URL after importing the definitions).
@@ -14,6 +15,8 @@ Validation goes through `require`, whose error names the variable a user would c
 from __future__ import annotations
 
 import os
+import types
+import typing
 from typing import ClassVar
 
 from dagster import ConfigurableResource, EnvVar
@@ -29,12 +32,22 @@ class EnvSettings(ConfigurableResource):
         values = {}
         for field, name in cls.ENV.items():
             if os.environ.get(name):
-                values[field] = _variable(name, cls.model_fields[field].annotation)
+                values[field] = _variable(name, cls.field_type(field))
             elif field in defaults:
                 values[field] = defaults[field]
             elif cls.model_fields[field].is_required():
                 values[field] = EnvVar(name)
         return cls(**values)
+
+    @classmethod
+    def field_type(cls, field: str) -> type:
+        """The field's type; Optional[X] is X (None: the variable is unset)."""
+        kind = cls.model_fields[field].annotation
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):
+            kinds = [k for k in typing.get_args(kind) if k is not type(None)]
+            if len(kinds) == 1:
+                return kinds[0]
+        return kind
 
     @classmethod
     def setting(cls, field: str) -> str:

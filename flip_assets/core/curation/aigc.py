@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 from PIL import Image
 
-from flip_assets.core.io.images import ImageRejected, decode_rgb
+from flip_assets.core.io.images import MAX_PIXELS, ImageRejected, decode_rgb
 from flip_assets.core.curation.llm_client import LLMClient, Reply
 
 IMAGE_SIZE = 1024
@@ -31,7 +31,6 @@ FACE_PROMPT = (
     "expression, hair, eyes, facial hair, make-up and accessories such as glasses or earrings."
 )
 MAX_CAPTION_CHARS = 1000  # DALL-E 3 accepts 4000; two sentences never need more
-MAX_SOURCE_PIXELS = 40_000_000
 
 OK = "ok"
 AIGC_SCHEMA = pa.schema(
@@ -76,7 +75,7 @@ def image_data_url(data: bytes) -> str:
         fmt = (img.format or "").upper()
     if fmt not in ("JPEG", "PNG", "WEBP"):
         buffer = io.BytesIO()
-        Image.fromarray(decode_rgb(data, MAX_SOURCE_PIXELS).rgb).save(buffer, format="JPEG", quality=90)
+        Image.fromarray(decode_rgb(data, MAX_PIXELS).rgb).save(buffer, format="JPEG", quality=90)
         data, fmt = buffer.getvalue(), "JPEG"
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(data).decode('ascii')}"
 
@@ -107,7 +106,7 @@ def generate_samples(
                    image_model=image_model, cost_usd=0.0, cached=False)  # fmt: skip
         rows.append(row)
         try:
-            decode_rgb(sample.get("image"), MAX_SOURCE_PIXELS)  # refuse broken source images before paying
+            decode_rgb(sample.get("image"), MAX_PIXELS)  # refuse broken source images before paying
             asks.append((len(rows) - 1, image_data_url(sample["image"])))
         except ImageRejected as exc:
             row["status"] = f"source_image:{exc.reason}"
@@ -139,7 +138,7 @@ def generate_samples(
             continue
         try:
             data = base64.b64decode(reply.text, validate=True)
-            decoded = decode_rgb(data, MAX_SOURCE_PIXELS)
+            decoded = decode_rgb(data, MAX_PIXELS)
         except (ValueError, ImageRejected) as exc:
             row["status"] = f"image:undecodable ({type(exc).__name__})"
             continue

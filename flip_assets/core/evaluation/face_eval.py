@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from flip_assets.core.curation.detectors import FaceDetector
-from flip_assets.core.io.images import decode_rgb
+from flip_assets.core.io.images import MAX_PIXELS, decode_rgb
 
 
 @dataclass
@@ -119,7 +119,7 @@ def evaluate(
     confirmer: FaceDetector | None = None,
 ) -> EvalResult:
     result = EvalResult(dataset=name, threshold=threshold, labelled_faces=0, matched=0, detections=0, unlabelled_faces=0)
-    images = [decode_rgb(img, 40_000_000).rgb for _, img, _ in pictures]
+    images = [decode_rgb(img, MAX_PIXELS).rgb for _, img, _ in pictures]
     for (image_id, _, gts), rgb, det in zip(pictures, images, detector.detect(images)):
         keep = det.scores > threshold
         boxes, scores = det.boxes[keep], det.scores[keep]

@@ -12,6 +12,10 @@ from PIL import Image, ImageFile
 # A truncated file must fail, not be padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+# Larger images are refused before decoding (decompression bombs): the default of every stage
+# that decodes images (the resources' max_pixels fields).
+MAX_PIXELS = 40_000_000
+
 
 class ImageRejected(ValueError):
     """The bytes cannot become a usable RGB image; `reason` is a short machine-readable code."""

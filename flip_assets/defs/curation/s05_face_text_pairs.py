@@ -100,7 +100,7 @@ def face_text_pairs(
             "kept": facts["kept"],
             "kept_share": facts["kept"] / facts["face_samples"] if facts["face_samples"] else 0.0,
             "keep_threshold": threshold,
-            "threshold_source": "FLIP_TEXT_THRESHOLD" if caption_filter.keep_threshold else "chosen by caption_classifier",
+            "threshold_source": "chosen by caption_classifier" if caption_filter.keep_threshold is None else "FLIP_TEXT_THRESHOLD",
             "outcomes": MetadataValue.json({o["outcome"]: o["samples"] for o in outcomes}),
             "kept_examples": MetadataValue.md(kept.to_pandas().to_markdown(index=False)),
             "dropped_examples": MetadataValue.md(dropped.to_pandas().to_markdown(index=False)),

@@ -78,7 +78,9 @@ def _denoise(
 ) -> MaterializeResult:
     """Denoise the rows at input_path into asset_key, with checks and quality figures."""
     rows = storage.read_table(input_path).to_pylist()
-    client = llm.client(flip_storage.directory("llm_cache"))
+    client = llm.client(flip_storage)
+    if not llm.base_url:
+        context.log.info(f"OPENAI_BASE_URL not set: the local llama.cpp server {llm.endpoint}")
     try:
         model = client.resolve_model(llm.model)
 

@@ -70,7 +70,7 @@ def aigc_samples(
         chosen = sample_pairs(candidates, config.samples, config.seed)
         for pair in chosen:
             pair["image"] = read_sample_image(pair)
-        client = aigc.client(flip_storage.directory("llm_cache"))
+        client = aigc.client(flip_storage)
         try:
             rows, spent = generate_samples(
                 chosen,

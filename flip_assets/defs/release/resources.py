@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from flip_assets.core.io.images import MAX_PIXELS
 from flip_assets.core.release.blocklist import Blocklist, read_blocklist
 from flip_assets.core.release.nsfw import NsfwClassifier, NsfwThresholds
 from flip_assets.core.release.release import NSFW_ACTIONS, ReleasePolicy
@@ -32,8 +33,7 @@ class ReleaseResource(EnvSettings):
     min_text_chars: int = 1
     max_text_chars: int = 2000
     nsfw_batch_size: int = 8
-    # Larger images are refused before decoding (decompression bombs), as in face detection.
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
 
     def setup_for_execution(self, context) -> None:
         self.require("nsfw_threshold", 0.0 < self.nsfw_threshold <= 1.0, "must lie in (0, 1]")
