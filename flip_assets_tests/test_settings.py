@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import io
 import re
+import sys
 import tokenize
 from pathlib import Path
 
@@ -302,13 +303,15 @@ def checkout_defaults(monkeypatch) -> dict[str, str]:
     """{variable: default} of the settings whose default is a path of this checkout (its folder,
     or ../shared): an installed wheel has no checkout, so an image must set them."""
     clear_settings(monkeypatch)
-    package = REPO_ROOT / "flip_assets"
+    # Installed packages (the venv, which may lie inside the checkout) come with the image too.
+    package, installed = REPO_ROOT / "flip_assets", Path(sys.prefix).resolve()
     found = {}
     for resource in build_resources().values():
         for field, name in type(resource).ENV.items():
             value = getattr(resource, field)
             paths = [Path(p) for p in value.split(",")] if isinstance(value, str) and value else []
-            if paths and all(p.is_relative_to(SHARED) or (p.is_relative_to(REPO_ROOT) and not p.is_relative_to(package)) for p in paths):
+            checkout = [p for p in paths if not p.resolve().is_relative_to(installed)]
+            if checkout and all(p.is_relative_to(SHARED) or (p.is_relative_to(REPO_ROOT) and not p.is_relative_to(package)) for p in checkout):
                 found[name] = value
     return found
 
