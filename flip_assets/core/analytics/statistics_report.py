@@ -176,27 +176,17 @@ def figures(stats: DatasetStatistics) -> dict[str, bytes]:
     sizes = sample_sizes(stats)
     out = {
         "funnel": _bars(FUNNEL, [total.get(c) or 0 for c in FUNNEL], "Funnel, all shards", "stage", "samples", None),
-        "caption_words": _bars(
-            [r["words"] for r in stats.caption_words], [r["samples"] for r in stats.caption_words],
-            f"Caption length (mean {stats.captions['mean_words']:.1f} words; paper {PAPER_CAPTION_WORDS})",
-            "words (40 = 40 or more)", "samples", sizes["caption_words"],
-        ),  # fmt: skip
-        "keywords": _bars(
-            [r["keyword"] for r in stats.keywords[:20]], [r["samples"] for r in stats.keywords[:20]],
-            "Face keywords in released captions (top 20)", "keyword", "captions", sizes["keywords"],
-        ),  # fmt: skip
-        "faces_per_image": _bars(
-            [r["faces"] for r in stats.faces_per_image], [r["images"] for r in stats.faces_per_image],
-            "Faces per released image", "faces (10 = 10 or more)", "images", sizes["faces_per_image"],
-        ),  # fmt: skip
-        "face_sizes": _bars(
-            [r["side_from"] for r in stats.face_sizes], [r["faces"] for r in stats.face_sizes],
-            "Face size", "face side from (px, powers of two)", "faces", sizes["face_sizes"],
-        ),  # fmt: skip
-        "image_sizes": _bars(
-            [r["side_from"] for r in stats.image_sizes], [r["images"] for r in stats.image_sizes],
-            "Image size", "longer side from (px, powers of two)", "images", sizes["image_sizes"],
-        ),  # fmt: skip
+        **{
+            name: _bars([r[x] for r in rows], [r[y] for r in rows], title, xlabel, y, sizes[name])
+            for name, rows, x, y, title, xlabel in (
+                ("caption_words", stats.caption_words, "words", "samples",
+                 f"Caption length (mean {stats.captions['mean_words']:.1f} words; paper {PAPER_CAPTION_WORDS})", "words (40 = 40 or more)"),
+                ("keywords", stats.keywords[:20], "keyword", "samples", "Face keywords in released captions (top 20)", "keyword"),
+                ("faces_per_image", stats.faces_per_image, "faces", "images", "Faces per released image", "faces (10 = 10 or more)"),
+                ("face_sizes", stats.face_sizes, "side_from", "faces", "Face size", "face side from (px, powers of two)"),
+                ("image_sizes", stats.image_sizes, "side_from", "images", "Image size", "longer side from (px, powers of two)"),
+            )
+        },  # fmt: skip
     }
     figure, axes = new_figure(12, 4)
     figure.clear()
