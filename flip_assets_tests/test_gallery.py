@@ -36,3 +36,21 @@ def test_unreadable_and_changed_images_are_shown_as_missing_not_dropped(tmp_path
 def test_an_empty_gallery_is_still_a_figure():
     assert released_items([]) == []
     assert gallery_jpeg([], "Released samples").startswith(b"\xff\xd8")
+
+
+def test_a_shard_without_raw_shards_still_shows_its_released_samples(tmp_path):
+    """flip_release never fails for its gallery: without a raw_shards file the samples are shown,
+    each image marked missing."""
+    import pyarrow as pa
+
+    from flip_assets.core.analytics.gallery import shard_gallery_rows
+    from flip_assets.core.io import storage
+
+    release = storage.write_table(tmp_path / "release.parquet", pa.table({
+        "key": ["a", "b"], "TEXT": ["A smiling girl.", "A man in glasses."], "original_caption": ["x", "y"],
+        "face_boxes": pa.array([[[1.0, 2.0, 3.0, 4.0]], []], pa.list_(pa.list_(pa.float32()))),
+        "face_score": [0.99, 0.95], "text_score": [0.99, 0.98],
+    }))  # fmt: skip
+    rows = shard_gallery_rows(release, tmp_path / "no_raw_shards.parquet", "00003")
+    assert sorted(r["key"] for r in rows) == ["a", "b"]
+    assert all(item.image is None and "no image recorded in raw_shards" in item.lines for item in released_items(rows))

@@ -1,9 +1,9 @@
 -- Released samples for the gallery: a stable pick by a hash of the key (the same release shows
--- the same samples), with where each image lies in its raw shard.
+-- the same samples), with where each image lies in its raw shard (none known: shown as missing).
 SELECT r.file_shard AS shard, r.key, r.TEXT AS text, r.original_caption, r.face_boxes AS boxes,
        r.face_score, r.text_score,
        s.tar_path, s.image_offset, s.image_size, s.image_sha256
 FROM flip_release r
-JOIN raw_shards s ON s.key = r.key AND s.file_shard = r.file_shard
+LEFT JOIN raw_shards s ON s.key = r.key AND s.file_shard = r.file_shard
 ORDER BY sha256('gallery:' || r.key)
 LIMIT $count

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flip_assets.core.io.plots import figure_jpeg, new_figure
-from flip_assets.core.analytics.statistics import connect, take_inventory
+from flip_assets.core.analytics.statistics import STATISTICS_ARROW_TYPES, STATISTICS_COLUMNS, connect, take_inventory
 from flip_assets.core.io import storage
 from flip_assets.core.io.shards import StaleShardError, read_sample_image
 
@@ -38,7 +38,7 @@ def _item(row: dict, lines: list[str]) -> GalleryItem:
     with why, never left out."""
     try:
         image = read_sample_image({**row, "key": row["key"]})
-        missing = None if image is not None else "no image bytes recorded"
+        missing = None if image is not None else "no image recorded in raw_shards"
     except (OSError, StaleShardError) as e:
         image, missing = None, f"image unreadable: {e}"
     return GalleryItem(f"{row['shard']}/{row['key']}", image, row["boxes"] or [], lines + ([missing] if missing else []))
@@ -74,7 +74,10 @@ def shard_gallery_rows(release_path: Path, raw_path: Path, shard: str) -> list[d
     con = duckdb.connect(":memory:")
     try:
         for view, path in (("flip_release", release_path), ("raw_shards", raw_path)):
-            table = storage.read_table(path)  # one shard's file
+            try:
+                table = storage.read_table(path)  # one shard's file
+            except FileNotFoundError:  # no raw_shards here: the samples are shown, their images as missing
+                table = pa.table({name: pa.array([], STATISTICS_ARROW_TYPES[kind]) for name, kind in STATISTICS_COLUMNS[view].items()})
             con.register(view, table.append_column("file_shard", pa.array([shard] * table.num_rows, pa.string())))
         return _fetch(con, "gallery_released.sql", {"count": RELEASED_SHOWN})
     finally:
