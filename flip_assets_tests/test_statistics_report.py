@@ -64,3 +64,9 @@ def test_one_small_attribute_is_marked_alone():
     stats.demographics["gender"] = [{"value": "female", "faces": 10}]
     shown = tables(stats)
     assert FEW in shown["demographics_gender"] and FEW not in shown["demographics_race"]
+
+
+def test_the_classifier_table_names_the_baseline_it_must_beat():
+    stats = statistics(73, {"Black": 42, "White": 35})
+    stats.quality["caption_classifier"]["coverage"] = {"labelled": 418, "stale": 0, "positives": 100}
+    assert "Baseline to beat (no caption filter: every face-detected sample kept): precision 0.24 [0.20, 0.28]" in tables(stats)["quality_classifier"]

@@ -4,6 +4,7 @@ to the card, and the card itself)."""
 from __future__ import annotations
 
 from flip_assets.core.io.plots import figure_png, new_figure
+from flip_assets.core.analytics.release_quality import wilson_interval
 from flip_assets.core.analytics.statistics import (
     FUNNEL,
     PAPER_CAPTION_CHARS,
@@ -109,6 +110,10 @@ def _share_interval(value: float | None, low: float | None, high: float | None) 
     return "-" if value is None else f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def _base_rate(positives: int, labelled: int) -> tuple[float | None, float | None, float | None]:
+    return (positives / labelled if labelled else None, *wilson_interval(positives, labelled))
+
+
 def quality_tables(quality: dict) -> dict[str, str]:
     """The measures by looking as tables: the caption classifier on the labelled face-detected
     population (as run, then along a threshold sweep) and the release precision with its failure kinds."""
@@ -131,6 +136,8 @@ def quality_tables(quality: dict) -> dict[str, str]:
             f"_{coverage['labelled']} labelled face-detected samples ({coverage['positives']} face captions); "
             f"{coverage['stale']} labels no longer match their sample's caption_\n\n" + markdown_table(points)
             + "\n\n" + rule
+            + "\n\nBaseline to beat (no caption filter: every face-detected sample kept): precision "
+            + _share_interval(*_base_rate(coverage["positives"], coverage["labelled"])) + "."
         ),
         "quality_release": (
             f"_{release['checked']} of {release['released']} released pairs checked by looking; "
