@@ -1,7 +1,7 @@
 """A rehearsal of many shards through Dagster: the daemon, the run queue and the pools, on PostgreSQL.
 
-    nice -n 10 python -m bench.rehearsal [--shards 1000] [--backfill 200] [--samples-per-shard 3]
-                                         [--detector yunet] [--workdir DIR] [--keep] [--no-ui]
+    nice -n 10 python -m bench.rehearsal [--shards 1000] [--backfill 200] [--per-shard-runs 30]
+                                         [--samples-per-shard 3] [--detector yunet] [--workdir DIR] [--keep] [--no-ui]
 
 What it does, on this machine, nothing mocked:
 1. writes --shards tiny img2dataset shards (NNNNN.tar/.parquet/_stats.json), each a re-packed run
@@ -11,10 +11,12 @@ What it does, on this machine, nothing mocked:
    DAGSTER_HOME with deploy/dagster.postgres.yaml, the production instance: run queue of one run,
    one run per backfill and per shard at a time, every pool one step at a time;
 3. registers every shard as a partition (what `python -m flip_assets.tools.shards add` does);
-4. starts `dagster dev` (webserver, daemon, one code server) and launches, as the UI's "Launch
-   backfill" of the shard_pipeline job does, a backfill of raw_shards + face_detections for the
-   first --backfill shards: one run per shard through the queue;
-5. waits until the backfill is done, failing on a failed run or on no progress for --stuck-after s;
+4. starts `dagster dev` (webserver, daemon, one code server) and launches, as the UI does, two
+   backfills of raw_shards + face_detections: the shard_pipeline job's over the first
+   --per-shard-runs shards (one run per shard, as new_shards_sensor runs new shards), then the
+   asset page's "Materialize" over the next --backfill shards (an asset backfill: the assets'
+   SINGLE_RUN_BACKFILL policy makes it one run for the range);
+5. waits until each backfill is done, failing on a failed run or on no progress for --stuck-after s;
 6. times the UI in Debian's chromium (Playwright): the asset page and its partitions view,
    and new_shards_sensor's tick over every registered shard.
 
