@@ -17,84 +17,23 @@ user (PostgreSQL refuses to run as root).
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import MODELS, RAW_SHARDS, REPO_ROOT, make_resources, run_assets
 
+from bench.rehearsal import Postgres, postgres_bin, production_home
 from flip_assets.core.io.storage import sha256_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 SHARDS = ["00000", "00001"]
 ASSETS = ["raw_shards", "face_detections"]
-PASSWORD = "flip-test-password"
-
-
-def postgres_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(versions[-1]).parent if versions else None
-
-
-class Postgres:
-    """A PostgreSQL cluster in a temp folder, listening on 127.0.0.1 only."""
-
-    def __init__(self, bindir: Path):
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="flip-pg-"))  # not under pytest's root-only tmp
-        self.data, self.log = self.root / "data", self.root / "server.log"
-        self.port = free_port()
-        self.user = "postgres" if os.geteuid() == 0 else None  # the Debian package's system user
-        if self.user:
-            entry = pwd.getpwnam(self.user)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
-
-    def run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
-        command = [str(self.bindir / tool), *args]
-        if self.user:
-            command = ["runuser", "-u", self.user, "--", *command]
-        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-
-    def init(self) -> None:
-        (self.root / "pw").write_text(PASSWORD)
-        if self.user:
-            shutil.chown(self.root / "pw", self.user)
-        self.run("initdb", "-D", str(self.data), "-U", "flip", f"--pwfile={self.root / 'pw'}",
-                 "--auth-host=scram-sha-256", "--auth-local=trust")  # fmt: skip
-
-    def start(self) -> None:
-        # -k: the Unix socket in the cluster's folder (the system's may not be writable).
-        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start",
-                 "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root}")  # fmt: skip
-
-    def stop(self, mode: str = "fast") -> None:
-        self.run("pg_ctl", "-D", str(self.data), "-w", "-m", mode, "stop")
-
-    def env(self) -> dict:
-        return {
-            "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USER": "flip",
-            "DAGSTER_PG_PASSWORD": PASSWORD, "DAGSTER_PG_DB": "dagster",
-        }  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -106,28 +45,10 @@ def postgres():
     server.init()
     server.start()
     try:
-        # Through the cluster's Unix socket (trusted); Dagster connects over TCP with the password.
-        server.run("createdb", "--no-password", "-h", str(server.root), "-p", str(server.port), "-U", "flip", "dagster")
+        server.create_database()
         yield server
     finally:
-        subprocess.run([str(bindir / "pg_ctl"), "-D", str(server.data), "-m", "immediate", "stop"],
-                       capture_output=True)  # fmt: skip
-        if server.user:
-            subprocess.run(["runuser", "-u", server.user, "--", str(bindir / "pg_ctl"), "-D", str(server.data),
-                            "-m", "immediate", "stop"], capture_output=True)  # fmt: skip
-        shutil.rmtree(server.root, ignore_errors=True)
-
-
-def production_home(folder: Path) -> Path:
-    """DAGSTER_HOME with deploy/dagster.postgres.yaml, its monitoring made quick for a test."""
-    config = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.postgres.yaml").read_text())
-    config["run_monitoring"].update(poll_interval_seconds=2, free_slots_after_run_end_seconds=2)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "dagster.yaml").write_text(yaml.safe_dump(config))
-    (folder / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [{"python_module": {
-        "module_name": "flip_assets.definitions", "location_name": "flip_assets", "working_directory": str(REPO_ROOT),
-    }}]}))  # fmt: skip
-    return folder
+        server.destroy()
 
 
 def wait_for(what: str, predicate, timeout_s: float, daemon: subprocess.Popen, poll_s: float = 1.0):
@@ -160,7 +81,9 @@ def test_a_backfill_survives_a_killed_run_and_a_postgres_restart(postgres, tmp_p
 
     from flip_assets.definitions import defs
 
-    home, flip_home = production_home(tmp_path / "dagster_home"), tmp_path / "flip_home"
+    # Run monitoring made quick for a test.
+    home = production_home(tmp_path / "dagster_home", poll_interval_seconds=2, free_slots_after_run_end_seconds=2)
+    flip_home = tmp_path / "flip_home"
     env = {
         **os.environ, **postgres.env(), "DAGSTER_HOME": str(home), "FLIP_HOME": str(flip_home),
         "FLIP_SOURCE": str(RAW_SHARDS), "FLIP_MODELS": str(MODELS), "FLIP_DETECTOR": "yunet", "PYTHONPATH": str(REPO_ROOT),
