@@ -53,7 +53,7 @@ RUN_ELSEWHERE = {
     ".venv/bin/python -m flip_assets.tools.shards remove 00012 --force": "test_shards_tool.py::test_add_list_and_remove_shards",
     "FLIP_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest flip_assets_tests/test_graph_snapshot.py":
         "test_graph_snapshot.py::test_asset_graph_matches_the_snapshot",
-    # Equivalent: main() on 120 labelled captions and 3 folds instead of the corpus (12 minutes).
+    # Equivalent: main() on 120 labelled captions and 2 folds instead of the corpus (12 minutes).
     ".venv/bin/python -m flip_assets.tools.cross_validate_classifier --corpus ../shared/data/laion/*.parquet --eval-dir ../shared/data/eval":
         "test_caption_cross_validation.py::test_every_labelled_caption_is_scored_by_a_model_that_held_it_out",
     # No Docker here: the Dockerfile, compose file and instance are checked statically.
