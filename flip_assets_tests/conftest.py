@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +63,14 @@ def run_assets(assets, resources: dict, instance: DagsterInstance, partition: st
     return materialize(
         assets, resources=resources, instance=instance, partition_key=partition, selection=selection, raise_on_error=False
     )
+
+
+@functools.cache
+def tool_help(module: str) -> subprocess.CompletedProcess:
+    """`python -m MODULE --help` from the checkout, run once per session: test_tools.py checks
+    every tool answers it, test_docs_commands.py that the docs use only options it lists."""
+    return subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
 
 
 @pytest.fixture

@@ -41,10 +41,11 @@ def test_every_labelled_caption_is_scored_by_a_model_that_held_it_out(tmp_path, 
     pq.write_table(pa.table({"caption": [r["caption"] for r in chosen]}), tmp_path / "corpus.parquet")
     scores_file = tmp_path / "scores.npy"
     assert main(["--corpus", str(tmp_path / "corpus.parquet"), "--eval-dir", str(DATA / "eval"), "--labels", str(labels),
-                 "--folds", "3", "--scores", str(scores_file)]) == 0  # fmt: skip
+                 "--folds", "2", "--scores", str(scores_file)]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     scores = np.load(scores_file)
     assert scores.shape == (120,) and not np.isnan(scores).any() and ((scores >= 0) & (scores <= 1)).all()
     assert result["captions"] == 120 and result["faces"] == 24
-    # Even from 16 training faces a fold's model ranks unseen face captions above the others.
+    # Even from 12 training faces a fold's model ranks unseen face captions above the others (two
+    # folds: each model trains once on half the captions; three trained 1.5x the steps, same claim).
     assert roc_auc_score([int(r["label"]) for r in chosen], scores) > 0.7

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MODELS, RAW_SHARDS, REPO_ROOT
+from conftest import MODELS, RAW_SHARDS, REPO_ROOT, tool_help
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 SHELL_BLOCK = re.compile(r"^```(?:bash|sh|console)\n(.*?)^```", re.S | re.M)
@@ -42,18 +42,18 @@ RUN_ELSEWHERE = {
     "make test-e2e": "test_docs_commands.py::test_make_targets_the_docs_name_exist",
     # The same command line, with 00000...00001 and dg's -m.
     ".venv/bin/dagster asset materialize -m flip_assets.definitions --select raw_shards,face_detections --partition-range 00000...00001":
-        "test_cli.py::test_one_partition_a_range_and_dg_launch",
+        "test_cli.py::test_a_range_of_partitions_in_one_run_and_through_dg_launch",
     # Equivalent: the range mechanics on two stages over two shards (test_cli), every curation
     # stage over the sample shards in the session fixtures (conftest, in process, per shard).
     ".venv/bin/dagster asset materialize -m flip_assets.definitions --select 'group:curation' --partition-range 00000...00009":
-        "test_cli.py::test_one_partition_a_range_and_dg_launch",
+        "test_cli.py::test_a_range_of_partitions_in_one_run_and_through_dg_launch",
     ".venv/bin/dg list defs": "test_project.py::test_dg_lists_the_definitions",  # with --json
     # The same subcommands on a real temporary instance (a registered shard, then removed).
     ".venv/bin/python -m flip_assets.tools.shards add": "test_shards_tool.py::test_add_list_and_remove_shards",
     ".venv/bin/python -m flip_assets.tools.shards remove 00012 --force": "test_shards_tool.py::test_add_list_and_remove_shards",
     "FLIP_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest flip_assets_tests/test_graph_snapshot.py":
         "test_graph_snapshot.py::test_asset_graph_matches_the_snapshot",
-    # Equivalent: main() on 120 labelled captions and 3 folds instead of the corpus (12 minutes).
+    # Equivalent: main() on 120 labelled captions and 2 folds instead of the corpus (12 minutes).
     ".venv/bin/python -m flip_assets.tools.cross_validate_classifier --corpus ../shared/data/laion/*.parquet --eval-dir ../shared/data/eval":
         "test_caption_cross_validation.py::test_every_labelled_caption_is_scored_by_a_model_that_held_it_out",
     # No Docker here: the Dockerfile, compose file and instance are checked statically.
@@ -174,14 +174,15 @@ def run_as_written(checkout: Path, command: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-ec", script], cwd=checkout, env=shell_env(checkout), capture_output=True, text=True, timeout=600)
 
 
-def raw_shards_runs(checkout: Path) -> list[str]:
+def runs_of(checkout: Path, asset: str) -> list[str]:
+    """The partitions of the asset's materializations in the temp checkout's instance."""
     from dagster import AssetKey, DagsterInstance
 
     cwd = os.getcwd()
     os.chdir(checkout)  # dagster.yaml's paths are relative to the working directory
     try:
         with DagsterInstance.from_config(str(checkout)) as instance:
-            return sorted(r.partition_key for r in instance.fetch_materializations(AssetKey("raw_shards"), limit=10).records)
+            return sorted(r.partition_key for r in instance.fetch_materializations(AssetKey(asset), limit=10).records)
     finally:
         os.chdir(cwd)
 
@@ -200,7 +201,8 @@ def test_the_cheap_commands_run_as_written(checkout):
         elif "shards list" in command:
             assert all(shard in done.stdout for shard in shards), done.stdout
     # Both runs went to the instance in the temp checkout (DAGSTER_HOME=$PWD), the files to FLIP_HOME.
-    assert raw_shards_runs(checkout) == ["00000", "00000"]
+    # `--select raw_shards` ran that stage alone (test_cli.py runs the range and dg's range).
+    assert runs_of(checkout, "raw_shards") == ["00000", "00000"] and runs_of(checkout, "face_detections") == []
     assert (Path(shell_env(checkout)["FLIP_HOME"]) / "raw_shards" / "00000.parquet").is_file()
 
 
@@ -272,8 +274,7 @@ def test_tool_options_in_the_docs_are_the_tools_own():
             tools.setdefault(found[0], set()).update(found[1])
     assert "flip_assets.tools.run_pipeline" in tools
     for module, options in tools.items():
-        helped = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
+        helped = tool_help(module)  # the run test_tools.py checked, when it ran first
         assert helped.returncode == 0, f"{module} --help: {helped.stderr[-2000:]}"
         assert not [o for o in options if o not in helped.stdout], f"{module}: options the docs use that --help does not list"
 

@@ -97,13 +97,19 @@ print(json.dumps({
 def test_word2vec_and_keywords_are_the_same_when_trained_twice_with_other_hash_seeds():
     """Two fresh interpreters with different string-hash salts (PYTHONHASHSEED) train the
     same model and find the same candidates."""
-    runs = []
-    for hash_seed in ("1", "2"):
-        out = subprocess.run(
+    # Side by side: Word2Vec trains on one thread (workers=1), so two cores take both at once.
+    started = [
+        subprocess.Popen(
             [sys.executable, "-c", TRAIN_SCRIPT, str(REPO_ROOT / "flip_assets"), str(DATA / "laion" / "laion400m_10k.parquet")],
-            env={**os.environ, "PYTHONHASHSEED": hash_seed}, capture_output=True, text=True, check=True, timeout=300,
-        )  # fmt: skip
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            env={**os.environ, "PYTHONHASHSEED": hash_seed}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for hash_seed in ("1", "2")
+    ]  # fmt: skip
+    runs = []
+    for process in started:
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+        runs.append(json.loads(stdout.strip().splitlines()[-1]))
     assert runs[0] == runs[1]
     assert len(runs[0]["candidates"]) > len(SEED_WORDS)  # neighbours were found, not only seeds
 

@@ -4,11 +4,9 @@ library code only: no module of it parses arguments or runs as a script."""
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tool_help
 
 TOOLS = sorted(p.stem for p in (REPO_ROOT / "flip_assets" / "tools").glob("*.py") if p.stem != "__init__")
 
@@ -19,8 +17,7 @@ def test_the_command_lines_are_tools():
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_every_tool_answers_help(tool):
-    done = subprocess.run([sys.executable, "-m", f"flip_assets.tools.{tool}", "--help"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = tool_help(f"flip_assets.tools.{tool}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("usage: ") and f"python -m flip_assets.tools.{tool}" in done.stdout
 
