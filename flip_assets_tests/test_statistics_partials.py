@@ -95,3 +95,16 @@ def test_a_missing_or_stale_partial_is_named_and_not_counted(release):
     same.unlink()
     same.write_bytes(content)
     assert shards[0] not in {p["shard"] for p in statistics_from_partials(home, shards).problems}
+
+
+def test_scale_benchmark_small_version():
+    """bench.scale_statistics at a toy size: one shard added, every partial merged, JSON lines
+    with rows, seconds, peak RSS and the machine."""
+    from bench.scale_statistics import run
+
+    lines = run([4000], shard_rows=1000, templates_count=2, emit=lambda line: None)
+    measured = {line["measured"]: line for line in lines if "measured" in line}
+    assert measured["merged_statistics"]["released"] == 4000 and measured["merged_statistics"]["partial_shards"] == 4
+    assert measured["add_one_shard"]["partial_rows"] > 0
+    for line in measured.values():
+        assert line["rows"] == 4000 and line["seconds"] > 0 and line["peak_rss_mib"] > 0 and "CPU cores" in line["machine"]
