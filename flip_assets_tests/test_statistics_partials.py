@@ -58,6 +58,12 @@ def test_merged_partials_give_the_figures_of_one_pass_over_all_files(release):
     assert (merged.image_size_summary["median_height"], merged.image_size_summary["median_width"]) == direct[1:3]
     assert abs(merged.face_size_summary["median_side"] - direct[4]) <= 0.5
     assert [row["released"] for row in merged.funnel] == [1000, 1000, 1000, 3000]
+    # The card's gallery: the first picks of all shards by the key's hash, as one query over every file.
+    picks = duckdb.connect().execute(
+        f"SELECT key FROM read_parquet({releases}) ORDER BY sha256('gallery:' || key) LIMIT 12"
+    ).fetchall()  # fmt: skip
+    assert [row["key"] for row in merged.galleries["released"]] == [key for (key,) in picks]
+    assert len(merged.galleries["rejections"]) == 4  # faces found, captions rejected (no keywords here)
 
 
 def test_a_rerun_shard_replaces_its_partial_through_dagster(release, instance):

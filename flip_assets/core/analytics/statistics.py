@@ -195,6 +195,8 @@ class DatasetStatistics:
     demographics: dict[str, list[dict]]  # DEMOGRAPHIC_ATTRIBUTES -> [{value, faces}]
     race_test_accuracy: float | None  # of race_classifier on UTKFace's test split; None before it ran
     quality: dict  # measured by looking (release_quality.measure_quality): classifier P/R, release precision
+    # The rows the card's galleries show: {"released": [...], "rejections": [...]} (sql/gallery_*.sql)
+    galleries: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -275,6 +277,21 @@ SAFETY_COUNTS = (
     "excluded", "excluded_nsfw", "duplicates", "blocklisted",
 )  # fmt: skip
 UNCHECKED_EXAMPLES = 20
+RELEASED_SHOWN = 12  # released samples in the card's gallery
+REJECTIONS_SHOWN = 4  # of each kind
+KEYWORDS_FILE = "face_keywords"  # the informative rejections name a face keyword
+
+
+def current_keywords(home: Path) -> list[str]:
+    """The face keywords of home's face_keywords file (none before it is written)."""
+    from flip_assets.core.curation.keywords import used_keywords
+
+    path = storage.partition_path(Path(home), KEYWORDS_FILE)
+    return sorted(used_keywords(path)) if path.is_file() else []
+
+
+def _keywords_fingerprint(keywords: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(keywords)).encode()).hexdigest()[:16]
 
 
 def file_fingerprint(path: Path) -> str:
@@ -332,9 +349,14 @@ def statistics_partial(home: Path, shards: list[str]) -> pa.Table:
     just published), from their files under home, in one DuckDB pass per measure. Raises
     StageSchemaError when a file has other columns than those the statistics read."""
     inventory = take_inventory(Path(home), shards)
+    keywords = current_keywords(home)
     con = connect(inventory)
     rows: list[dict] = []
     try:
+        for row in _rows(con, "gallery_released.sql", count=RELEASED_SHOWN):
+            rows.append(_row(row["shard"], "gallery.released", row.pop("pick"), detail=json.dumps(row)))
+        for row in _rows(con, "gallery_rejections.sql", count=REJECTIONS_SHOWN, keywords=keywords):
+            rows.append(_row(row["shard"], "gallery.rejection", row["kind"], total=row.pop("nearness"), detail=json.dumps(row)))
         for row in _rows(con, "statistics_funnel.sql"):
             if row["shard"] != TOTAL:
                 rows += [_row(row["shard"], f"funnel.{stage}", n=row[stage]) for stage in FUNNEL_COUNTS]
@@ -354,6 +376,7 @@ def statistics_partial(home: Path, shards: list[str]) -> pa.Table:
     fingerprint = labels_fingerprint()
     for shard in inventory.shards:
         rows.append(_row(shard, "labels", detail=fingerprint))
+        rows.append(_row(shard, "keywords", detail=_keywords_fingerprint(keywords)))
         rows += [
             _row(shard, "input", stage, detail=file_fingerprint(storage.partition_path(Path(home), stage, shard)))
             for stage in STATISTICS_COLUMNS
@@ -365,12 +388,13 @@ def statistics_partial(home: Path, shards: list[str]) -> pa.Table:
 def stale_partials(home: Path, partials: pa.Table) -> list[dict]:
     """The shards whose partial no longer describes their files (a stage file changed, appeared
     or went since it was taken, or the committed labels changed), each with what changed."""
-    current_labels = labels_fingerprint()
+    current = {"labels": labels_fingerprint(), "keywords": _keywords_fingerprint(current_keywords(home))}
+    what = {"labels": "the committed labels", "keywords": "face_keywords"}
     stale: dict[str, list[str]] = {}
-    for row in partials.filter(pc.is_in(partials["statistic"], pa.array(["input", "labels"]))).to_pylist():
-        if row["statistic"] == "labels":
-            if row["detail"] != current_labels:
-                stale.setdefault(row["shard"], []).append("the committed labels")
+    for row in partials.filter(pc.is_in(partials["statistic"], pa.array(["input", *current]))).to_pylist():
+        if row["statistic"] in current:
+            if row["detail"] != current[row["statistic"]]:
+                stale.setdefault(row["shard"], []).append(what[row["statistic"]])
         elif file_fingerprint(storage.partition_path(Path(home), row["value"], row["shard"])) != row["detail"]:
             stale.setdefault(row["shard"], []).append(row["value"])
     return [{"stage": PARTIAL, "shard": shard, "problem": f"stale: {', '.join(changed)} changed since it was taken"}
@@ -452,7 +476,7 @@ def merge_statistics(partials: pa.Table, shards: list[str], home: Path, problems
     funnel_rows: dict[str, dict] = {}
     problems = [*problems]
     quality_rows: dict[str, list[dict]] = {"quality.face_caption": [], "quality.released": []}
-    examples = []
+    examples, released_picks, rejections = [], [], []
     for row in per_shard:
         statistic, shard = row["statistic"], row["shard"]
         if statistic.startswith("funnel."):
@@ -463,6 +487,10 @@ def merge_statistics(partials: pa.Table, shards: list[str], home: Path, problems
             quality_rows[statistic].append(json.loads(row["detail"]))
         elif statistic == "quality.unchecked_example":
             examples.append(row["detail"])
+        elif statistic == "gallery.released":
+            released_picks.append((row["value"], json.loads(row["detail"])))
+        elif statistic == "gallery.rejection":
+            rejections.append((-row["total"], row["value"], json.loads(row["detail"])))
     counted = sorted(set(shards))
     funnel = [funnel_rows.get(s, {"shard": s, **dict.fromkeys(FUNNEL_COUNTS)}) for s in counted]
     funnel.append({"shard": TOTAL, **{
@@ -533,7 +561,20 @@ def merge_statistics(partials: pa.Table, shards: list[str], home: Path, problems
             sorted(quality_rows["quality.face_caption"], key=lambda r: (r["shard"], r["key"])), labels,
             sorted(quality_rows["quality.released"], key=lambda r: (r["shard"], r["key"])), verdicts, unchecked,
         ),
+        galleries=_galleries(released_picks, rejections),
     )
+
+
+def _galleries(released_picks: list[tuple], rejections: list[tuple]) -> dict:
+    """The first RELEASED_SHOWN released picks by their hash over all shards, and the first
+    REJECTIONS_SHOWN rejections of each kind, nearest the line first (ties by key): what the
+    gallery queries give over every shard at once."""
+    kinds = list(dict.fromkeys(kind for _, kind, _ in sorted(rejections, key=lambda r: r[1] != "face found, caption rejected")))
+    shown = []
+    for kind in kinds:
+        of_kind = sorted((r for r in rejections if r[1] == kind), key=lambda r: (r[0], r[2]["key"]))
+        shown += [row for *_, row in of_kind[:REJECTIONS_SHOWN]]
+    return {"released": [row for _, row in sorted(released_picks, key=lambda r: r[0])[:RELEASED_SHOWN]], "rejections": shown}
 
 
 def compute_statistics(home: Path, shards: list[str]) -> DatasetStatistics:

@@ -8,7 +8,7 @@ from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult
 
 from flip_assets.core.io import storage
 from flip_assets.core.analytics.dataset_card import dataset_card as build_card
-from flip_assets.core.analytics.gallery import gallery_jpeg, gallery_rows, rejection_items, released_items
+from flip_assets.core.analytics.gallery import gallery_jpeg, rejection_items, released_items
 from flip_assets.core.curation.keywords import used_keywords
 from flip_assets.core.io.plots import image_suffix, markdown_image
 from flip_assets.core.analytics.statistics import (
@@ -78,16 +78,19 @@ assert RELEASE_STATISTICS_PARTIAL == PARTIAL and set(PARTIAL_INPUTS) == set(STAT
 
 
 @asset(
-    partitions_def=shard_partitions, deps=PARTIAL_INPUTS, kinds={"duckdb", "parquet"},
+    partitions_def=shard_partitions, deps=[*PARTIAL_INPUTS, FACE_KEYWORDS], kinds={"duckdb", "parquet"},
     automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def release_statistics_partial(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
     """One shard's partial aggregates for dataset_statistics, taken once its release and face
     demographics are published: funnel counts, histogram bins and sums (long rows: shard,
-    statistic, value, n, total, detail), the files it read (footer fingerprints) and their
-    problems. Reads only this shard's files, so a new shard costs its own rows; a re-run replaces
-    the shard's partial."""
+    statistic, value, n, total, detail), the card's gallery candidates of the shard (its first
+    picks and nearest rejections, which merge to the same galleries), the files it read (footer
+    fingerprints) and their problems. Reads only this shard's files (and the face keywords, which
+    the learning sample fixes), so a new shard costs its own rows; a re-run replaces the shard's
+    partial."""
     shard = context.partition_key
+    flip_storage.path(FACE_KEYWORDS)
     for stage in PARTIAL_INPUTS:
         flip_storage.path(stage, shard)  # on an object store: this shard's file, pulled
     table = statistics_partial(flip_storage.local_home(), [shard])
@@ -115,7 +118,7 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
     named, left out and its check fails, never counted twice or out of date."""
     shards = context.instance.get_dynamic_partitions(shard_partitions.name)
     # The stage files' footers are read to see that each partial is current.
-    home = flip_storage.local_home(PARTIAL, *STATISTICS_COLUMNS, RACE_CLASSIFIER)
+    home = flip_storage.local_home(PARTIAL, *STATISTICS_COLUMNS, RACE_CLASSIFIER, FACE_KEYWORDS)
     stats = statistics_from_partials(home, shards)
     flip_storage.write(DATASET_STATISTICS, None, pa.Table.from_pylist(stats.funnel))
     # Every statistic, for the card; no check of this asset blocks, so the funnel file is published beside it.
@@ -142,8 +145,8 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
 
 
 @asset(
-    # The stage files: the galleries show samples from them.
-    deps=[DATASET_STATISTICS, FACE_KEYWORDS, RAW_SHARDS, FACE_DETECTIONS, FACE_TEXT_PAIRS, FLIP_RELEASE], kinds={"markdown"},
+    # The galleries' rows come with the statistics (merged from the partials); their images from the raw tars.
+    deps=[DATASET_STATISTICS, FACE_KEYWORDS], kinds={"markdown"},
     automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
@@ -154,7 +157,7 @@ def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> M
     statistics_path = storage.require_file(flip_storage.path(DATASET_STATISTICS))
     stats = DatasetStatistics.from_json((statistics_path.parent / STATISTICS_FILE).read_text())
     keywords = used_keywords(flip_storage.path(FACE_KEYWORDS))
-    released, rejected = gallery_rows(flip_storage.local_home(*STATISTICS_COLUMNS), stats.shards, keywords)
+    released, rejected = stats.galleries.get("released", []), stats.galleries.get("rejections", [])
     galleries = {
         "gallery_released": gallery_jpeg(released_items(released), f"Released samples ({len(released)} by a hash of the key)"),
         "gallery_rejections": gallery_jpeg(rejection_items(rejected), "Informative rejections, nearest the line first"),
