@@ -385,47 +385,64 @@ def statistics_partial(home: Path, shards: list[str]) -> pa.Table:
     return pa.Table.from_pylist(rows, PARTIAL_SCHEMA)
 
 
-def stale_partials(home: Path, partials: pa.Table) -> list[dict]:
+def _partials_view(con: duckdb.DuckDBPyConnection, partials: pa.Table | list[Path]) -> None:
+    """Views over the partials, read by DuckDB as it aggregates (never all in memory at once):
+    `partial_files`, every row with `file_shard`, the shard its file is named for; `partials`, the
+    rows of each file's own shard."""
+    if isinstance(partials, pa.Table):
+        con.register("partial_table", partials)
+        con.execute("CREATE VIEW partial_files AS SELECT *, shard AS file_shard FROM partial_table")
+    elif partials:
+        paths = ", ".join(_literal(str(p)) for p in partials)
+        con.execute(
+            f"CREATE VIEW partial_files AS SELECT shard, statistic, value, n, total, detail, "
+            f"regexp_extract(filename, '([^/]+)\\.parquet$', 1) AS file_shard FROM read_parquet([{paths}], filename = true)"
+        )
+    else:
+        con.register("partial_table", PARTIAL_SCHEMA.empty_table())
+        con.execute("CREATE VIEW partial_files AS SELECT *, shard AS file_shard FROM partial_table")
+    con.execute("CREATE VIEW partials AS SELECT * EXCLUDE (file_shard) FROM partial_files WHERE shard = file_shard")
+
+
+def stale_partials(home: Path, con: duckdb.DuckDBPyConnection) -> list[dict]:
     """The shards whose partial no longer describes their files (a stage file changed, appeared
-    or went since it was taken, or the committed labels changed), each with what changed."""
+    or went since it was taken, the committed labels or the face keywords changed) or whose file
+    holds another shard's rows, each with what is wrong."""
     current = {"labels": labels_fingerprint(), "keywords": _keywords_fingerprint(current_keywords(home))}
     what = {"labels": "the committed labels", "keywords": "face_keywords"}
     stale: dict[str, list[str]] = {}
-    for row in partials.filter(pc.is_in(partials["statistic"], pa.array(["input", *current]))).to_pylist():
+    for row in _rows(con, "statistics_partial_inputs.sql", statistics=["input", *current]):
         if row["statistic"] in current:
             if row["detail"] != current[row["statistic"]]:
                 stale.setdefault(row["shard"], []).append(what[row["statistic"]])
         elif file_fingerprint(storage.partition_path(Path(home), row["value"], row["shard"])) != row["detail"]:
             stale.setdefault(row["shard"], []).append(row["value"])
-    return [{"stage": PARTIAL, "shard": shard, "problem": f"stale: {', '.join(changed)} changed since it was taken"}
-            for shard, changed in sorted(stale.items())]  # fmt: skip
+    foreign = {row["file_shard"]: row["shards"] for row in _rows(con, "statistics_partial_foreign.sql")}
+    return [
+        {"stage": PARTIAL, "shard": shard, "problem": f"stale: {', '.join(changed)} changed since it was taken"}
+        for shard, changed in sorted(stale.items())
+    ] + [{"stage": PARTIAL, "shard": shard, "problem": f"holds rows of shards {others}"} for shard, others in sorted(foreign.items())]
 
 
-def read_partials(home: Path, shards: list[str]) -> tuple[pa.Table, list[dict]]:
-    """The partials of these shards from their files under home, and the problems of those
-    missing, unreadable or stale (named, and left out of the figures: never counted twice nor
-    counted out of date)."""
-    tables, problems = [], []
-    for shard in sorted(shards):
+def read_partials(home: Path, shards: list[str]) -> tuple[list[Path], list[dict]]:
+    """The partial files of these shards under home, and the problems of those missing or
+    unreadable (named, and left out of the figures)."""
+    paths, problems = [], []
+    for shard in sorted(set(shards)):
         path = storage.partition_path(Path(home), PARTIAL, shard)
         try:
             storage.require_file(path)
-            table = pq.read_table(path, schema=PARTIAL_SCHEMA)
         except FileNotFoundError:
             problems.append({"stage": PARTIAL, "shard": shard, "problem": "missing: materialize release_statistics_partial"})
             continue
-        except (storage.InputRejected, OSError, pa.ArrowException) as e:
-            problems.append({"stage": PARTIAL, "shard": shard, "problem": f"unreadable: {e}"})
+        except storage.InputRejected as e:
+            problems.append({"stage": PARTIAL, "shard": shard, "problem": f"rejected: {e}"})
             continue
-        shard_column = pc.unique(table["shard"]).to_pylist()
-        if shard_column not in ([shard], []):
-            problems.append({"stage": PARTIAL, "shard": shard, "problem": f"holds shards {shard_column}"})
+        if file_fingerprint(path) == "unreadable":  # a half-written file has no footer
+            problems.append({"stage": PARTIAL, "shard": shard, "problem": "unreadable: no Parquet footer"})
             continue
-        tables.append(table)
-    partials = pa.concat_tables(tables) if tables else PARTIAL_SCHEMA.empty_table()
-    stale = stale_partials(home, partials)
-    usable = [s for s in sorted(shards) if s not in {p["shard"] for p in problems + stale}]
-    return partials.filter(pc.is_in(partials["shard"], pa.array(usable, pa.string()))), problems + stale
+        paths.append(path)
+    return paths, problems
 
 
 def _median(histogram: dict[float, int]) -> float:
@@ -449,14 +466,20 @@ def _mean(total: float, count: int) -> float:
     return total / count if count else 0
 
 
-def merge_statistics(partials: pa.Table, shards: list[str], home: Path, problems: list[dict] = ()) -> DatasetStatistics:
-    """Every statistic of these shards' release from their partial aggregates (read_partials or
-    statistics_partial); `problems`: the shards whose partial could not be used."""
+def merge_statistics(
+    partials: pa.Table | list[Path], shards: list[str], home: Path, problems: list[dict] = ()
+) -> DatasetStatistics:
+    """Every statistic of these shards' release from their partial aggregates (the files of
+    read_partials, or a table of statistics_partial); `problems`: the shards whose partial could
+    not be read. A stale partial is named and left out."""
     con = duckdb.connect(":memory:")
     try:
-        con.register("partials", partials)
-        merged = _rows(con, "statistics_merge.sql", shards=list(shards))
-        per_shard = _rows(con, "statistics_partial_rows.sql", shards=list(shards))
+        _partials_view(con, partials)
+        problems = [*problems, *stale_partials(home, con)]
+        refused = {p["shard"] for p in problems if p["stage"] == PARTIAL}
+        usable = [s for s in sorted(set(shards)) if s not in refused]
+        merged = _rows(con, "statistics_merge.sql", shards=usable)
+        per_shard = _rows(con, "statistics_partial_rows.sql", shards=usable)
     finally:
         con.close()
     counts: dict[str, dict] = {}  # statistic -> value -> n (histograms)
@@ -474,7 +497,6 @@ def merge_statistics(partials: pa.Table, shards: list[str], home: Path, problems
         return scalars.get(statistic, 0)
 
     funnel_rows: dict[str, dict] = {}
-    problems = [*problems]
     quality_rows: dict[str, list[dict]] = {"quality.face_caption": [], "quality.released": []}
     examples, released_picks, rejections = [], [], []
     for row in per_shard:
@@ -586,5 +608,5 @@ def compute_statistics(home: Path, shards: list[str]) -> DatasetStatistics:
 def statistics_from_partials(home: Path, shards: list[str]) -> DatasetStatistics:
     """Every statistic of the release of these shards from their published partials; a shard
     whose partial is missing, unreadable or stale is named in `problems` and not counted."""
-    partials, problems = read_partials(home, shards)
-    return merge_statistics(partials, shards, home, problems)
+    paths, problems = read_partials(home, shards)
+    return merge_statistics(paths, shards, home, problems)
