@@ -222,7 +222,7 @@ def pandas_statistics(home: Path, shards: list[str]) -> dict:
         "faces_per_image": faces_per_image.to_dict(),
         "face_sizes": pd.Series(side_from).value_counts().sort_index().to_dict(),
         "face_size_summary": {
-            "faces": len(side), "mean_side": side.mean(), "median_side": float(np.median(side)),
+            "faces": len(side), "mean_side": side.mean(), "median_side": float(np.median(np.floor(side) + 0.5)),  # whole-pixel bins, as the merge
             "mean_area_share": float(np.nanmean(np.where(image_area > 0, area / np.where(image_area > 0, image_area, 1), np.nan))),
         },  # fmt: skip
         "image_sizes": pd.Series(image_from).value_counts().sort_index().to_dict(),

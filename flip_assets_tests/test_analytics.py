@@ -19,7 +19,7 @@ from flip_assets.core.release.release import RELEASE_SCHEMA, StageSchemaError
 from flip_assets.core.analytics.statistics import FUNNEL, compute_statistics
 from flip_assets.defs.analytics.demographics import race_classifier, released_face_demographics
 from flip_assets.defs.analytics.resources import DemographicsResource
-from flip_assets.defs.analytics.statistics import dataset_card, dataset_statistics
+from flip_assets.defs.analytics.statistics import dataset_card, dataset_statistics, release_statistics_partial
 from flip_assets.defs.shards import shard_partitions
 from flip_assets.defs.storage import FlipStorage
 
@@ -54,7 +54,7 @@ def release_home(detected_home, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def analysed(release_home, tmp_path_factory) -> Materialized:
-    """race_classifier, released_face_demographics of both shards, dataset_statistics and
+    """race_classifier, released_face_demographics and release_statistics_partial of both shards, dataset_statistics and
     dataset_card materialized on release_home through a real instance."""
     utkface = _utkface_subset(tmp_path_factory.mktemp("utkface") / "utkface.parquet")
     resources = {
@@ -71,6 +71,9 @@ def analysed(release_home, tmp_path_factory) -> Materialized:
             result = run_assets([released_face_demographics], resources, inst, shard)
             record_run(result, done)
             assert result.success, f"released_face_demographics failed on {shard}"
+            result = run_assets([release_statistics_partial], resources, inst, shard)
+            record_run(result, done)
+            assert result.success, f"release_statistics_partial failed on {shard}"
         result = run_assets([dataset_statistics, dataset_card], resources, inst)
         record_run(result, done)
         assert result.success

@@ -248,3 +248,52 @@ def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_
     ticks = evaluate_automation_conditions(defs, repo_instance, cursor=ticks.cursor)
     assert ticks.get_requested_partitions(pairs) == {None}
     assert ticks.get_requested_partitions(AssetKey("face_detections")) == {"00000"}
+
+
+def test_a_shard_outside_the_learning_sample_leaves_the_learned_stages_in_sync(instance, tmp_path):
+    """face_keywords, caption_classifier_dataset and face_description_test depend on raw_shards
+    and face_detections through the learning sample's partitions (FLIP_LEARNING_SHARDS, default
+    00000 to 00009): a new shard outside it neither makes them Unsynced nor requests them, unlike
+    an asset reading every shard; a change inside the sample does both. Their own bodies (Word2Vec,
+    detection) are too slow to run here: a stand-in with the same dependencies, and the real
+    assets' mappings checked to be that one."""
+    from flip_assets.defs.curation.s03_face_keywords import face_keywords
+    from flip_assets.defs.curation.s04_caption_classifier import caption_classifier_dataset, face_description_test
+    from flip_assets.defs.shards import LEARNING_SAMPLE, LEARNING_SHARDS, learning_sample_deps
+
+    assert LEARNING_SHARDS == tuple(f"{n:05d}" for n in range(10))  # the default: the sample data's shards
+    for learned in (face_keywords, caption_classifier_dataset, face_description_test):
+        for upstream in ("raw_shards", "face_detections"):
+            assert learned.get_partition_mapping_for_dep(AssetKey(upstream)) == LEARNING_SAMPLE, (learned.key, upstream)
+
+    @asset(deps=learning_sample_deps("raw_shards"), code_version="1", automation_condition=REFRESH_ON_CHANGE)
+    def learned_stage() -> MaterializeResult:
+        return MaterializeResult()
+
+    every_shard, learned = AssetKey("shard_summary"), AssetKey("learned_stage")
+    # The sample shards (those of the sample data), and 00010 outside it (a copy of 00001).
+    source = link_source(tmp_path / "source", {**{s: s for s in LEARNING_SHARDS}, "00010": "00001"})
+    resources = make_resources(tmp_path / "home", source)
+    defs = Definitions(assets=[raw_shards, downstream_of_raw_shards("1"), learned_stage], resources=resources)
+    instance.add_dynamic_partitions(shard_partitions.name, list(LEARNING_SHARDS))
+    sample_range = {"dagster/asset_partition_range_start": LEARNING_SHARDS[0], "dagster/asset_partition_range_end": LEARNING_SHARDS[-1]}
+    assert materialize([raw_shards], resources=resources, instance=instance, tags=sample_range).success
+    assert materialize([downstream_of_raw_shards("1"), learned_stage], instance=instance).success
+    ticks = evaluate_automation_conditions(defs, instance)  # the first tick only sets the cursor
+
+    assert run_assets([raw_shards], resources, instance, "00010").success  # a new shard, outside the sample
+    now = resolver(instance, defs)
+    assert now.get_status(learned) == StaleStatus.FRESH
+    assert now.get_status(every_shard) == StaleStatus.STALE  # what the learned stages did before
+    ticks = evaluate_automation_conditions(defs, instance, cursor=ticks.cursor)
+    assert ticks.get_requested_partitions(learned) == set()
+    assert ticks.get_requested_partitions(every_shard) == {None}
+
+    # A changed caption in the sample's shard 00000 makes the learned stage Unsynced and requests it.
+    assert materialize([downstream_of_raw_shards("1")], instance=instance).success
+    changed = copy_with_one_caption_changed("00000", tmp_path / "changed")
+    link_source(source, {"00000": "00000"}, origin=changed)
+    assert run_assets([raw_shards], resources, instance, "00000").success
+    assert resolver(instance, defs).get_status(learned) == StaleStatus.STALE
+    ticks = evaluate_automation_conditions(defs, instance, cursor=ticks.cursor)
+    assert ticks.get_requested_partitions(learned) == {None}

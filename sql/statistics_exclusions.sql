@@ -1,2 +1,2 @@
--- Candidates not released, by reason.
-SELECT reason, count(*) AS samples FROM release_exclusions GROUP BY ALL ORDER BY samples DESC, reason
+-- Per shard: candidates not released, by reason.
+SELECT file_shard AS shard, histogram(reason) AS reasons FROM release_exclusions GROUP BY file_shard

@@ -1,6 +1,6 @@
--- How many released samples carry each face keyword, and their share of the release. KEYWORDS
--- holds each keyword once (KeywordMatcher.find), so unnesting counts samples.
-SELECT keyword, count(*) AS samples, count(*) / (SELECT count(*) FROM flip_release) AS share
-FROM (SELECT unnest(KEYWORDS) AS keyword FROM flip_release)
-GROUP BY keyword
-ORDER BY samples DESC, keyword
+-- Per shard: how many released samples carry each face keyword (the merge divides by the
+-- released samples for the share). KEYWORDS holds each keyword once (KeywordMatcher.find), so
+-- unnesting counts samples.
+SELECT file_shard AS shard, histogram(keyword) AS keywords
+FROM (SELECT file_shard, unnest(KEYWORDS) AS keyword FROM flip_release)
+GROUP BY file_shard

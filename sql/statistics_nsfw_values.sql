@@ -1,2 +1,2 @@
--- Released samples by NSFW tag (LAION's value set).
-SELECT NSFW AS nsfw, count(*) AS samples FROM flip_release GROUP BY ALL ORDER BY samples DESC, nsfw
+-- Per shard: released samples by NSFW tag (LAION's value set).
+SELECT file_shard AS shard, histogram(NSFW) AS nsfw FROM flip_release GROUP BY file_shard

@@ -26,6 +26,7 @@ FLIP_RELEASE_AIGC = "flip_release_aigc"
 # analytics/
 RACE_CLASSIFIER = "race_classifier"
 RELEASED_FACE_DEMOGRAPHICS = "released_face_demographics"
+RELEASE_STATISTICS_PARTIAL = "release_statistics_partial"
 DATASET_STATISTICS = "dataset_statistics"
 DATASET_CARD = "dataset_card"
 

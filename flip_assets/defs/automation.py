@@ -21,9 +21,14 @@ hold back the unpartitioned stages, which use the shards that exist.
 
 from dagster import AssetSelection, AutomationCondition, AutomationConditionSensorDefinition, DefaultSensorStatus
 
-_input_changed = AutomationCondition.any_deps_match(AutomationCondition.data_version_changed()).with_label(
-    "any_input_data_changed"
-)
+# data_version_changed() alone reports every changed partition of a dependency, whatever the
+# partition mapping: the `&` keeps those the mapping names (an And starts from the partitions it is
+# asked about), so the learned stages, which map to the learning sample (shards.LEARNING_SAMPLE),
+# ignore a new shard outside it. A changed partition is never missing: for identity and
+# all-partition mappings nothing else changes.
+_input_changed = AutomationCondition.any_deps_match(
+    AutomationCondition.data_version_changed() & ~AutomationCondition.missing()
+).with_label("any_input_data_changed")
 _input_missing = AutomationCondition.any_deps_match(
     AutomationCondition.missing() & ~AutomationCondition.will_be_requested() & ~AutomationCondition.execution_failed()
 ).with_label("any_input_missing_not_failed")

@@ -15,12 +15,13 @@ released_face_demographics) run one shard per run.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from dagster import AssetCheckResult, AssetMaterialization, AssetRecordsFilter, AssetSelection, BackfillPolicy, DataVersion
-from dagster import DynamicPartitionsDefinition, Failure, MaterializeResult, MetadataValue
+from dagster import AssetCheckResult, AssetDep, AssetMaterialization, AssetRecordsFilter, AssetSelection, BackfillPolicy, DataVersion
+from dagster import DynamicPartitionsDefinition, Failure, MaterializeResult, MetadataValue, SpecificPartitionsPartitionMapping
 from dagster._core.definitions.data_version import DATA_VERSION_IS_USER_PROVIDED_TAG, DATA_VERSION_TAG
 from dagster._core.definitions.partitions.context import PartitionLoadingContext, partition_loading_context
 
@@ -51,6 +52,22 @@ class ShardPartitionsDefinition(DynamicPartitionsDefinition):
 
 
 shard_partitions = ShardPartitionsDefinition(name="shards")
+
+# The learned stages (face_keywords' Word2Vec, the caption classifier's data set and its
+# face-description test) train once on a fixed, documented sample of shards, not on every shard:
+# FLIP_LEARNING_SHARDS, comma-separated shard names (read when the definitions load), by default
+# the first ten, 00000 to 00009 (the sample data). Their dependency on raw_shards and
+# face_detections maps to these partitions alone, so a shard outside the sample never makes them
+# Unsynced nor requests them; a sample shard that changes or first appears does.
+LEARNING_SHARDS = tuple(
+    s.strip() for s in os.environ.get("FLIP_LEARNING_SHARDS", ",".join(f"{n:05d}" for n in range(10))).split(",") if s.strip()
+)
+LEARNING_SAMPLE = SpecificPartitionsPartitionMapping(list(LEARNING_SHARDS))
+
+
+def learning_sample_deps(*keys: str) -> list[AssetDep]:
+    """Dependencies on shard assets that see only the learning sample's partitions."""
+    return [AssetDep(key, partition_mapping=LEARNING_SAMPLE) for key in keys]
 SHARD_TAG = {"partition": "shard"}
 shard_assets = AssetSelection.tag("partition", "shard")
 

@@ -10,14 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flip_assets.core.io.plots import figure_jpeg, new_figure
-from flip_assets.core.analytics.statistics import STATISTICS_ARROW_TYPES, STATISTICS_COLUMNS, connect, take_inventory
+from flip_assets.core.analytics.statistics import RELEASED_SHOWN, STATISTICS_ARROW_TYPES, STATISTICS_COLUMNS
 from flip_assets.core.io import storage
 from flip_assets.core.io.shards import StaleShardError, read_sample_image
 
 THUMBNAIL_SIDE = 256
 CAPTION_WIDTH = 38  # characters per text line under a thumbnail
-RELEASED_SHOWN = 12
-REJECTIONS_SHOWN = 4  # of each kind
 
 
 @dataclass
@@ -80,19 +78,6 @@ def shard_gallery_rows(release_path: Path, raw_path: Path, shard: str) -> list[d
                 table = pa.table({name: pa.array([], STATISTICS_ARROW_TYPES[kind]) for name, kind in STATISTICS_COLUMNS[view].items()})
             con.register(view, table.append_column("file_shard", pa.array([shard] * table.num_rows, pa.string())))
         return _fetch(con, "gallery_released.sql", {"count": RELEASED_SHOWN})
-    finally:
-        con.close()
-
-
-def gallery_rows(home: Path, shards: list[str], keywords: list[str]) -> tuple[list[dict], list[dict]]:
-    """The released samples and the informative rejections the galleries show, from the stage
-    files of these shards (sql/gallery_released.sql, sql/gallery_rejections.sql)."""
-    con = connect(take_inventory(Path(home), shards))
-    try:
-        return (
-            _fetch(con, "gallery_released.sql", {"count": RELEASED_SHOWN}),
-            _fetch(con, "gallery_rejections.sql", {"count": REJECTIONS_SHOWN, "keywords": sorted(keywords)}),
-        )
     finally:
         con.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -65,15 +66,22 @@ def read_caption_corpus(path: Path) -> list[str | None]:
     return [None if v is None else str(v) for v in pq.read_table(path, columns=[column]).column(column).to_pylist()]
 
 
-def shard_captions(home: Path) -> list[dict]:
-    """key, caption, face_kept, face_drop_reason of every raw sample with a caption, over all
-    shards that raw_shards and face_detections have written."""
-    globs = {}
-    for asset_key in ("raw_shards", "face_detections"):
-        folder = storage.partition_path(home, asset_key).parent
-        if not any(folder.glob("*.parquet")):
-            raise FileNotFoundError(f"no {asset_key} shards in {folder}: materialize {asset_key} first")
-        globs[asset_key] = str(folder / "*.parquet")
-    return storage.query(
-        storage.sql_file("shard_captions.sql"), raw_glob=globs["raw_shards"], detections_glob=globs["face_detections"]
-    )
+def sample_shards(home: Path, shards: Iterable[str]) -> list[str]:
+    """The shards of a learning sample that raw_shards and face_detections have both written."""
+    return [
+        s for s in sorted(set(shards))
+        if all(storage.partition_path(home, asset_key, s).is_file() for asset_key in ("raw_shards", "face_detections"))
+    ]  # fmt: skip
+
+
+def shard_captions(home: Path, shards: Iterable[str]) -> list[dict]:
+    """key, caption, face_kept, face_drop_reason of every raw sample with a caption, over these
+    shards (a learning sample) where raw_shards and face_detections have written them."""
+    present = sample_shards(home, shards)
+    if not present:
+        raise FileNotFoundError(
+            f"none of the shards {sorted(set(shards))} has raw_shards and face_detections files in {home}: "
+            "materialize them first (FLIP_LEARNING_SHARDS names the learning sample)"
+        )
+    files = {a: [str(storage.partition_path(home, a, s)) for s in present] for a in ("raw_shards", "face_detections")}
+    return storage.query(storage.sql_file("shard_captions.sql"), raw_files=files["raw_shards"], detections_files=files["face_detections"])

@@ -1,19 +1,23 @@
-"""dataset_statistics: the numbers of paper 3.2 over every stage and the release, by DuckDB; and
-dataset_card, the Markdown that ships with the release, with its figures and tables beside it."""
+"""release_statistics_partial: a shard's partial aggregates (counts, histogram bins, sums), taken
+when its release is published; dataset_statistics: the numbers of paper 3.2 over every stage and
+the release, merged from those partials; and dataset_card, the Markdown that ships with the
+release, with its figures and tables beside it."""
 
 import pyarrow as pa
 from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core.io import storage
 from flip_assets.core.analytics.dataset_card import dataset_card as build_card
-from flip_assets.core.analytics.gallery import gallery_jpeg, gallery_rows, rejection_items, released_items
+from flip_assets.core.analytics.gallery import gallery_jpeg, rejection_items, released_items
 from flip_assets.core.curation.keywords import used_keywords
 from flip_assets.core.io.plots import image_suffix, markdown_image
-from flip_assets.core.analytics.statistics import STATISTICS_COLUMNS, DatasetStatistics, compute_statistics
+from flip_assets.core.analytics.statistics import (
+    PARTIAL, STATISTICS_COLUMNS, DatasetStatistics, statistics_from_partials, statistics_partial,
+)
 from flip_assets.core.analytics.statistics_report import figures, tables
 from flip_assets.defs.asset_keys import (
     DATASET_CARD, DATASET_STATISTICS, DENOISED_CAPTIONS, FACE_DETECTIONS, FACE_KEYWORDS, FACE_TEXT_PAIRS,
-    FLIP_RELEASE, RACE_CLASSIFIER, RAW_SHARDS, RELEASED_FACE_DEMOGRAPHICS, RELEASE_EXCLUSIONS,
+    FLIP_RELEASE, RACE_CLASSIFIER, RAW_SHARDS, RELEASED_FACE_DEMOGRAPHICS, RELEASE_EXCLUSIONS, RELEASE_STATISTICS_PARTIAL,
 )
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
@@ -45,6 +49,12 @@ CHECKS = AssetChecks(
         "release_files_missing",
     ),
     _none_listed(
+        "every_shard_partial_current",
+        "Every shard has a readable release_statistics_partial taken from its current files; the statistics name "
+        "those missing or stale and leave them out (never counted out of date or twice).",
+        "partials_missing_or_stale",
+    ),
+    _none_listed(
         "candidates_add_up",
         "In every shard whose files are all present, released + excluded samples = its denoised captions.",
         "shards_not_adding_up",
@@ -59,25 +69,57 @@ CHECKS = AssetChecks(
     ),
 )
 
-UPSTREAM = [
+# The per-shard files a partial reads (STATISTICS_COLUMNS).
+PARTIAL_INPUTS = [
     RAW_SHARDS, FACE_DETECTIONS, FACE_TEXT_PAIRS, DENOISED_CAPTIONS, FLIP_RELEASE, RELEASE_EXCLUSIONS,
-    RELEASED_FACE_DEMOGRAPHICS, RACE_CLASSIFIER,
+    RELEASED_FACE_DEMOGRAPHICS,
 ]  # fmt: skip
+assert RELEASE_STATISTICS_PARTIAL == PARTIAL and set(PARTIAL_INPUTS) == set(STATISTICS_COLUMNS)
 
 
 @asset(
-    deps=UPSTREAM, kinds={"duckdb", "parquet"}, check_specs=CHECKS.specs,
+    partitions_def=shard_partitions, deps=[*PARTIAL_INPUTS, FACE_KEYWORDS], kinds={"duckdb", "parquet"},
+    automation_condition=REFRESH_ON_CHANGE,
+)  # fmt: skip
+def release_statistics_partial(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
+    """One shard's partial aggregates for dataset_statistics, taken once its release and face
+    demographics are published: funnel counts, histogram bins and sums (long rows: shard,
+    statistic, value, n, total, detail), the card's gallery candidates of the shard (its first
+    picks and nearest rejections, which merge to the same galleries), the files it read (footer
+    fingerprints) and their problems. Reads only this shard's files (and the face keywords, which
+    the learning sample fixes), so a new shard costs its own rows; a re-run replaces the shard's
+    partial."""
+    shard = context.partition_key
+    flip_storage.path(FACE_KEYWORDS)
+    for stage in PARTIAL_INPUTS:
+        flip_storage.path(stage, shard)  # on an object store: this shard's file, pulled
+    table = statistics_partial(flip_storage.local_home(), [shard])
+    flip_storage.write(RELEASE_STATISTICS_PARTIAL, shard, table)
+    problems = [row for row in table.to_pylist() if row["statistic"] == "problem"]
+    return flip_storage.publish(context, MaterializeResult(metadata={
+        "rows": table.num_rows,
+        "missing_files": MetadataValue.json([{"stage": p["value"], "problem": p["detail"]} for p in problems]),
+    }))
+
+
+@asset(
+    deps=[RELEASE_STATISTICS_PARTIAL, RACE_CLASSIFIER], kinds={"duckdb", "parquet"}, check_specs=CHECKS.specs,
     automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
     """The funnel per shard and in total, caption length (paper: 85.1 characters, 15.6 words),
     keyword frequencies, faces per image, face and image size, NSFW (paper: 5.4 %) and duplicate
     shares, and the age, gender and race of the released faces (paper Figure 6), over every
-    registered shard. The Parquet output is the funnel; every statistic is in statistics.json
+    registered shard, merged from the shards' release_statistics_partial (counts, bins and sums
+    added; means, shares and medians derived: cost grows with the shards and distinct values,
+    not the rows). The Parquet output is the funnel; every statistic is in statistics.json
     beside it, tables and plots in the metadata. Missing or unreadable shard files are listed,
-    not fatal; a file with other columns than expected fails naming it."""
+    not fatal; so is a shard whose partial is missing or stale (a stage file changed since):
+    named, left out and its check fails, never counted twice or out of date."""
     shards = context.instance.get_dynamic_partitions(shard_partitions.name)
-    stats = compute_statistics(flip_storage.local_home(*STATISTICS_COLUMNS, RACE_CLASSIFIER), shards)
+    # The stage files' footers are read to see that each partial is current.
+    home = flip_storage.local_home(PARTIAL, *STATISTICS_COLUMNS, RACE_CLASSIFIER, FACE_KEYWORDS)
+    stats = statistics_from_partials(home, shards)
     flip_storage.write(DATASET_STATISTICS, None, pa.Table.from_pylist(stats.funnel))
     # Every statistic, for the card; no check of this asset blocks, so the funnel file is published beside it.
     everything = flip_storage.path(DATASET_STATISTICS).parent / STATISTICS_FILE
@@ -103,8 +145,8 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
 
 
 @asset(
-    # The stage files: the galleries show samples from them.
-    deps=[DATASET_STATISTICS, FACE_KEYWORDS, RAW_SHARDS, FACE_DETECTIONS, FACE_TEXT_PAIRS, FLIP_RELEASE], kinds={"markdown"},
+    # The galleries' rows come with the statistics (merged from the partials); their images from the raw tars.
+    deps=[DATASET_STATISTICS, FACE_KEYWORDS], kinds={"markdown"},
     automation_condition=REFRESH_ON_CHANGE,
 )  # fmt: skip
 def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> MaterializeResult:
@@ -115,7 +157,7 @@ def dataset_card(context: AssetExecutionContext, flip_storage: FlipStorage) -> M
     statistics_path = storage.require_file(flip_storage.path(DATASET_STATISTICS))
     stats = DatasetStatistics.from_json((statistics_path.parent / STATISTICS_FILE).read_text())
     keywords = used_keywords(flip_storage.path(FACE_KEYWORDS))
-    released, rejected = gallery_rows(flip_storage.local_home(*STATISTICS_COLUMNS), stats.shards, keywords)
+    released, rejected = stats.galleries.get("released", []), stats.galleries.get("rejections", [])
     galleries = {
         "gallery_released": gallery_jpeg(released_items(released), f"Released samples ({len(released)} by a hash of the key)"),
         "gallery_rejections": gallery_jpeg(rejection_items(rejected), "Informative rejections, nearest the line first"),

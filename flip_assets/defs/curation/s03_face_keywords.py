@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flip_assets.core.io import storage
-from flip_assets.core.curation.captions import read_caption_corpus, shard_captions, tokenize
+from flip_assets.core.curation.captions import read_caption_corpus, sample_shards, shard_captions, tokenize
 from flip_assets.core.curation.keywords import (
     SEED_WORDS,
     USED_STATES,
@@ -24,7 +24,7 @@ from flip_assets.core.curation.keywords import (
 from flip_assets.defs.asset_keys import FACE_DETECTIONS, FACE_KEYWORDS, RAW_SHARDS
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
+from flip_assets.defs.shards import LEARNING_SHARDS, SINGLE_RUN_BACKFILL, learning_sample_deps
 from flip_assets.defs.curation.resources import CaptionCorpus, KeywordMiningResource
 from flip_assets.defs.storage import FlipStorage
 
@@ -47,7 +47,7 @@ CHECKS = AssetChecks(
 
 
 @asset(
-    deps=[RAW_SHARDS, FACE_DETECTIONS],
+    deps=learning_sample_deps(RAW_SHARDS, FACE_DETECTIONS),
     kinds={"gensim", "parquet"},
     check_specs=CHECKS.specs,
     code_version="1",
@@ -62,9 +62,15 @@ def face_keywords(
 ) -> MaterializeResult:
     """Seed words, their Word2Vec neighbours (top 10) and neighbours of those (top 3), each with
     its seed, similarity and review state. Seeds and accepted words are the face keywords;
-    unreviewed candidates are listed in the metadata for a person to add to the review file."""
+    unreviewed candidates are listed in the metadata for a person to add to the review file.
+
+    Trained once on a fixed sample: the face pairs of the shards FLIP_LEARNING_SHARDS names
+    (default 00000 to 00009; those written so far) plus the caption corpora. A new shard outside
+    the sample leaves it in sync: the keywords do not drift as shards arrive, and a re-run
+    costs the sample, not the dataset."""
     home = flip_storage.local_home(RAW_SHARDS, FACE_DETECTIONS)
-    face_captions = [row["caption"] for row in shard_captions(home) if row["face_kept"]]
+    shards = sample_shards(home, LEARNING_SHARDS)
+    face_captions = [row["caption"] for row in shard_captions(home, shards) if row["face_kept"]]
     corpus_captions = [caption for path in caption_corpus.files for caption in read_caption_corpus(path)]
     sentences = [tokens for tokens in map(tokenize, face_captions + corpus_captions) if tokens]
     settings = keyword_mining.settings()
@@ -84,6 +90,7 @@ def face_keywords(
             "word2vec_model": MetadataValue.path(str(model_path)),
             "review_file": MetadataValue.path(str(review_path)),
             "training_captions": len(sentences),
+            "learning_shards": MetadataValue.json(shards),
             "face_pair_captions": len(face_captions),
             "vocabulary": len(model.wv),
             "train_seconds": round(train_seconds, 1),

@@ -36,7 +36,7 @@ from flip_assets.defs.asset_keys import (
 )
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
-from flip_assets.defs.shards import SINGLE_RUN_BACKFILL
+from flip_assets.defs.shards import LEARNING_SHARDS, SINGLE_RUN_BACKFILL, learning_sample_deps
 from flip_assets.defs.curation.resources import CaptionCorpus, CaptionFilterResource, CaptionTrainingResource
 from flip_assets.defs.storage import FlipStorage
 
@@ -95,7 +95,7 @@ def _markdown(rows: list[dict]) -> MetadataValue:
 
 
 @asset(
-    deps=[FACE_KEYWORDS, RAW_SHARDS, FACE_DETECTIONS],
+    deps=[FACE_KEYWORDS, *learning_sample_deps(RAW_SHARDS, FACE_DETECTIONS)],
     kinds={"parquet"},
     check_specs=DATASET_CHECKS.specs,
     code_version="2",
@@ -113,9 +113,13 @@ def caption_classifier_dataset(
     generated face descriptions as positives; hand-labelled other captions, hard negatives
     (listings, titles, graphics with face words), person scenes and random captions as negatives;
     1:1, de-duplicated, split train/validation/test with every caption in one split only, and no
-    reviewed caption."""
+    reviewed caption.
+
+    Built once from a fixed sample: the shards FLIP_LEARNING_SHARDS names (default 00000 to
+    00009; those written so far) and the caption corpora. A new shard outside the sample leaves
+    it, and so the classifier, in sync: the classifier is not retrained as shards arrive."""
     keywords = used_keywords(flip_storage.path(FACE_KEYWORDS))
-    records = caption_records(shard_captions(flip_storage.local_home(RAW_SHARDS, FACE_DETECTIONS)), caption_corpus.files)
+    records = caption_records(shard_captions(flip_storage.local_home(RAW_SHARDS, FACE_DETECTIONS), LEARNING_SHARDS), caption_corpus.files)
     reviewed = {caption_id(row["caption"]) for row in load_review(Path(caption_training.review_file))}
     labelled = load_training_labels(Path(caption_training.training_labels))
     descriptions = generated_descriptions(caption_training.face_labels_dir, caption_training.generated_per_dataset, caption_training.seed)
@@ -234,7 +238,7 @@ def caption_classifier(
 
 
 @asset(
-    deps=[CAPTION_CLASSIFIER, CAPTION_CLASSIFIER_DATASET, FACE_KEYWORDS, RAW_SHARDS, FACE_DETECTIONS],
+    deps=[CAPTION_CLASSIFIER, CAPTION_CLASSIFIER_DATASET, FACE_KEYWORDS, *learning_sample_deps(RAW_SHARDS, FACE_DETECTIONS)],
     kinds={"pytorch", "parquet"},
     check_specs=FACE_DESCRIPTION_CHECKS.specs,
     code_version="1",
@@ -251,7 +255,8 @@ def face_description_test(
 ) -> MaterializeResult:
     """The classifier on captions it never saw, like the paper's MM-CelebA test: CelebA
     attributes written out by a grammar (positives) against as many captions that do not
-    describe a face: of photos face_detections found no face in, and held-out corpus captions."""
+    describe a face: of photos face_detections found no face in (of the learning sample,
+    FLIP_LEARNING_SHARDS, like the data set), and held-out corpus captions."""
     home = flip_storage.local_home(RAW_SHARDS, FACE_DETECTIONS)
     model_dir = flip_storage.caption_classifier_dir()
     model, tokenizer = load_classifier(model_dir, caption_filter.device)
@@ -259,7 +264,7 @@ def face_description_test(
     keywords = frozenset(used_keywords(flip_storage.path(FACE_KEYWORDS)))
     seen = {normalized(t) for t in flip_storage.read(CAPTION_CLASSIFIER_DATASET).column("text").to_pylist()}
     descriptions = celeba_descriptions(Path(caption_training.celeba_attr), caption_training.eval_samples, caption_training.seed)
-    no_face = [r["caption"] for r in shard_captions(home) if r["face_drop_reason"] == "no_face"]
+    no_face = [r["caption"] for r in shard_captions(home, LEARNING_SHARDS) if r["face_drop_reason"] == "no_face"]
     corpus = [caption for path in caption_corpus.files for caption in read_caption_corpus(path)]
     rows = face_description_set(descriptions, no_face, corpus, seen, keywords, caption_training.seed)
     scores = score_texts(model, tokenizer, [text for text, _, _ in rows], caption_filter.score_batch_size, caption_filter.max_length)
