@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-from sklearn.metrics import roc_auc_score
 
 from flip_assets.core.curation.captions import read_caption_corpus
 from flip_assets.core.io.devices import torch_device
@@ -30,9 +30,11 @@ from flip_assets.core.io.devices import torch_device
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402  (after the offline switches)
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification  # noqa: E402
-from transformers import get_linear_schedule_with_warmup  # noqa: E402
+# torch, transformers and sklearn are imported where used: loading the code location (every
+# Dagster run) must not pay for them (issue 23).
+if TYPE_CHECKING:
+    import torch
+    from transformers import BertForSequenceClassification
 
 SPLITS = ("train", "validation", "test")
 FACE_PAIRS = "face_pairs"  # caption of a sample the visual filter kept
@@ -127,6 +129,8 @@ def predictions_table(rows: Iterable[tuple[str, int, str]], scores: Sequence[flo
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
     """Area under the ROC curve; None unless both labels occur."""
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(labels, scores)) if len(set(labels)) == 2 else None
 
 
@@ -160,6 +164,8 @@ def token_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: 
 
 def forward_scores(model, encoding) -> torch.Tensor:
     """P(face description) for one token batch, on the model's device."""
+    import torch
+
     return torch.softmax(model(**encoding.to(model.device)).logits, dim=-1)[:, 1]
 
 
@@ -167,6 +173,8 @@ def score_texts(
     model, tokenizer, texts: Sequence[str], batch_size: int = 64, max_length: int = TrainingSettings.max_length
 ) -> np.ndarray:
     """P(face description) per cleaned text, float32, in input order."""
+    import torch
+
     scores = np.zeros(len(texts), dtype=np.float32)
     model.eval()
     with torch.inference_mode():
@@ -186,6 +194,9 @@ def train_classifier(
     """Fine-tune on `device`; returns model (there), tokenizer and the training curve (one row per
     epoch). `train` holds one (texts, labels) set per round: epoch e trains on round (e - 1) mod
     rounds, so disjoint negatives can come round by round, each epoch still 1:1."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification, get_linear_schedule_with_warmup
+
     if not train or not all(texts for texts, _ in train):
         raise ValueError("no training captions: every training round needs captions")
     device = torch_device(device)
@@ -233,6 +244,8 @@ def train_classifier(
 def _training_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
     """Random batches of similar length: shuffle, sort windows of 16 batches by length, cut,
     shuffle the batches. Padding to the longest caption of a random batch would cost ~2x."""
+    import torch
+
     order = torch.randperm(len(lengths), generator=generator).tolist()
     window = batch_size * 16
     batches = []
@@ -285,6 +298,8 @@ def chosen_threshold(directory: Path) -> float:
 def load_classifier(directory: Path, device: str = "cpu"):
     """(model on `device`, tokenizer) from a saved classifier; fails naming the folder when it is
     missing, incomplete or unreadable."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     device = torch_device(device)
     if not directory.is_dir():
         raise FileNotFoundError(f"caption classifier not found: {directory} (materialize caption_classifier first)")

@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve
-from sklearn.model_selection import StratifiedKFold
 
 from flip_assets.core.curation.caption_classifier import (
     CaptionRecord,
@@ -52,6 +50,8 @@ def cross_validated_scores(
     log: Callable[[str], None] = print,
 ) -> np.ndarray:
     """P(face description) of every labelled caption, by the model of the fold that held it out."""
+    from sklearn.model_selection import StratifiedKFold  # where used, like every heavy library in core/
+
     texts = [clean_caption(text) for text, _ in labelled]
     labels = np.array([label for _, label in labelled])
     scores = np.full(len(labelled), np.nan, dtype=np.float32)
@@ -72,6 +72,8 @@ def cross_validated_scores(
 def summary(labels: Sequence[int], scores: Sequence[float], resamples: int = 300, seed: int = 0) -> dict:
     """Average precision, best min(precision, recall), precision at recall 0.8 and recall at
     precision 0.8, with 90 % bootstrap intervals of the last three."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
     labels, scores = np.asarray(labels), np.asarray(scores)
 
     def points(y, s):

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from flip_assets.core.io.devices import torch_device
-from flip_assets.core.curation.retinaface import (
-    BGR_MEAN,
-    AnchorCache,
-    Detections,
-    WeightsError,
-    load_retinaface,
-    postprocess,
-    sha256_of,
-)
+from flip_assets.core.io.storage import sha256_of
+
+# torch (and retinaface.py, which builds on it) is imported where a detector is built or run:
+# the definitions import this module, and loading them must stay cheap (issue 23).
+if TYPE_CHECKING:
+    import torch
+
+    from flip_assets.core.curation.retinaface import Detections
 
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
 BACKENDS = ("retinaface", "yunet", "retinaface_resnet50")
@@ -38,6 +36,8 @@ class FaceDetector(Protocol):
 
 
 def _empty() -> Detections:
+    from flip_assets.core.curation.retinaface import Detections
+
     return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
 
 
@@ -50,6 +50,10 @@ def pad_batches(images: list[np.ndarray], batch_size: int, multiple: int = 32):
     shared, larger padding would make a score depend on the other images in the batch.
     Padding with the channel mean makes padded pixels zero after normalisation.
     """
+    import torch
+
+    from flip_assets.core.curation.retinaface import BGR_MEAN
+
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, image in enumerate(images):
         h, w = image.shape[:2]
@@ -74,6 +78,10 @@ class RetinaFaceDetector:
     def __init__(
         self, weights: Path, batch_size: int = 8, min_score: float = 0.5, threads: int | None = None, device: str = "cpu"
     ):
+        import torch
+
+        from flip_assets.core.curation.retinaface import AnchorCache, load_retinaface
+
         self.device = torch_device(device)
         self.model = load_retinaface(weights, device=self.device)
         self.batch_size = batch_size
@@ -82,22 +90,28 @@ class RetinaFaceDetector:
         if threads:
             torch.set_num_threads(threads)
 
-    @torch.inference_mode()
     def forward(self, batch: torch.Tensor):
-        return self.model(batch.to(self.device))
+        import torch
 
-    @torch.inference_mode()
+        with torch.inference_mode():
+            return self.model(batch.to(self.device))
+
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        import torch
+
+        from flip_assets.core.curation.retinaface import postprocess
+
         results: list[Detections] = [_empty() for _ in images]
-        for idx, batch in pad_batches(images, self.batch_size):
-            # Decoding and NMS touch a few candidate anchors, with a Python loop: on the CPU.
-            loc, scores, landms = (t.cpu() for t in self.forward(batch))
-            anchors = self.anchors.get(batch.shape[2], batch.shape[3])
-            for i, det in zip(idx, postprocess(loc, scores, landms, anchors, self.min_score)):
-                h, w = images[i].shape[:2]
-                det.boxes[:, 0::2] = det.boxes[:, 0::2].clip(0, w)
-                det.boxes[:, 1::2] = det.boxes[:, 1::2].clip(0, h)
-                results[i] = det
+        with torch.inference_mode():
+            for idx, batch in pad_batches(images, self.batch_size):
+                # Decoding and NMS touch a few candidate anchors, with a Python loop: on the CPU.
+                loc, scores, landms = (t.cpu() for t in self.forward(batch))
+                anchors = self.anchors.get(batch.shape[2], batch.shape[3])
+                for i, det in zip(idx, postprocess(loc, scores, landms, anchors, self.min_score)):
+                    h, w = images[i].shape[:2]
+                    det.boxes[:, 0::2] = det.boxes[:, 0::2].clip(0, w)
+                    det.boxes[:, 1::2] = det.boxes[:, 1::2].clip(0, h)
+                    results[i] = det
         return results
 
 
@@ -106,6 +120,8 @@ class YuNetDetector:
 
     def __init__(self, model_path: Path, min_score: float = 0.5, nms_iou: float = 0.3):
         import cv2
+
+        from flip_assets.core.curation.retinaface import WeightsError
 
         model_path = Path(model_path)
         if not model_path.is_file():
@@ -116,6 +132,8 @@ class YuNetDetector:
         self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), min_score, nms_iou, 5000)
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        from flip_assets.core.curation.retinaface import Detections
+
         out = []
         for rgb in images:
             h, w = rgb.shape[:2]
@@ -142,6 +160,8 @@ class RetinaFaceResNet50Detector:
     name = "retinaface_resnet50"
 
     def __init__(self, min_score: float = 0.5):
+        from flip_assets.core.curation.retinaface import WeightsError
+
         weights = retinaface_resnet50_weights()
         if not weights.is_file():
             raise WeightsError(
@@ -157,6 +177,8 @@ class RetinaFaceResNet50Detector:
         self.min_score = min_score
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        from flip_assets.core.curation.retinaface import Detections
+
         out = []
         for rgb in images:
             faces = self._package.detect_faces(np.ascontiguousarray(rgb[:, :, ::-1]), threshold=self.min_score, model=self._model)

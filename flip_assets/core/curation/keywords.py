@@ -13,13 +13,16 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from gensim.models import Word2Vec
 
 from flip_assets.core.curation.captions import TOKEN, strip_markup
 from flip_assets.core.io.storage import atomic_write_bytes, require_file
+
+if TYPE_CHECKING:  # gensim is imported where a model is trained: loading the definitions stays cheap
+    from gensim.models import Word2Vec
 
 SEED_WORDS = (
     "smile", "nose", "eyes", "mouth", "cheek", "sad",
@@ -56,6 +59,8 @@ class Word2VecSettings:
 
 
 def train_word2vec(sentences: list[list[str]], settings: Word2VecSettings) -> Word2Vec:
+    from gensim.models import Word2Vec
+
     if not any(sentences):
         raise ValueError("no caption tokens to train Word2Vec on: are face_detections and the corpora empty?")
     return Word2Vec(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+# torch at the top: the classes below subclass nn.Module. detectors.py imports it where a detector is built,
+# so loading the definitions never pays for torch (test_import_cost.py).
 import torch
 import torch.nn.functional as F
 from torch import nn

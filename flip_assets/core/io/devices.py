@@ -6,13 +6,18 @@ outputs come back to the CPU before NumPy reads them.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a device is asked for: loading the definitions stays cheap
+    import torch
 
 SETTING = "FLIP_DEVICE"
 
 
 def torch_device(name: str | torch.device) -> torch.device:
     """The device `name` names, or ValueError naming the setting when this machine lacks it."""
+    import torch
+
     try:
         device = torch.device(name)
     except RuntimeError:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+# torch at the top: the classes below subclass nn.Module. dual_encoder.build_model imports it where a model is built,
+# so loading the definitions never pays for torch (test_import_cost.py).
 import torch
 from torch import nn
 from torch.nn import functional as F

@@ -1,7 +1,6 @@
 """Stage 1: raw_shards, one row per input sample of an img2dataset webdataset shard."""
 
 
-import great_expectations as gx
 import pyarrow.compute as pc
 from dagster import AssetCheckSeverity, AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
@@ -14,13 +13,17 @@ from flip_assets.defs.shards import SHARD_TAG, SINGLE_RUN_BACKFILL, per_shard, s
 from flip_assets.defs.shards import ShardSource
 from flip_assets.defs.storage import FlipStorage
 
-RAW_SHARDS_SUITE = [
-    gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=RAW_SHARD_SCHEMA.names),
-    gx.expectations.ExpectColumnValuesToNotBeNull(column="key"),
-    gx.expectations.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed_to_download", "invalid"]),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="width", min_value=1, max_value=MAX_SIDE),
-    gx.expectations.ExpectColumnValuesToBeBetween(column="height", min_value=1, max_value=MAX_SIDE),
-]
+
+def raw_shards_suite() -> list:
+    import great_expectations as gx  # here, not at the top: loading the definitions stays cheap
+
+    return [
+        gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=RAW_SHARD_SCHEMA.names),
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="key"),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed_to_download", "invalid"]),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="width", min_value=1, max_value=MAX_SIDE),
+        gx.expectations.ExpectColumnValuesToBeBetween(column="height", min_value=1, max_value=MAX_SIDE),
+    ]
 
 
 def _img2dataset_counts(facts: Facts) -> dict:
@@ -84,7 +87,7 @@ def raw_shards(context: AssetExecutionContext, flip_storage: FlipStorage, shard_
     errors = storage.query(storage.sql_file("raw_shards_errors.sql"), path=str(path))
     for problem in facts["problems"]:
         context.log.warning(f"shard {shard}: {problem}")
-    suite = expectations.validate(table.to_pandas(), RAW_SHARDS, RAW_SHARDS_SUITE)
+    suite = expectations.validate(table.to_pandas(), RAW_SHARDS, raw_shards_suite())
     preview = table.filter(pc.equal(table["status"], "ok")).select(["key", "caption", "width", "height", "url"]).slice(0, 5)
     return flip_storage.publish(context, MaterializeResult(
         metadata={

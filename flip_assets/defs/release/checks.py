@@ -1,6 +1,5 @@
 """The release's checks, declared once (defs/checks.py), and its Great Expectations suite."""
 
-import great_expectations as gx
 from dagster import AssetCheckSeverity, MetadataValue
 
 from flip_assets.core.release.nsfw import LABELS
@@ -13,6 +12,8 @@ from flip_assets.defs.checks import AssetChecks, Check, expectations_pass
 
 def release_suite(min_text_chars: int, max_text_chars: int) -> list:
     """What a user of the release relies on (issue #10 item 6)."""
+    import great_expectations as gx  # here, not at the top: loading the definitions stays cheap
+
     return [
         gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=RELEASE_SCHEMA.names),
         gx.expectations.ExpectColumnValuesToNotBeNull(column="key"),
