@@ -12,12 +12,19 @@ TABLES = ("zero_shot", "linear_probe", "face_alignment", "quality")
 LOWER_IS_BETTER = ("NME (inter-ocular)", "perplexity")
 
 
-def long_rows(results: dict[str, list[dict]], model: str, **extra) -> list[dict]:
-    """evaluate()'s tables as rows of one long table."""
+def long_rows(results, model: str | None = None, **extra) -> list[dict]:
+    """Rows of one long table: from evaluate()'s / baselines()' TaskScores (one row per seed,
+    model as named in each unless `model` is given), or from dict tables of row dicts."""
+    if isinstance(results, dict):
+        return [
+            {"table": table, "task": row["task"], "metric": row["metric"], "model": model, "value": float(row["value"]), "test_images": row["test_images"], **extra}  # fmt: skip
+            for table in TABLES
+            for row in results.get(table, [])
+        ]
     return [
-        {"table": table, "task": row["task"], "metric": row["metric"], "model": model, "value": float(row["value"]), "test_images": row["test_images"], **extra}  # fmt: skip
-        for table in TABLES
-        for row in results.get(table, [])
+        {"table": s.table, "task": s.task, "metric": s.metric, "model": model or s.model, "seed": i, "value": v, "test_images": s.items, **extra}  # fmt: skip
+        for s in results
+        for i, v in enumerate(s.per_seed())
     ]
 
 
