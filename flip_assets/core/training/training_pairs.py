@@ -133,6 +133,14 @@ def captions_naming(captions: list[str], names: tuple[str, ...]) -> dict[str, in
     return counts
 
 
+def unseen_attribute_facts(captions: list[str]) -> dict:
+    """What celeba_caption_pairs' no_unseen_attribute_named check judges: the captions naming an
+    attribute of UNSEEN_ATTRIBUTES, and how many name each."""
+    named = captions_naming(captions, UNSEEN_ATTRIBUTES)
+    any_named = sum(bool(captions_naming([c], UNSEEN_ATTRIBUTES)) for c in captions) if named else 0
+    return {"captions_naming_unseen_attributes": any_named, "unseen_attributes_named": named}
+
+
 def unmentioned(attributes: dict[str, int], named: tuple[str, ...]) -> dict[str, int]:
     """The row with every attribute not in `named` set to the value whose phrase does not hold
     (absent; No_Beard present), so that no caption form mentions it, present or absent."""

@@ -11,13 +11,16 @@ class EvaluationResource(EnvSettings):
     ENV = {
         "test_images": "FLIP_EVAL_TEST_IMAGES", "train_images": "FLIP_EVAL_TRAIN_IMAGES",
         "quality_samples": "FLIP_EVAL_QUALITY_SAMPLES", "ablation_sources": "FLIP_ABLATION_SOURCES",
-        "ablation_seeds": "FLIP_ABLATION_SEEDS",
+        "ablation_seeds": "FLIP_ABLATION_SEEDS", "resamples": "FLIP_EVAL_RESAMPLES",
     }  # fmt: skip
 
-    # Images per scored split (CelebA test, FER2013 test, UTKFace test; 0: all), a fixed sample.
-    test_images: int = 1000
+    # Images per scored split (CelebA test, FER2013 test, UTKFace test, 300-W test part; 0: all),
+    # a fixed sample: all by default, the tables score whole test splits.
+    test_images: int = 0
     # Images per split that fits a probe (FER2013 and UTKFace train; 0: all).
     train_images: int = 1000
+    # Bootstrap resamples of each interval (items by cluster, and seeds).
+    resamples: int = 1000
     # Pairs per training source for Table 9's CLIP score and caption perplexity.
     quality_samples: int = 128
     # Training sources of the ablation, ';'-separated, each a '+'-joined list of pair assets.
@@ -40,5 +43,6 @@ class EvaluationResource(EnvSettings):
         for name in ("test_images", "train_images"):
             self.require(name, getattr(self, name) >= 0, "must not be negative")
         self.require("quality_samples", self.quality_samples >= 1, "must be at least 1")
+        self.require("resamples", self.resamples >= 100, "must be at least 100")
         self.require("ablation_sources", bool(self.sources), "names no source")
         self.require("ablation_seeds", len(self.seeds) >= 2, "needs at least 2 seeds, so that the spread is seen")
