@@ -56,7 +56,10 @@ AGE_GROUPS = ((0, 2), (3, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), 
 LANDMARK_FRACTIONS = (0.01, 0.1, 1.0)
 CROP_MARGIN = 0.25  # of the landmark box's larger side, on each side: the brows-to-chin box plus forehead and ears
 VALIDATION_SHARE = 0.2
-ALPHAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # ridge penalties tried on the validation part (standardised features)
+# Ridge penalties tried on the validation part, per feature: standardised features make the
+# Gram matrix's scale the feature count, so the same grid suits 1,280 pooled features, 3,072
+# pixels and a 20,480-value feature map.
+ALPHAS_PER_FEATURE = tuple(np.geomspace(1e-3, 1e2, 11))
 PIXEL_SIZE = 32
 
 TABLES = ("zero_shot", "linear_probe", "face_alignment")
@@ -332,6 +335,10 @@ def embed_texts(model, tokenizer, texts: list[str], device) -> np.ndarray:
 # --- heads ---------------------------------------------------------------------------------------
 
 
+def alphas(features: np.ndarray) -> list[float]:
+    return [a * features.shape[1] for a in ALPHAS_PER_FEATURE]
+
+
 def ridge_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, alphas) -> list[np.ndarray]:
     """Ridge regression (with intercept) on standardised features, one prediction of test_x per
     alpha, from one eigendecomposition of the smaller Gram matrix."""
@@ -357,8 +364,9 @@ def ridge_probe(train_x, train_y, test_x, clusters, seed: int) -> np.ndarray:
     validation part of the train split, then refitted on the whole train split."""
     classes = np.unique(train_y)
     validation = validation_rows(clusters, seed)
-    tried = ridge_predictions(train_x[~validation], _one_hot(train_y[~validation], classes), train_x[validation], ALPHAS)
-    best = ALPHAS[int(np.argmax([(classes[p.argmax(1)] == train_y[validation]).mean() for p in tried]))]
+    grid = alphas(train_x)
+    tried = ridge_predictions(train_x[~validation], _one_hot(train_y[~validation], classes), train_x[validation], grid)
+    best = grid[int(np.argmax([(classes[p.argmax(1)] == train_y[validation]).mean() for p in tried]))]
     return classes[ridge_predictions(train_x, _one_hot(train_y, classes), test_x, [best])[0].argmax(1)]
 
 
@@ -376,8 +384,9 @@ def landmark_nmes(train_x, train_points, test_x, test_points, validation, rows) 
     """Per test face, the NME of a ridge landmark head fitted on `rows` of the train part, its
     alpha the one with the lowest NME on the validation rows."""
     flat = train_points.reshape(len(train_points), -1)
-    tried = ridge_predictions(train_x[rows], flat[rows], train_x[validation], ALPHAS)
-    best = ALPHAS[int(np.argmin([nme_inter_ocular(p.reshape(-1, 68, 2), train_points[validation]) for p in tried]))]
+    grid = alphas(train_x)
+    tried = ridge_predictions(train_x[rows], flat[rows], train_x[validation], grid)
+    best = grid[int(np.argmin([nme_inter_ocular(p.reshape(-1, 68, 2), train_points[validation]) for p in tried]))]
     predicted = ridge_predictions(train_x[rows], flat[rows], test_x, [best])[0]
     return nme_per_face(predicted.reshape(test_points.shape), test_points)
 

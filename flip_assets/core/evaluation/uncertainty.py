@@ -85,6 +85,10 @@ class TaskScores:
         """The metric over every item, averaged over seeds."""
         return _Metric(self).value(np.ones(self.items), np.ones(self.seeds))
 
+    def per_column(self) -> list[float]:
+        """The metric of each column alone (e.g. each attribute's balanced accuracy), over seeds."""
+        return [replace(self, values=self.values[:, :, c : c + 1], labels=self.labels[:, c : c + 1]).value for c in range(self.values.shape[2])]
+
     def per_seed(self) -> list[float]:
         metric = _Metric(self)
         return [metric.value(np.ones(self.items), np.eye(self.seeds)[s]) for s in range(self.seeds)]
@@ -100,37 +104,42 @@ def stack_seeds(runs: list[TaskScores], model: str | None = None) -> TaskScores:
 
 
 class _Metric:
-    """A TaskScores' metric as a function of item weights (bootstrap counts) and seed weights."""
+    """A TaskScores' metric as a function of item weights (bootstrap counts, (B, items)) and
+    seed weights ((B, seeds)), for B resamples at once. Every metric here is a mean over columns
+    of per-class means (a plain mean: one class per column), so it is linear algebra on the
+    per-seed class totals W @ Z_s, Z_s[i, bin] = the item's value when it is in that class."""
 
     def __init__(self, scores: TaskScores):
         self.scores = scores
         seeds, items, columns = scores.values.shape
         self.columns = columns
-        if scores.balanced:
-            codes, offset = [], 0
-            self.classes_per_column = []
-            for c in range(columns):
-                _, code = np.unique(scores.labels[:, c], return_inverse=True)
-                codes.append(code + offset)
-                self.classes_per_column.append(code.max() + 1)
-                offset += code.max() + 1
-            self.codes = np.stack(codes, axis=1)  # (items, columns), distinct per column
-            self.bins = offset
-            self.column_of_bin = np.repeat(np.arange(columns), self.classes_per_column)
+        codes, offset, per_column = [], 0, []
+        for c in range(columns):
+            code = np.unique(scores.labels[:, c], return_inverse=True)[1].ravel() if scores.balanced else np.zeros(items, int)
+            codes.append(code + offset)
+            per_column.append(code.max() + 1 if items else 1)
+            offset += per_column[-1]
+        self.bins = offset
+        self.column_of_bin = np.repeat(np.arange(columns), per_column)
+        member = np.zeros((items, self.bins))
+        for c in range(columns):
+            member[np.arange(items), codes[c]] = 1.0
+        self.member = member  # (items, bins): which class of each column the item is in
+        value_in_bin = np.stack([scores.values[s][:, self.column_of_bin] for s in range(seeds)])  # (seeds, items, bins)
+        self.valued = value_in_bin * member[None]
+
+    def values(self, item_weights: np.ndarray, seed_weights: np.ndarray) -> np.ndarray:
+        """The metric on each of B resamples: item_weights (B, items), seed_weights (B, seeds)."""
+        counts = item_weights @ self.member  # (B, bins)
+        per_seed = np.stack([item_weights @ v for v in self.valued], axis=1)  # (B, seeds, bins)
+        totals = np.einsum("bs,bsk->bk", seed_weights / seed_weights.sum(1, keepdims=True), per_seed)
+        seen = counts > 0  # a class no drawn item has is left out, as it would be on such a test set
+        means = np.where(seen, totals / np.where(seen, counts, 1), 0.0)
+        per_column = np.stack([means[:, self.column_of_bin == c].sum(1) / np.maximum(seen[:, self.column_of_bin == c].sum(1), 1) for c in range(self.columns)], axis=1)  # fmt: skip
+        return per_column.mean(1)
 
     def value(self, item_weights: np.ndarray, seed_weights: np.ndarray) -> float:
-        values = np.tensordot(seed_weights / seed_weights.sum(), self.scores.values, axes=1)  # (items, columns)
-        if not self.scores.balanced:
-            return float((values * item_weights[:, None]).sum() / (item_weights.sum() * self.columns))
-        weights = np.broadcast_to(item_weights[:, None], values.shape)
-        totals = np.bincount(self.codes.ravel(), weights=(values * weights).ravel(), minlength=self.bins)
-        counts = np.bincount(self.codes.ravel(), weights=weights.ravel(), minlength=self.bins)
-        seen = counts > 0  # a class no drawn item has is left out, as it would be on such a test set
-        recalls = np.where(seen, totals / np.where(seen, counts, 1), 0.0)
-        per_column = np.bincount(self.column_of_bin, weights=recalls, minlength=self.columns) / np.maximum(
-            np.bincount(self.column_of_bin, weights=seen, minlength=self.columns), 1
-        )
-        return float(per_column.mean())
+        return float(self.values(item_weights[None], seed_weights[None])[0])
 
 
 @dataclass(frozen=True)
@@ -151,18 +160,22 @@ class Interval:
 
 
 def _draws(scores: list[TaskScores], resamples: int, seed: int):
-    """(item weights, {seeds: seed weights}) per resample, the same for every model."""
+    """(item weights (B, items), {seeds: seed weights (B, seeds)}), the same for every model."""
     clusters = scores[0].clusters
     if any(s.items != len(clusters) or not np.array_equal(s.clusters, clusters) for s in scores):
         raise ValueError(f"{scores[0].task}: the models were scored on different items")
     _, cluster_of_item = np.unique(clusters, return_inverse=True)
     n_clusters = cluster_of_item.max() + 1
-    seed_counts = sorted({s.seeds for s in scores})
     rng = np.random.default_rng(seed)
-    for _ in range(resamples):
-        cluster_weights = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters).astype(float)
-        seed_weights = {n: np.bincount(rng.integers(0, n, n), minlength=n).astype(float) for n in seed_counts}
-        yield cluster_weights[cluster_of_item], seed_weights
+    drawn = rng.integers(0, n_clusters, (resamples, n_clusters))
+    cluster_weights = np.zeros((resamples, n_clusters))
+    np.add.at(cluster_weights, (np.arange(resamples)[:, None], drawn), 1.0)
+    seed_weights = {}
+    for n in sorted({s.seeds for s in scores}):
+        picked = rng.integers(0, n, (resamples, n))
+        seed_weights[n] = np.zeros((resamples, n))
+        np.add.at(seed_weights[n], (np.arange(resamples)[:, None], picked), 1.0)
+    return cluster_weights[:, cluster_of_item], seed_weights
 
 
 def gain_interval(
@@ -174,15 +187,16 @@ def gain_interval(
     if not baselines:
         raise ValueError(f"{trained.task}: no baseline to compare with")
     sign = 1.0 if trained.higher_is_better else -1.0
-    metrics = [_Metric(s) for s in (trained, *baselines)]
+    models = [trained, *baselines]
+    metrics = [_Metric(s) for s in models]
 
-    def gain(item_weights, seed_weights) -> tuple[float, int]:
-        values = [m.value(item_weights, seed_weights[m.scores.seeds]) for m in metrics]
-        best = int(np.argmax([sign * v for v in values[1:]]))
-        return sign * (values[0] - values[1 + best]), best
+    def gains(item_weights, seed_weights) -> tuple[np.ndarray, np.ndarray]:
+        values = sign * np.stack([m.values(item_weights, seed_weights[m.scores.seeds]) for m in metrics])  # (models, B)
+        return values[0] - values[1:].max(0), values[1:].argmax(0)
 
-    full = {s.seeds: np.ones(s.seeds) for s in (trained, *baselines)}
-    estimate, best = gain(np.ones(trained.items), full)
-    gains = np.array([gain(w, u)[0] for w, u in _draws([trained, *baselines], resamples, seed)])
-    low, high = np.quantile(gains, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(float(estimate), float(low), float(high), baselines[best].model, resamples, level)
+    full = {s.seeds: np.ones((1, s.seeds)) for s in models}
+    estimate, best = gains(np.ones((1, trained.items)), full)
+    item_weights, seed_weights = _draws(models, resamples, seed)
+    drawn = np.concatenate([gains(item_weights[i : i + 100], {n: w[i : i + 100] for n, w in seed_weights.items()})[0] for i in range(0, resamples, 100)])  # fmt: skip
+    low, high = np.quantile(drawn, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(float(estimate[0]), float(low), float(high), baselines[int(best[0])].model, resamples, level)

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flip_assets.core.evaluation.eval_tables import bars_png, compare, gain_facts, long_rows, markdown
+from flip_assets.core.evaluation.eval_tables import bars_png, by_model, compare, gain_facts, long_rows, markdown
 from flip_assets.core.evaluation.face_benchmarks import (
     TABLES, UNSEEN_ATTRIBUTES, EvalSuite, ImageSet, baselines, embed_images, embed_texts, evaluate, fitted_hashes, load_suite,
 )
@@ -112,15 +112,17 @@ def flip_eval_tables(
     suite = load_suite(Path(training.eval_data), evaluation.test_images, evaluation.train_images, training.seed)
     cache_dir = flip_storage.directory("training_cache")
     scores = baselines(suite, training.seed)
+    rows = long_rows(scores, split="test", seed=None)
     for i, (seed, trained) in enumerate(sorted(trained_models.items())):
         context.log.info(f"evaluating the trained and initial models of seed {seed}")
-        scores += evaluate(trained.to(device), tokenizer, suite, cache_dir, device, training.seed, "trained")
         # The initial tower is the pretrained one whatever the seed: only its zero-shot (its new
         # projection heads) differs between seeds.
         init_tables = TABLES if i == 0 else ("zero_shot",)
-        scores += evaluate(build_model(config, seed=seed).to(device), tokenizer, suite, cache_dir, device, training.seed, "init", init_tables)
+        for name, model, tables in (("trained", trained, TABLES), ("init", build_model(config, seed=seed), init_tables)):
+            results = evaluate(model.to(device), tokenizer, suite, cache_dir, device, training.seed, name, tables)
+            scores += results
+            rows += long_rows(results, split="test", seed=seed)
     lines = compare(scores, "trained", evaluation.resamples, training.seed)
-    rows = long_rows(scores, split="test")
 
     sources, empty_sources = [], []
     published = trained_models[info["seed"]]
@@ -146,11 +148,17 @@ def flip_eval_tables(
         png = bars_png(shown, models, TITLES[table])
         storage.atomic_write_bytes(flip_storage.path(FLIP_EVAL_TABLES).with_name(f"{table}.png"), lambda tmp, png=png: tmp.write_bytes(png))
         metadata[table] = MetadataValue.md(f"**{TITLES[table]}**\n\n" + markdown(shown) + "\n\n" + markdown_image(png, TITLES[table]))
+    attributes = []
+    for (table, task, metric), models in by_model(scores).items():
+        if "columns" in models["trained"].extra:
+            columns = {name: s.per_column() for name, s in models.items() if name in ("init", "trained")}
+            attributes += [{"attribute": a, "row": "unseen" if a in UNSEEN_ATTRIBUTES else "seen", **{m: round(v[i], 3) for m, v in columns.items()}} for i, a in enumerate(models["trained"].extra["columns"])]  # fmt: skip
     quality = [{"source": r["task"], "metric": r["metric"], "model": r["model"], "value": round(r["value"], 3)} for r in rows if r["table"] == "quality"]  # fmt: skip
     facts = {**split_facts(suite, fitted_hashes(suite, training.seed), training_hashes), **gain_facts(lines)}
     return flip_storage.publish(context, MaterializeResult(
         metadata={
-            **metadata, "quality": MetadataValue.md(f"**{TITLES['quality']}**\n\n" + markdown(quality)),
+            **metadata, "celeba_attributes": MetadataValue.md("Balanced accuracy per attribute (chance and majority: 0.5)\n\n" + markdown(attributes)),
+            "quality": MetadataValue.md(f"**{TITLES['quality']}**\n\n" + markdown(quality)),
             "checkpoint": MetadataValue.path(str(directory)), "trained_on": ", ".join(info["sources"]),
             "seeds": MetadataValue.json(sorted(trained_models)), "bootstrap_resamples": evaluation.resamples,
             "unseen_attributes": ", ".join(UNSEEN_ATTRIBUTES),
