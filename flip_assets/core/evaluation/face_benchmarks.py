@@ -10,7 +10,11 @@ its interval can be bootstrapped:
 - linear probe: a ridge classifier (one-vs-rest least squares, as cheap as a closed form) on the
   image tower's pooled features before the projection head (MobileNetV2: 1,280-d), fitted on the
   train split and scored on the test split, for UTKFace race, gender and age group (FairFace's
-  nine groups; UTKFace stands in for FairFace) and FER2013;
+  nine groups; UTKFace stands in for FairFace) and FER2013. The same features for the initial
+  and the trained model: a probe on the 256-d embedding (a linear map of them) cannot do better
+  than one on them, beyond regularisation. With the CPU configuration the trained tower differs
+  from the initial one only in its last block (image_frozen_blocks 18), so a probe gain is small
+  by construction: the tables say whether there is one;
 - face alignment (paper Table 4's 1 / 10 / 100 % protocol): a ridge landmark head on the image
   tower's *spatial* feature map (MobileNetV2: 1,280 x 4 x 4 at 112 px; the pooled vector
   cannot place points) of 300-W face crops, fitted on 1 %, 10 % and 100 % of a train part; NME
