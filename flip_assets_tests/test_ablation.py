@@ -3,12 +3,14 @@ interval verdicts, on small synthetic tables and per-item arrays (fast)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from flip_assets.core.evaluation.ablation import (
-    CELEBA, RAW, RELEASED, ablation_sources, held_out_facts, image_hashes, sample_pairs,
+    CELEBA, RAW, RELEASED, ablation_comparisons, ablation_sources, check_facts, held_out_facts, image_hashes, sample_pairs,
 )  # fmt: skip
+from flip_assets.core.evaluation.uncertainty import TaskScores
 from flip_assets.core.training.training_pairs import PAIR_SCHEMA, sha256
 
 
@@ -59,3 +61,44 @@ def test_the_scorer_pool_holds_no_scored_image_and_the_check_counts_a_planted_on
 def test_an_empty_release_fails_loudly_naming_what_to_materialize():
     with pytest.raises(ValueError, match="the release holds no pair of the shards"):
         ablation_sources(pairs("released_aigc", ["gen-0"]), RAW_PAIRS, CELEBA_PAIRS, seed=0)
+
+
+def scores(model: str, right: np.ndarray, task: str = "UTKFace gender") -> TaskScores:
+    """A task's per-item outcomes (seeds, items) of one model."""
+    right = np.atleast_2d(right).astype(float)
+    return TaskScores("linear_probe", task, "accuracy", model, right[:, :, None], np.zeros(right.shape[1]), np.arange(right.shape[1]))
+
+
+def ablation_check_results(trained: dict[str, TaskScores], init: TaskScores, chance: TaskScores) -> dict[str, bool]:
+    from flip_assets.defs.evaluation.ablation import CHECKS
+
+    comparisons = ablation_comparisons({s: [t] for s, t in trained.items()}, [init], [chance])
+    facts = check_facts(comparisons, list(trained)) | {"scorer_images_in_scored_pairs": 0}
+    return {r.check_name: r.passed for r in CHECKS.results(facts)}
+
+
+ITEMS, SEEDS = 400, 5
+rng = np.random.default_rng(0)
+INIT = scores("init", rng.random((SEEDS, ITEMS)) < 0.5)
+CHANCE = scores("chance", np.full((1, ITEMS), 0.5))
+
+
+def test_models_that_learned_nothing_fail_the_ablation_checks():
+    """0 training steps: every trained model is its initialisation, so no interval of (trained -
+    best baseline) lies above 0, and the release cannot beat the raw pairs."""
+    checks = ablation_check_results({RELEASED: INIT, RAW: INIT, CELEBA: INIT}, INIT, CHANCE)
+    assert checks == {"every_source_beats_best_baseline": False, "release_beats_raw": False, "scorer_held_out": True}
+
+
+def test_a_genuine_difference_passes_and_the_contrast_says_which_source():
+    released = scores("released", rng.random((SEEDS, ITEMS)) < 0.85)
+    raw = scores("raw", rng.random((SEEDS, ITEMS)) < 0.7)
+    celeba = scores("celeba", rng.random((SEEDS, ITEMS)) < 0.7)
+    checks = ablation_check_results({RELEASED: released, RAW: raw, CELEBA: celeba}, INIT, CHANCE)
+    assert checks == {"every_source_beats_best_baseline": True, "release_beats_raw": True, "scorer_held_out": True}
+    rows = ablation_comparisons({RELEASED: [released], RAW: [raw], CELEBA: [celeba]}, [INIT], [CHANCE])
+    contrast = next(r for r in rows if r["comparison"] == "released - raw")
+    assert contrast["low"] > 0 and contrast["verdict"] == "released better" and 0.1 < contrast["difference"] < 0.2
+    # The same sources swapped: the interval lies below 0 and the verdict names the other source.
+    swapped = ablation_comparisons({RELEASED: [raw], RAW: [released]}, [INIT], [CHANCE])
+    assert next(r for r in swapped if r["comparison"] == "released - raw")["verdict"] == "raw better"

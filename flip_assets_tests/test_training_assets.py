@@ -122,4 +122,4 @@ def test_a_source_without_pairs_gives_no_quality_rows_instead_of_failing():
     from flip_assets.defs.evaluation.tables import quality_rows
 
     empty = pa.Table.from_pylist([], schema=PAIR_SCHEMA)
-    assert quality_rows(None, None, empty, "released_pairs", None, 100, "cpu") == []
+    assert quality_rows(empty, "released_pairs", None, 100) == []

@@ -113,3 +113,96 @@ def clip_scores(model, tokenizer, pairs: pa.Table, cache_dir, device) -> np.ndar
     images = embed_images(model, ImageSet("pairs", "scored", pairs.column("image").to_pylist()), cache_dir, device)
     texts = embed_texts(model, tokenizer, pairs.column("caption").to_pylist(), device)
     return np.maximum((images * texts).sum(1), 0) * 100
+
+
+def median_perplexity(captions: list[str], scorer) -> tuple[float, int]:
+    """(median perplexity of the captions the language model could score, how many it scored)."""
+    scores = [p for p in scorer.score_many(captions) if p is not None]
+    return (float(np.median(scores)) if scores else float("nan")), len(scores)
+
+
+def data_quality_rows(clip: dict[str, np.ndarray], perplexity: dict[str, tuple[float, int]]) -> list[dict]:
+    """Table 9 per source: the fixed scorer's CLIP score (mean over the source's pairs, with its
+    standard error: the pairs of two sources are different items, so no paired interval) and
+    the captions' median perplexity."""
+    rows = []
+    for source, scores in clip.items():
+        error = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else float("nan")
+        value, scored = perplexity[source]
+        rows.append({
+            "source": source, "pairs": len(scores), "clip_score": round(float(scores.mean()), 2),
+            "clip_score_standard_error": round(error, 2), "median_perplexity": round(value, 1), "captions_scored": scored,
+        })  # fmt: skip
+    return rows
+
+
+# --- the comparisons (intervals from uncertainty.gain_interval: one bootstrap for the project) -----
+
+# (A, B) pairs of sources whose difference A - B the ablation reports on every task.
+SOURCE_CONTRASTS = ((RELEASED, RAW), (RELEASED, CELEBA))
+
+
+def verdict(interval, better: str, worse: str) -> str:
+    """What an interval of (better - worse), positive meaning `better` is better, lets one say."""
+    if interval.low > 0:
+        return f"{better} better"
+    if interval.high < 0:
+        return f"{worse} better"
+    return "no difference shown (interval includes 0)"
+
+
+def ablation_comparisons(trained: dict[str, list], init: list, baselines: list, seed: int = 0) -> list[dict]:
+    """Per task (every task of the init model's scores), one row per comparison: each source
+    against the best of the baselines and the initial model (best re-chosen per resample), and
+    the SOURCE_CONTRASTS between sources; each with the estimate, its paired bootstrap interval
+    (items by cluster and seeds, the same draws for both sides) and the verdict. trained maps a
+    source to its TaskScores (seeds stacked, seed i from the same initialisation as init's seed
+    i); baselines are the seedless baselines of the same items."""
+    from flip_assets.core.evaluation.uncertainty import gain_interval
+
+    by_key = lambda scores: {s.key: s for s in scores}  # noqa: E731
+    sources = {source: by_key(scores) for source, scores in trained.items()}
+    rows = []
+    for key, initial in by_key(init).items():
+        table, task, metric = key
+        floor = [initial, *(b for b in baselines if b.key == key)]
+        line = {"table": table, "task": task, "metric": metric}
+        for source, scores in sources.items():
+            interval = gain_interval(scores[key], floor, seed=seed)
+            rows.append(line | {
+                "comparison": f"{source} - best baseline", "mean": round(scores[key].value, 4), "difference": round(interval.estimate, 4),
+                "low": round(interval.low, 4), "high": round(interval.high, 4), "best_baseline": interval.best_baseline,
+                "verdict": verdict(interval, source, interval.best_baseline),
+            })  # fmt: skip
+        for better, worse in SOURCE_CONTRASTS:
+            if better in sources and worse in sources:
+                interval = gain_interval(sources[better][key], [sources[worse][key]], seed=seed)
+                rows.append(line | {
+                    "comparison": f"{better} - {worse}", "mean": round(sources[better][key].value, 4), "difference": round(interval.estimate, 4),
+                    "low": round(interval.low, 4), "high": round(interval.high, 4), "best_baseline": "", "verdict": verdict(interval, better, worse),
+                })  # fmt: skip
+    return rows
+
+
+def means_over_seeds(init: list, trained: dict[str, list], baselines: list) -> list[dict]:
+    """Per task: the initial model's and each source's mean over seeds, and each baseline's value."""
+    lines: dict[tuple, dict] = {}
+    for name, scores in (("init", init), *trained.items(), *((b.model, [b]) for b in baselines)):
+        for s in scores:
+            lines.setdefault(s.key, {"task": s.task, "metric": s.metric})[name] = round(s.value, 4)
+    return list(lines.values())
+
+
+def check_facts(comparisons: list[dict], sources: list[str]) -> dict:
+    """What the ablation's checks judge: the sources that beat the best baseline on no task (their
+    interval's lower bound above 0 nowhere), and the tasks where the release is better or worse
+    than the same number of raw pairs (interval above or below 0)."""
+    beats = {s: [r["task"] for r in comparisons if r["comparison"] == f"{s} - best baseline" and r["low"] > 0] for s in sources}
+    contrast = [r for r in comparisons if r["comparison"] == f"{RELEASED} - {RAW}"]
+    return {
+        "sources_beating_no_baseline": sum(not tasks for tasks in beats.values()),
+        "tasks_beating_best_baseline": beats,
+        "release_better_than_raw_on": [r["task"] for r in contrast if r["low"] > 0],
+        "release_worse_than_raw_on": [r["task"] for r in contrast if r["high"] < 0],
+        "contrasted_tasks": len(contrast),
+    }

@@ -6,13 +6,13 @@ with its paired bootstrap interval (core/evaluation/face_benchmarks.py, uncertai
 
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 from dagster import AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from flip_assets.core.evaluation.ablation import median_perplexity
 from flip_assets.core.evaluation.eval_tables import bars_png, by_model, compare, gain_facts, long_rows, markdown
 from flip_assets.core.evaluation.face_benchmarks import (
-    TABLES, UNSEEN_ATTRIBUTES, EvalSuite, ImageSet, baselines, embed_images, embed_texts, evaluate, fitted_hashes, load_suite,
+    TABLES, UNSEEN_ATTRIBUTES, EvalSuite, baselines, evaluate, fitted_hashes, load_suite,
 )
 from flip_assets.core.io import storage
 from flip_assets.core.io.devices import torch_device
@@ -70,22 +70,16 @@ def split_facts(suite: EvalSuite, fits: dict[str, set[str]], training_hashes: se
     }  # fmt: skip
 
 
-def quality_rows(model, tokenizer, pairs: pa.Table, source: str, perplexity, samples: int, device) -> list[dict]:
-    """Table 9's automatic columns for a sample of one source's pairs: CLIP score (100 x cosine of
-    image and caption under the model, at least 0) and the captions' perplexity; none for a
-    source without pairs (a release the classifier kept nothing of)."""
-    pairs = pairs.slice(0, samples)
-    if not pairs.num_rows:
+def quality_rows(pairs: pa.Table, source: str, perplexity, samples: int) -> list[dict]:
+    """Table 9's perplexity column for a sample of one source's captions; none for a source
+    without pairs (a release the classifier kept nothing of). Its CLIP score is flip_ablation's,
+    from a scorer trained on none of the scored pairs (a model scoring its own training pairs
+    ranks sources by what it memorised)."""
+    captions = pairs.slice(0, samples).column("caption").to_pylist()
+    if not captions:
         return []
-    captions = pairs.column("caption").to_pylist()
-    images = embed_images(model, ImageSet(source, "train", pairs.column("image").to_pylist()), None, device)
-    texts = embed_texts(model, tokenizer, captions, device)
-    clip_score = float(np.mean(np.maximum((images * texts).sum(1), 0)) * 100)
-    scores = [p for p in perplexity.score_many(captions) if p is not None]
-    return [
-        {"task": source, "metric": "CLIP score", "value": clip_score, "test_images": len(captions)},
-        {"task": source, "metric": "perplexity", "value": float(np.median(scores)) if scores else float("nan"), "test_images": len(scores)},
-    ]
+    value, scored = median_perplexity(captions, perplexity)
+    return [{"task": source, "metric": "perplexity", "value": value, "test_images": scored}]
 
 
 @asset(
@@ -125,13 +119,11 @@ def flip_eval_tables(
     lines = compare(scores, "trained", evaluation.resamples, training.seed)
 
     sources, empty_sources = [], []
-    published = trained_models[info["seed"]]
-    initial = build_model(config, seed=info["seed"]).to(device)
     for source in [n for n in PAIR_ASSETS if flip_storage.path(n).is_file()]:
         pairs = flip_storage.read(source)
         (sources if pairs.num_rows else empty_sources).append(source)
-        for name, model in (("init", initial), ("trained", published)):
-            quality = quality_rows(model, tokenizer, pairs, source, perplexity.get_scorer(), evaluation.quality_samples, device)
+        quality = quality_rows(pairs, source, perplexity.get_scorer(), evaluation.quality_samples)
+        for name in ("init", "trained"):
             rows += long_rows({"quality": quality}, name, split="train", seed=info["seed"])
     # How often the other training sources' captions name an attribute scored as unseen.
     unseen_mentions = {
