@@ -51,17 +51,23 @@ def test_pairs_checkpoint_tables_and_ablation_materialize_with_passing_checks(tm
     from flip_assets.defs.evaluation.tables import flip_eval_tables
     from flip_assets.defs.training.checkpoint import flip_checkpoint, model_dir
     from flip_assets.defs.shared_resources import PerplexityResource, TrainingResource
-    from flip_assets.defs.training.pairs import celeba_caption_pairs, raw_shard_pairs
+    from flip_assets.defs.training.pairs import celeba_caption_pairs, raw_shard_pairs, released_pairs
 
     resources = make_resources(tmp_path) | {
         "training": TrainingResource(
             eval_data=str(DATA / "eval"), celeba_samples=96, steps=6, seeds=2, sources="celeba_caption_pairs+raw_shard_pairs"
         ),
-        "evaluation": EvaluationResource(test_images=24, train_images=24, quality_samples=4, resamples=100, ablation_sources="celeba_caption_pairs"),
+        "evaluation": EvaluationResource(
+            test_images=24, train_images=24, quality_samples=4, resamples=100, ablation_seeds="0,1", ablation_steps=2, ablation_test_images=24
+        ),
         "perplexity": PerplexityResource(),
     }
     assert run_assets([raw_shards], resources, instance, "00000").success
-    result = run_assets([celeba_caption_pairs, raw_shard_pairs, flip_checkpoint, flip_eval_tables, flip_ablation], resources, instance)
+    # A release of 8 real samples of the shard (the curation stages are tested elsewhere): the ablation's n.
+    raw = [r for r in pq.read_table(tmp_path / "raw_shards" / "00000.parquet").to_pylist() if r["status"] == "ok"][:8]
+    release = [{"key": r["key"], "shard": "00000", "TEXT": f"a person, photo {i}", "sha256": r["image_sha256"]} for i, r in enumerate(raw)]
+    storage.write_table(tmp_path / "flip_release" / "00000.parquet", pa.Table.from_pylist(release))
+    result = run_assets([celeba_caption_pairs, raw_shard_pairs, released_pairs, flip_checkpoint, flip_eval_tables, flip_ablation], resources, instance)  # fmt: skip
     assert result.success
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
     # The gain checks warn (6 steps on 96 pairs learn nothing); every other check must pass.
@@ -76,9 +82,12 @@ def test_pairs_checkpoint_tables_and_ablation_materialize_with_passing_checks(tm
     assert {r["model"] for r in tables if r["table"] == "linear_probe"} == {"init", "trained", "chance", "majority class", "raw pixels"}
     assert {r["seed"] for r in tables if r["model"] == "trained" and r["table"] == "zero_shot"} == {0, 1}
     assert sorted(p.name for p in (model_dir(resources["flip_storage"]) / "seeds").iterdir()) == ["seed-1.safetensors"]
-    assert {r["task"] for r in tables if r["table"] == "quality"} == {"celeba_caption_pairs", "raw_shard_pairs"}
+    assert {r["task"] for r in tables if r["table"] == "quality"} == {"celeba_caption_pairs", "raw_shard_pairs", "released_pairs"}
     ablation = pq.read_table(tmp_path / "flip_ablation" / "all.parquet").to_pylist()
-    assert {r["seed"] for r in ablation} == {0, 1}
+    assert {r["source"] for r in ablation} == {"", "released", "raw", "celeba"} and {r["seed"] for r in ablation if r["source"]} == {0, 1}
+    assert ("flip_ablation", "scorer_held_out") in checks and checks[("flip_ablation", "scorer_held_out")]
+    ablation_metadata = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "flip_ablation")
+    assert ablation_metadata.materialization.metadata["pairs_per_source"].value == 8
     assert (tmp_path / "flip_eval_tables" / "zero_shot.png").is_file() and (tmp_path / "flip_checkpoint" / "training_curves.png").is_file()
 
 

@@ -151,7 +151,7 @@ def verdict(interval, better: str, worse: str) -> str:
     return "no difference shown (interval includes 0)"
 
 
-def ablation_comparisons(trained: dict[str, list], init: list, baselines: list, seed: int = 0) -> list[dict]:
+def ablation_comparisons(trained: dict[str, list], init: list, baselines: list, resamples: int = 1000, seed: int = 0) -> list[dict]:
     """Per task (every task of the init model's scores), one row per comparison: each source
     against the best of the baselines and the initial model (best re-chosen per resample), and
     the SOURCE_CONTRASTS between sources; each with the estimate, its paired bootstrap interval
@@ -168,7 +168,7 @@ def ablation_comparisons(trained: dict[str, list], init: list, baselines: list, 
         floor = [initial, *(b for b in baselines if b.key == key)]
         line = {"table": table, "task": task, "metric": metric}
         for source, scores in sources.items():
-            interval = gain_interval(scores[key], floor, seed=seed)
+            interval = gain_interval(scores[key], floor, resamples, seed)
             rows.append(line | {
                 "comparison": f"{source} - best baseline", "mean": round(scores[key].value, 4), "difference": round(interval.estimate, 4),
                 "low": round(interval.low, 4), "high": round(interval.high, 4), "best_baseline": interval.best_baseline,
@@ -176,7 +176,7 @@ def ablation_comparisons(trained: dict[str, list], init: list, baselines: list, 
             })  # fmt: skip
         for better, worse in SOURCE_CONTRASTS:
             if better in sources and worse in sources:
-                interval = gain_interval(sources[better][key], [sources[worse][key]], seed=seed)
+                interval = gain_interval(sources[better][key], [sources[worse][key]], resamples, seed)
                 rows.append(line | {
                     "comparison": f"{better} - {worse}", "mean": round(sources[better][key].value, 4), "difference": round(interval.estimate, 4),
                     "low": round(interval.low, 4), "high": round(interval.high, 4), "best_baseline": "", "verdict": verdict(interval, better, worse),

@@ -4,6 +4,8 @@ trained per seed from that seed's initialisation with the same step budget, scor
 with paired bootstrap intervals; and Table 9 from one held-out scorer (core/evaluation/ablation.py)."""
 
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -74,6 +76,14 @@ def flip_ablation(
     sources = ablation_sources(read(RELEASED_PAIRS), read(RAW_SHARD_PAIRS), read(CELEBA_CAPTION_PAIRS), training.seed, evaluation.ablation_pairs)  # fmt: skip
     context.log.info(f"ablation: {sources.size} pairs per source ({sources.facts})")
 
+    seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(part: str):  # the cost of each part, summed over its runs, for the budget
+        start = time.perf_counter()
+        yield
+        seconds[part] = round(seconds.get(part, 0.0) + time.perf_counter() - start, 1)
+
     def trained(pairs: pa.Table, seed: int):
         model = build_model(config, seed=seed)
         inputs = prepare_inputs(
@@ -84,27 +94,37 @@ def flip_ablation(
         return model, run.curve[-1]["loss"] if run.curve else float("nan")
 
     # Table 9: one scorer of the same configuration and budget, trained on none of the sources.
-    scorer, _ = trained(sources.scorer_pool, training.seed)
-    clip = {s: clip_scores(scorer, tokenizer, sources.pairs[s], cache_dir, device) for s in SOURCES}
-    language_model = perplexity.get_scorer()
-    quality = data_quality_rows(clip, {s: median_perplexity(sources.pairs[s].column("caption").to_pylist(), language_model) for s in SOURCES})  # fmt: skip
-
-    suite = load_suite(Path(training.eval_data), evaluation.test_images, evaluation.train_images, training.seed)
-    floor = baselines(suite, training.seed)
+    with timed("scorer: training and CLIP scores"):
+        scorer, _ = trained(sources.scorer_pool, training.seed)
+        clip = {s: clip_scores(scorer, tokenizer, sources.pairs[s], cache_dir, device) for s in SOURCES}
+    with timed("perplexity"):
+        language_model = perplexity.get_scorer()
+        quality = data_quality_rows(clip, {s: median_perplexity(sources.pairs[s].column("caption").to_pylist(), language_model) for s in SOURCES})  # fmt: skip
+    with timed("evaluation data and baselines"):
+        suite = load_suite(Path(training.eval_data), evaluation.ablation_test_images, evaluation.train_images, training.seed)
+        floor = baselines(suite, training.seed)
     # The initial model's probes and heads read the pretrained tower, which no seed changes (the
-    # seed draws the projection heads only): scored once; its zero-shot is scored per seed.
-    init_features = [s for s in evaluate(build_model(config, seed=evaluation.seeds[0]), tokenizer, suite, cache_dir, device, training.seed, "init") if s.table != "zero_shot"]  # fmt: skip
+    # seed draws the projection heads only): scored with the first seed; zero-shot per seed.
     init_runs, runs, losses = [], {s: [] for s in SOURCES}, []
-    for seed in evaluation.seeds:
-        init_runs.append(evaluate(build_model(config, seed=seed), tokenizer, suite, cache_dir, device, training.seed, "init", ("zero_shot",)) + init_features)  # fmt: skip
+    for i, seed in enumerate(evaluation.seeds):
+        with timed("initial model: evaluations"):
+            init = build_model(config, seed=seed)
+            if i == 0:
+                init_runs.append(evaluate(init, tokenizer, suite, cache_dir, device, training.seed, "init"))
+            else:
+                zero_shot = evaluate(init, tokenizer, suite, cache_dir, device, training.seed, "init", ("zero_shot",))
+                init_runs.append(zero_shot + [s for s in init_runs[0] if s.table != "zero_shot"])
         for source in SOURCES:
-            model, loss = trained(sources.pairs[source], seed)
-            runs[source].append(evaluate(model, tokenizer, suite, cache_dir, device, training.seed, source))
+            with timed("source trainings"):
+                model, loss = trained(sources.pairs[source], seed)
+            with timed("source evaluations"):
+                runs[source].append(evaluate(model, tokenizer, suite, cache_dir, device, training.seed, source))
             losses.append({"source": source, "seed": seed, "final_loss": round(loss, 4)})
             context.log.info(f"ablation: {source}, seed {seed}: final loss {loss:.3f}")
-    stacked = lambda per_seed: [stack_seeds([run[i] for run in per_seed]) for i in range(len(per_seed[0]))]  # noqa: E731
+    stacked = lambda per_seed: [stack_seeds([next(s for s in run if s.key == first.key) for run in per_seed]) for first in per_seed[0]]  # noqa: E731
     trained_scores, init_scores = {s: stacked(r) for s, r in runs.items()}, stacked(init_runs)
-    comparisons = ablation_comparisons(trained_scores, init_scores, floor, seed=training.seed)
+    with timed("bootstrap intervals"):
+        comparisons = ablation_comparisons(trained_scores, init_scores, floor, evaluation.resamples, training.seed)
     rows = [*long_rows(init_scores, source=""), *(r for s in SOURCES for r in long_rows(trained_scores[s], source=s)), *long_rows(floor, source="")]  # fmt: skip
     flip_storage.write(FLIP_ABLATION, None, pa.Table.from_pylist(rows))
     facts = check_facts(comparisons, list(SOURCES)) | held_out_facts(sources.scorer_pool, sources.pairs)
@@ -121,7 +141,7 @@ def flip_ablation(
             "sources": MetadataValue.json(sources.facts), "seeds": MetadataValue.json(evaluation.seeds), "steps_per_run": config.steps,
             "means_over_seeds": MetadataValue.md(markdown(means)),
             "intervals": MetadataValue.md(
-                f"Paired bootstrap, 95 % intervals over test items and {len(evaluation.seeds)} seeds. Where an interval includes 0, "
+                f"Paired bootstrap ({evaluation.resamples} resamples), 95 % intervals over test items (at most {evaluation.ablation_test_images or 'all'} per split) and {len(evaluation.seeds)} seeds. Where an interval includes 0, "
                 "the data do not show a difference.\n\n" + markdown(shown)
             ),  # fmt: skip
             "data_quality": MetadataValue.md(
@@ -129,7 +149,7 @@ def flip_ablation(
                 f"({sources.facts['scorer_raw_pairs']} other raw pairs + {sources.facts['scorer_celeba_pairs']} CelebA pairs not drawn; "
                 "bias in core/evaluation/ablation.py), over every pair of each source; median caption perplexity.\n\n" + markdown(quality)
             ),  # fmt: skip
-            "final_losses": MetadataValue.json(losses),
+            "final_losses": MetadataValue.json(losses), "seconds": MetadataValue.json(seconds),
         },
         check_results=CHECKS.results(facts),
     ))  # fmt: skip
