@@ -219,7 +219,7 @@ def test_a_checkpoint_trained_on_the_store_resumes_and_is_evaluated_on_other_mac
 
     endpoint, fs = s3
     home = f"s3://{BUCKET}/flip/training"
-    training = TrainingResource(eval_data=str(DATA / "eval"), celeba_samples=96, steps=6, sources="celeba_caption_pairs")
+    training = TrainingResource(eval_data=str(DATA / "eval"), celeba_samples=96, steps=6, seeds=2, sources="celeba_caption_pairs")
     killed = s3_storage(endpoint, tmp_path / "pod_a", home)
     assert run_assets([celeba_caption_pairs], {"flip_storage": killed, "training": training}, instance).success
 
@@ -237,16 +237,17 @@ def test_a_checkpoint_trained_on_the_store_resumes_and_is_evaluated_on_other_mac
     assert result.get_asset_materialization_events()[0].materialization.metadata["resumed_from_step"].value == 2
     # The model folder and the figure committed with the table; the finished run's state removed.
     files = published(fs, "training/flip_checkpoint")
-    assert {"all.parquet", "training_curves.png", "model/config.json", "model/model.safetensors"} <= files
+    assert {"all.parquet", "training_curves.png", "model/config.json", "model/model.safetensors", "model/seeds/seed-1.safetensors"} <= files
     assert not [p for p in files if p.startswith("state/")], files
     assert not [p for p in objects(fs, "training/flip_checkpoint") if p.startswith(".staging/")]
 
     evaluator = {
         "flip_storage": s3_storage(endpoint, tmp_path / "pod_c", home), "training": training, "perplexity": PerplexityResource(),
-        "evaluation": EvaluationResource(test_images=16, train_images=16, quality_samples=4),
+        "evaluation": EvaluationResource(test_images=16, train_images=16, quality_samples=4, resamples=100),
     }  # fmt: skip
     result = run_assets([flip_eval_tables], evaluator, instance)
-    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    # 6 steps learn nothing: only the gain check (a warning) may fail.
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations() if e.check_name != "trained_beats_best_baseline")
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
-    assert metadata["trained_on"].value == "celeba_caption_pairs"
+    assert metadata["trained_on"].value == "celeba_caption_pairs" and metadata["seeds"].value == [0, 1]  # seeds/ read from the store
     assert {"all.parquet", "zero_shot.png"} <= published(fs, "training/flip_eval_tables")

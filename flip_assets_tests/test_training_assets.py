@@ -21,7 +21,8 @@ def test_captions_vary_in_form_and_name_the_attributes():
     templates = table.group_by("template").aggregate([("template", "count")]).to_pylist()
     assert len(templates) == 4 and max(t["template_count"] for t in templates) < 0.5 * table.num_rows
     captions = table.column("caption").to_pylist()
-    assert len(set(captions)) == len(captions)
+    # Naming only the seen half of the attributes, a few short captions recur ("The woman is smiling.").
+    assert len(set(captions)) >= 0.98 * len(captions)
     assert any(" without " in c for c in captions) and any(", no " in c for c in captions)
 
 
@@ -50,30 +51,43 @@ def test_pairs_checkpoint_tables_and_ablation_materialize_with_passing_checks(tm
     from flip_assets.defs.evaluation.tables import flip_eval_tables
     from flip_assets.defs.training.checkpoint import flip_checkpoint, model_dir
     from flip_assets.defs.shared_resources import PerplexityResource, TrainingResource
-    from flip_assets.defs.training.pairs import celeba_caption_pairs, raw_shard_pairs
+    from flip_assets.defs.training.pairs import celeba_caption_pairs, raw_shard_pairs, released_pairs
 
     resources = make_resources(tmp_path) | {
         "training": TrainingResource(
-            eval_data=str(DATA / "eval"), celeba_samples=96, steps=6, sources="celeba_caption_pairs+raw_shard_pairs"
+            eval_data=str(DATA / "eval"), celeba_samples=96, steps=6, seeds=2, sources="celeba_caption_pairs+raw_shard_pairs"
         ),
-        "evaluation": EvaluationResource(test_images=24, train_images=24, quality_samples=4, ablation_sources="celeba_caption_pairs"),
+        "evaluation": EvaluationResource(
+            test_images=24, train_images=24, quality_samples=4, resamples=100, ablation_seeds="0,1", ablation_steps=2, ablation_test_images=24
+        ),
         "perplexity": PerplexityResource(),
     }
     assert run_assets([raw_shards], resources, instance, "00000").success
-    result = run_assets([celeba_caption_pairs, raw_shard_pairs, flip_checkpoint, flip_eval_tables, flip_ablation], resources, instance)
+    # A release of 8 real samples of the shard (the curation stages are tested elsewhere): the ablation's n.
+    raw = [r for r in pq.read_table(tmp_path / "raw_shards" / "00000.parquet").to_pylist() if r["status"] == "ok"][:8]
+    release = [{"key": r["key"], "shard": "00000", "TEXT": f"a person, photo {i}", "sha256": r["image_sha256"]} for i, r in enumerate(raw)]
+    storage.write_table(tmp_path / "flip_release" / "00000.parquet", pa.Table.from_pylist(release))
+    result = run_assets([celeba_caption_pairs, raw_shard_pairs, released_pairs, flip_checkpoint, flip_eval_tables, flip_ablation], resources, instance)  # fmt: skip
     assert result.success
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
-    failed = [k for k, passed in checks.items() if not passed and k[0] != "flip_ablation"]
+    # The gain checks warn (6 steps on 96 pairs learn nothing); every other check must pass.
+    failed = [k for k, passed in checks.items() if not passed and k[0] != "flip_ablation" and k[1] != "trained_beats_best_baseline"]
     assert not failed, failed
     assert ("flip_checkpoint", "checkpoint_round_trip") in checks and ("flip_eval_tables", "only_test_splits_scored") in checks
 
     saved = json.loads((model_dir(resources["flip_storage"]) / "config.json").read_text())
     assert saved["training"]["sources"] == ["celeba_caption_pairs", "raw_shard_pairs"]
     tables = pq.read_table(tmp_path / "flip_eval_tables" / "all.parquet").to_pylist()
-    assert {(r["table"], r["model"]) for r in tables} == {(t, m) for t in ("zero_shot", "linear_probe", "face_alignment", "quality") for m in ("init", "trained")}  # fmt: skip
-    assert {r["task"] for r in tables if r["table"] == "quality"} == {"celeba_caption_pairs", "raw_shard_pairs"}
+    assert {(r["table"], r["model"]) for r in tables} >= {(t, m) for t in ("zero_shot", "linear_probe", "face_alignment", "quality") for m in ("init", "trained")}  # fmt: skip
+    assert {r["model"] for r in tables if r["table"] == "linear_probe"} == {"init", "trained", "chance", "majority class", "raw pixels"}
+    assert {r["seed"] for r in tables if r["model"] == "trained" and r["table"] == "zero_shot"} == {0, 1}
+    assert sorted(p.name for p in (model_dir(resources["flip_storage"]) / "seeds").iterdir()) == ["seed-1.safetensors"]
+    assert {r["task"] for r in tables if r["table"] == "quality"} == {"celeba_caption_pairs", "raw_shard_pairs", "released_pairs"}
     ablation = pq.read_table(tmp_path / "flip_ablation" / "all.parquet").to_pylist()
-    assert {r["seed"] for r in ablation} == {0, 1}
+    assert {r["source"] for r in ablation} == {"", "released", "raw", "celeba"} and {r["seed"] for r in ablation if r["source"]} == {0, 1}
+    assert ("flip_ablation", "scorer_held_out") in checks and checks[("flip_ablation", "scorer_held_out")]
+    ablation_metadata = next(e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "flip_ablation")
+    assert ablation_metadata.materialization.metadata["pairs_per_source"].value == 8
     assert (tmp_path / "flip_eval_tables" / "zero_shot.png").is_file() and (tmp_path / "flip_checkpoint" / "training_curves.png").is_file()
 
 
@@ -103,12 +117,12 @@ def test_released_pairs_cut_release_images_from_the_shards_and_count_what_is_gon
 def test_fitting_splits_lose_the_images_their_test_splits_also_hold():
     """FER2013 and UTKFace hold byte-identical images in both splits (found by
     flip_eval_tables' blocking check on the full files): the probes never fit on them."""
-    from flip_assets.core.evaluation.face_benchmarks import load_suite
+    from flip_assets.core.evaluation.face_benchmarks import fitted_hashes, load_suite
     from flip_assets.defs.evaluation.tables import split_facts
 
     suite = load_suite(DATA / "eval", test_limit=0, train_limit=0, seed=0)
     assert suite.removed_from_fitting["fer_train"] > 0 and suite.removed_from_fitting["utk_train"] > 0
-    assert split_facts(suite, set())["test_images_in_fitting_splits"] == 0
+    assert split_facts(suite, fitted_hashes(suite, 0), set())["test_images_in_fitting_splits"] == 0
 
 
 def test_a_source_without_pairs_gives_no_quality_rows_instead_of_failing():
@@ -117,4 +131,4 @@ def test_a_source_without_pairs_gives_no_quality_rows_instead_of_failing():
     from flip_assets.defs.evaluation.tables import quality_rows
 
     empty = pa.Table.from_pylist([], schema=PAIR_SCHEMA)
-    assert quality_rows(None, None, empty, "released_pairs", None, 100, "cpu") == []
+    assert quality_rows(empty, "released_pairs", None, 100) == []

@@ -24,7 +24,7 @@ class TrainingResource(EnvSettings):
 
     ENV = {
         "config": "FLIP_TRAIN_CONFIG", "sources": "FLIP_TRAIN_SOURCES", "steps": "FLIP_TRAIN_STEPS",
-        "seed": "FLIP_TRAIN_SEED", "celeba_samples": "FLIP_TRAIN_CELEBA_SAMPLES", "eval_data": "FLIP_EVAL_DATA",
+        "seed": "FLIP_TRAIN_SEED", "seeds": "FLIP_TRAIN_SEEDS", "celeba_samples": "FLIP_TRAIN_CELEBA_SAMPLES", "eval_data": "FLIP_EVAL_DATA",
         "device": DEVICE_SETTING,
     }  # fmt: skip
 
@@ -35,6 +35,9 @@ class TrainingResource(EnvSettings):
     # 0: the configuration's own step budget.
     steps: int = 0
     seed: int = 0
+    # How many seeds flip_checkpoint trains: `seed` (the published model) and the next ones
+    # (their trained parameters beside it), so that the evaluation's intervals cover seeds.
+    seeds: int = 5
     # CelebA train faces captioned (0: all 8,000).
     celeba_samples: int = 0
     # The shared evaluation files (../shared/data/eval); training never takes an image of them.
@@ -51,6 +54,10 @@ class TrainingResource(EnvSettings):
         # Another budget keeps the configuration's share of warm-up steps.
         return config.scaled(steps=self.steps, warmup_steps=config.warmup_steps * self.steps // config.steps)
 
+    @property
+    def seed_list(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
+
     def source_assets(self, spec: str | None = None) -> list[str]:
         names = [s.strip() for s in (spec or self.sources).split("+") if s.strip()]
         unknown = [n for n in names if n not in PAIR_ASSETS]
@@ -61,6 +68,7 @@ class TrainingResource(EnvSettings):
     def setup_for_execution(self, context) -> None:
         self.source_assets()
         self.require("steps", self.steps >= 0, "must not be negative")
+        self.require("seeds", self.seeds >= 1, "must be at least 1")
         self.require("celeba_samples", self.celeba_samples >= 0, "must not be negative")
         self.require("eval_data", Path(self.eval_data).is_dir(), "is not a folder")
         self.training_config()

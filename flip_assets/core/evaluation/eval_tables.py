@@ -12,12 +12,19 @@ TABLES = ("zero_shot", "linear_probe", "face_alignment", "quality")
 LOWER_IS_BETTER = ("NME (inter-ocular)", "perplexity")
 
 
-def long_rows(results: dict[str, list[dict]], model: str, **extra) -> list[dict]:
-    """evaluate()'s tables as rows of one long table."""
+def long_rows(results, model: str | None = None, **extra) -> list[dict]:
+    """Rows of one long table: from evaluate()'s / baselines()' TaskScores (one row per seed,
+    model as named in each unless `model` is given), or from dict tables of row dicts."""
+    if isinstance(results, dict):
+        return [
+            {"table": table, "task": row["task"], "metric": row["metric"], "model": model, "value": float(row["value"]), "test_images": row["test_images"], **extra}  # fmt: skip
+            for table in TABLES
+            for row in results.get(table, [])
+        ]
     return [
-        {"table": table, "task": row["task"], "metric": row["metric"], "model": model, "value": float(row["value"]), "test_images": row["test_images"], **extra}  # fmt: skip
-        for table in TABLES
-        for row in results.get(table, [])
+        {"table": s.table, "task": s.task, "metric": s.metric, "model": model or s.model, "seed": i, "value": v, "test_images": s.items, **extra}  # fmt: skip
+        for s in results
+        for i, v in enumerate(s.per_seed())
     ]
 
 
@@ -82,3 +89,48 @@ def seed_summary(rows: list[dict]) -> list[dict]:
             "trained_spread": round(spread, 4), "better_by": round(gain, 4), "beats_init_beyond_spread": gain > spread,
         })  # fmt: skip
     return summary
+
+
+def by_model(scores: list) -> dict[tuple, dict]:
+    """{(table, task, metric): {model: TaskScores with all its seeds}} in first-seen order."""
+    from flip_assets.core.evaluation.uncertainty import stack_seeds
+
+    runs: dict[tuple, dict[str, list]] = {}
+    for s in scores:
+        runs.setdefault(s.key, {}).setdefault(s.model, []).append(s)
+    return {key: {model: stack_seeds(r) for model, r in models.items()} for key, models in runs.items()}
+
+
+def verdict(low: float, high: float) -> str:
+    return "gain" if low > 0 else "loss" if high < 0 else "no gain shown"
+
+
+def compare(scores: list, trained: str = "trained", resamples: int = 1000, seed: int = 0) -> list[dict]:
+    """One line per task: every model's metric (mean over its seeds), the trained model's gain
+    over the best of the others (the baselines, the initial model included) with its paired
+    clustered bootstrap interval (uncertainty.gain_interval), and the verdict: "gain" only when
+    the whole interval is above zero."""
+    from flip_assets.core.evaluation.uncertainty import gain_interval
+
+    lines = []
+    for (table, task, metric), models in by_model(scores).items():
+        if trained not in models:
+            continue
+        others = [s for name, s in models.items() if name != trained]
+        interval = gain_interval(models[trained], others, resamples=resamples, seed=seed)
+        lines.append({
+            "table": table, "task": task, "metric": metric, "test_items": models[trained].items,
+            "seeds": models[trained].seeds, **{name: round(s.value, 4) for name, s in models.items()},
+            "best_baseline": interval.best_baseline, "gain": round(interval.estimate, 4),
+            "interval": f"[{interval.low:+.4f}, {interval.high:+.4f}]", "low": interval.low, "high": interval.high,
+            "verdict": verdict(interval.low, interval.high),
+        })  # fmt: skip
+    return lines
+
+
+def gain_facts(lines: list[dict]) -> dict:
+    """What the beats-the-best-baseline check judges: the tasks whose interval is not above zero."""
+    return {
+        "tasks_without_gain": sum(line["verdict"] != "gain" for line in lines), "tasks": len(lines),
+        "intervals": {f"{line['table']} / {line['task']}": f"{line['gain']:+.4f} {line['interval']} vs {line['best_baseline']}: {line['verdict']}" for line in lines},
+    }  # fmt: skip

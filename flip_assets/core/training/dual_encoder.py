@@ -178,6 +178,38 @@ def save_checkpoint(model, tokenizer, directory: Path, card: dict, training: dic
     return directory
 
 
+SEEDS_DIR = "seeds"
+
+
+def save_seed_weights(model, directory: Path, seed: int) -> Path:
+    """The trained parameters of a model trained like the checkpoint's but from another seed,
+    in the checkpoint folder's seeds/ (the frozen rest is the checkpoint's: a few MB, not a copy
+    of the towers). load_seed_models reads them back."""
+    from safetensors.torch import save_file
+
+    path = directory / SEEDS_DIR / f"seed-{seed}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trained = {name: p.detach().contiguous().cpu() for name, p in model.named_parameters() if p.requires_grad}
+    save_file(trained, str(path), metadata={"format": "pt", "seed": str(seed)})
+    return path
+
+
+def load_seed_models(directory: Path) -> dict[int, object]:
+    """{seed: model} of a checkpoint: its own model under the seed it was trained from, and one
+    per seeds/seed-N.safetensors (its trained parameters over the checkpoint's frozen rest)."""
+    from safetensors.torch import load_file
+
+    models = {checkpoint_info(directory)[1]["seed"]: load_checkpoint(directory)[0]}
+    for path in sorted((directory / SEEDS_DIR).glob("seed-*.safetensors")):
+        model = load_checkpoint(directory)[0]
+        missing = set(load_file(str(path))) - set(model.state_dict())
+        if missing:
+            raise ValueError(f"{path}: parameters the model lacks: {sorted(missing)[:3]}")
+        model.load_state_dict(load_file(str(path)), strict=False)
+        models[int(path.stem.removeprefix("seed-"))] = model.eval()
+    return models
+
+
 def checkpoint_model_dir(home: Path) -> Path:
     """Where flip_checkpoint keeps the trained model (Hugging Face layout) under FLIP_HOME."""
     return Path(home) / "flip_checkpoint" / "model"

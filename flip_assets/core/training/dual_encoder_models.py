@@ -52,6 +52,15 @@ class DualEncoder(nn.Module):
         raise NotImplementedError
 
     def image_top(self, stems):
+        return self.image_head(self.image_features(stems)[1])
+
+    def image_features(self, stems):
+        """(feature map (N, ...) with its spatial layout, pooled features (N, D)): the image
+        tower's own output before the projection head (what probes and landmark heads read)."""
+        raise NotImplementedError
+
+    def image_head(self, pooled):
+        """The projection of pooled image features into the shared embedding space."""
         raise NotImplementedError
 
     def text_stem(self, ids, mask):
@@ -117,8 +126,12 @@ class MobileNetMiniLM(DualEncoder):
     def image_stem(self, pixels):
         return self.image_tower[: self.config.image_frozen_blocks]((pixels.float() - self.mean) / self.std)
 
-    def image_top(self, stems):
-        return self.image_projection(self.image_tower[self.config.image_frozen_blocks :](stems.float()).mean(dim=(2, 3)))
+    def image_head(self, pooled):
+        return self.image_projection(pooled)
+
+    def image_features(self, stems):
+        feature_map = self.image_tower[self.config.image_frozen_blocks :](stems.float())
+        return feature_map, feature_map.mean(dim=(2, 3))
 
     def text_stem(self, ids, mask):
         hidden = self.text_tower.embeddings(input_ids=ids)
@@ -174,9 +187,12 @@ class Clip(DualEncoder):
     def image_stem(self, pixels):
         return pixels
 
-    def image_top(self, pixels):
-        pooled = self.clip.vision_model(pixel_values=(pixels.float() - self.mean) / self.std).pooler_output
+    def image_head(self, pooled):
         return self.clip.visual_projection(pooled)
+
+    def image_features(self, pixels):
+        out = self.clip.vision_model(pixel_values=(pixels.float() - self.mean) / self.std)
+        return out.last_hidden_state[:, 1:], out.pooler_output  # the patch tokens keep the layout
 
     def text_stem(self, ids, mask):
         return ids, mask

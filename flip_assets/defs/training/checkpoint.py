@@ -12,7 +12,9 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from flip_assets.core.io import storage
 from flip_assets.core.training.contrastive_training import curves_png, image_tensor, prepare_inputs, train
 from flip_assets.core.io.devices import torch_device
-from flip_assets.core.training.dual_encoder import build_model, checkpoint_model_dir, load_checkpoint, load_tokenizer, save_checkpoint, tokenize
+from flip_assets.core.training.dual_encoder import (
+    build_model, checkpoint_model_dir, load_checkpoint, load_tokenizer, save_checkpoint, save_seed_weights, tokenize,
+)
 from flip_assets.core.io.plots import markdown_image
 from flip_assets.defs.asset_keys import FLIP_CHECKPOINT, PAIR_ASSETS
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
@@ -73,7 +75,7 @@ def embedding_difference(model, reloaded, pixels, tokenizer, captions: list[str]
 
 
 @asset(
-    deps=list(PAIR_ASSETS), kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs, code_version="1",
+    deps=list(PAIR_ASSETS), kinds={"pytorch", "parquet"}, check_specs=CHECKS.specs, code_version="2",
     automation_condition=REFRESH_ON_CHANGE,
 )
 def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
@@ -98,8 +100,17 @@ def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, t
             "final_loss": round(final_loss, 4), "temperature": round(run.curve[-1]["temperature"], 4)}  # fmt: skip
     target = model_dir(flip_storage)
     written = save_checkpoint(
-        model, tokenizer, target.with_name("model.new"), card, {"seed": training.seed, "sources": sources, "pairs": len(pairs)}
-    )
+        model, tokenizer, target.with_name("model.new"), card,
+        {"seed": training.seed, "seeds": training.seed_list, "sources": sources, "pairs": len(pairs)},
+    )  # fmt: skip
+    # The same training from the other seeds, for the evaluation's intervals: one published
+    # model, the others' trained parameters in its seeds/ folder.
+    extra_losses = {}
+    for seed in training.seed_list[1:]:
+        other = build_model(config, seed=seed)
+        other_run = train(other, inputs, config, seed, device, log=context.log.debug)
+        extra_losses[seed] = round(other_run.curve[-1]["loss"], 4)
+        save_seed_weights(other, written, seed)
     sample = slice(0, ROUND_TRIP_SAMPLES)
     pixels = image_tensor(images[sample], config.image_size)
     difference = embedding_difference(model, load_checkpoint(written)[0], pixels, tokenizer, captions[sample], device)
@@ -119,6 +130,7 @@ def flip_checkpoint(context: AssetExecutionContext, flip_storage: FlipStorage, t
             "model": MetadataValue.path(str(target if all(c.passed for c in checks) else written)),
             "config": MetadataValue.json(asdict(config)),
             "sources": ", ".join(sources), "pairs": len(pairs), "steps": len(run.curve), "seed": training.seed,
+            "other_seeds_final_loss": MetadataValue.json(extra_losses),
             "resumed_from_step": run.resumed_from_step, "train_seconds": round(run.train_seconds, 1),
             "samples_per_s": round(run.samples_per_s, 1), "final_loss": final_loss, "device": str(device),
             "curves": MetadataValue.md(markdown_image(png, "loss, learning rate and throughput per step")),

@@ -10,7 +10,7 @@ from dagster import AllPartitionMapping, AssetDep, AssetExecutionContext, Materi
 
 from flip_assets.core.io import storage
 from flip_assets.core.io.shards import read_sample_image
-from flip_assets.core.training.training_pairs import celeba_pairs, shard_pairs
+from flip_assets.core.training.training_pairs import SEEN_ATTRIBUTES, UNSEEN_ATTRIBUTES, celeba_pairs, shard_pairs, unseen_attribute_facts
 from flip_assets.defs.asset_keys import (
     AIGC_SAMPLES, CELEBA_CAPTION_PAIRS, FLIP_RELEASE, FLIP_RELEASE_AIGC, RAW_SHARDS, RAW_SHARD_PAIRS, RELEASED_PAIRS,
 )
@@ -46,18 +46,25 @@ CELEBA_CHECKS = pair_checks(
         passed=lambda f: f["templates"] >= 3 and f["largest_template_share"] <= MAX_TEMPLATE_SHARE,
         metadata=lambda f: {"largest_template_share": float(f["largest_template_share"])},
     ),  # fmt: skip
+    Check(
+        "no_unseen_attribute_named",
+        f"No caption names an attribute kept for zero-shot ({', '.join(UNSEEN_ATTRIBUTES)}) in any of its wordings "
+        "(phrase or synonym, as a whole phrase, any case): zero-shot on them is transfer, not the labels read back.",
+        blocking=True, zero=("captions_naming_unseen_attributes",),
+        metadata=lambda f: {"unseen_attributes_named": MetadataValue.json(f["unseen_attributes_named"])},
+    ),  # fmt: skip
 )
 RAW_CHECKS = pair_checks(RAW_SHARD_PAIRS)
 
 
 def _write_and_check(
     context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource, asset: str,
-    table: pa.Table, checks: AssetChecks, metadata: dict,
+    table: pa.Table, checks: AssetChecks, metadata: dict, extra_facts: dict | None = None,
 ) -> MaterializeResult:  # fmt: skip
     path = flip_storage.write(asset, None, table.sort_by("sample_id"))
     facts = storage.query(
         storage.sql_file("training_pairs_checks.sql"), path=str(path), eval_glob=str(Path(training.eval_data) / "*.parquet")
-    )[0]
+    )[0] | (extra_facts or {})
     examples = table.select(["sample_id", "template", "caption"]).slice(0, 10).to_pandas().to_markdown(index=False)
     return flip_storage.publish(context, MaterializeResult(
         metadata={"pairs": table.num_rows, "examples": MetadataValue.md(examples), **metadata},
@@ -66,18 +73,20 @@ def _write_and_check(
 
 
 @asset(
-    kinds={"parquet"}, check_specs=CELEBA_CHECKS.specs, code_version="1",
+    kinds={"parquet"}, check_specs=CELEBA_CHECKS.specs, code_version="2",
     automation_condition=REFRESH_ON_CODE_CHANGE,
 )
 def celeba_caption_pairs(context: AssetExecutionContext, flip_storage: FlipStorage, training: TrainingResource) -> MaterializeResult:
     """CelebA's train-split faces (ids 1-8000 of the shared file; it has no identity labels, so
-    its id split is the split) with one caption each, generated from the 40 attributes in
-    varied forms and wording, as MM-CelebA-HQ did."""
+    its id split is the split) with one caption each, generated from its attributes in varied
+    forms and wording, as MM-CelebA-HQ did, naming only the seen half of the 40 attributes
+    (training_pairs.SEEN_ATTRIBUTES): the other half is flip_eval_tables' real zero-shot."""
     table = celeba_pairs(Path(training.eval_data) / "celeba_attr.parquet", training.seed, training.celeba_samples)
     counts = table.group_by("template").aggregate([("template", "count")]).to_pylist()
     return _write_and_check(
         context, flip_storage, training, CELEBA_CAPTION_PAIRS, table, CELEBA_CHECKS,
-        {"templates": MetadataValue.json({r["template"]: r["template_count"] for r in counts})},
+        {"templates": MetadataValue.json({r["template"]: r["template_count"] for r in counts}), "attributes_named": ", ".join(SEEN_ATTRIBUTES)},
+        unseen_attribute_facts(table.column("caption").to_pylist()),
     )  # fmt: skip
 
 
