@@ -54,9 +54,8 @@ import pyarrow.parquet as pq
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FLIP_SHARED", REPO_ROOT.parent / "shared"))
+from flip_assets.defs.resources import SHARED  # noqa: E402  (the checkout sits beside ../shared)
 SAMPLE_SHARDS = SHARED / "data" / "raw_shards"
-MODELS = SHARED / "models"
 ASSETS = ("raw_shards", "face_detections")
 JOB = "shard_pipeline"
 PASSWORD = "flip-rehearsal-password"
@@ -478,10 +477,11 @@ def rehearse(workdir: Path, shards: int, backfill: int, per_shard_runs: int, sam
         postgres.create_database()
         outcome.figures["postgres"] = postgres.version()
         os.environ.update(postgres.env())  # this process reads the same instance
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_")}
+        # The caller's FLIP_MODELS stays (its default is the resource's); other FLIP_ settings do not leak in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLIP_") or k == "FLIP_MODELS"}
         env |= {
             "DAGSTER_HOME": str(home), "FLIP_HOME": str(workdir / "flip_home"), "FLIP_SOURCE": str(source),
-            "FLIP_MODELS": os.environ.get("FLIP_MODELS", str(MODELS)), "FLIP_DETECTOR": detector,
+            "FLIP_DETECTOR": detector,
             "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         }  # fmt: skip
         with DagsterInstance.from_config(str(home)) as instance:

@@ -116,7 +116,7 @@ def test_every_variable_reaches_its_field(monkeypatch, tmp_path):
         "FLIP_KEYWORD_REVIEW": str(tmp_path / "review.csv"), "FLIP_CAPTION_REVIEW": str(tmp_path / "review.csv"),
         "FLIP_CAPTION_TRAINING_LABELS": str(tmp_path / "review.csv"), "FLIP_DEVICE": "cpu", "FLIP_HOME": str(tmp_path / "home"), "FLIP_NSFW_ACTION": "drop", "FLIP_NEAR_DUPLICATE_BITS": 6,
         "FLIP_TRAIN_CONFIG": "clip_vit_b32", "FLIP_TRAIN_SOURCES": "raw_shard_pairs", "FLIP_EVAL_DATA": str(tmp_path),
-        "FLIP_ABLATION_SEEDS": "3,4",
+        "FLIP_ABLATION_SEEDS": "3,4", "FLIP_EVAL_RESAMPLES": 200,
     }  # fmt: skip
     expected = {}
     for i, (name, targets) in enumerate(sorted(env_fields().items())):
