@@ -37,7 +37,6 @@ import os
 import platform
 import pwd
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -53,8 +52,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from flip_assets.core.io.processes import interrupt_group
+from flip_assets.defs.resources import SHARED  # the checkout sits beside ../shared
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-from flip_assets.defs.resources import SHARED  # noqa: E402  (the checkout sits beside ../shared)
 SAMPLE_SHARDS = SHARED / "data" / "raw_shards"
 ASSETS = ("raw_shards", "face_detections")
 JOB = "shard_pipeline"
@@ -534,13 +535,7 @@ def rehearse(workdir: Path, shards: int, backfill: int, per_shard_runs: int, sam
                     outcome.figures["ui"] = time_ui(url, shards, workdir / "screenshots", ui_repeats)
                     outcome.problems += [f"ui {p}" for p in outcome.figures["ui"].pop("problems", [])]
             finally:
-                # Ctrl-C, as in the terminal: to dagster dev's whole group.
-                os.killpg(dev.pid, signal.SIGINT)
-                try:
-                    dev.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(dev.pid, signal.SIGKILL)
-                    dev.wait()
+                interrupt_group(dev, timeout=30)
     finally:
         os.environ.clear()
         os.environ.update(saved_env)

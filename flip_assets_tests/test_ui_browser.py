@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import pytest
 from conftest import RAW_SHARDS, REPO_ROOT, make_resources, run_assets
+
+from flip_assets.core.io.processes import interrupt_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -101,14 +102,7 @@ def ui(tmp_path, monkeypatch):
         wait_for_server(url, process, log)
         yield url, dagster_home
     finally:
-        # Ctrl-C, as in the terminal: to dagster dev's whole group (webserver, daemon, code
-        # server, run workers).
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        interrupt_group(process, timeout=15)
 
 
 @pytest.fixture

@@ -22,3 +22,18 @@ def pid_alive(pid: int) -> bool:
         return not Path("/proc/self/stat").exists()
     except (OSError, IndexError):
         return True
+
+
+def interrupt_group(process, timeout: float) -> None:
+    """Ctrl-C, as in a terminal, to a process started in its own group (start_new_session) and
+    all its children (dagster dev: webserver, daemon, code server, run workers); SIGKILL to the
+    group if it has not ended within timeout seconds."""
+    import signal
+    import subprocess
+
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
