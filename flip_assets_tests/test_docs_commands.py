@@ -79,6 +79,11 @@ RUN_ELSEWHERE = {
         "test_release.py::test_release_of_the_sample_shards",
     ".venv/bin/dagster asset materialize -m flip_assets.definitions --select celeba_caption_pairs,released_pairs,raw_shard_pairs,flip_checkpoint,flip_eval_tables,flip_ablation":
         "test_training_assets.py::test_pairs_checkpoint_tables_and_ablation_materialize_with_passing_checks",
+    # Equivalent: the same assets with small settings (the larger ones only scale seeds, steps and images).
+    "FLIP_TRAIN_SEEDS=10 FLIP_EVAL_TRAIN_IMAGES=0 .venv/bin/dagster asset materialize -m flip_assets.definitions --select celeba_caption_pairs,flip_checkpoint,flip_eval_tables":
+        "test_training_assets.py::test_pairs_checkpoint_tables_and_ablation_materialize_with_passing_checks",
+    "FLIP_ABLATION_SEEDS=0,1,2,3,4,5,6,7,8,9 FLIP_ABLATION_STEPS=60 FLIP_ABLATION_TEST_IMAGES=0 .venv/bin/dagster asset materialize -m flip_assets.definitions --select flip_ablation":
+        "test_training_assets.py::test_pairs_checkpoint_tables_and_ablation_materialize_with_passing_checks",
     # Equivalent: ViT-B/32 (not B/16) trained on CUDA in bf16, outside Dagster; a gpu test.
     "FLIP_TRAIN_CONFIG=clip_vit_b16 FLIP_DEVICE=cuda .venv/bin/dagster asset materialize -m flip_assets.definitions --select flip_checkpoint":
         "test_gpu.py::test_clip_vit_b32_trains_on_cuda_in_bf16_resumes_and_reloads_on_the_cpu",
