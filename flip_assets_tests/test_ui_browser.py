@@ -23,17 +23,12 @@ from pathlib import Path
 import pytest
 from conftest import RAW_SHARDS, REPO_ROOT, make_resources, run_assets
 
+from bench.rehearsal import CHROMIUM, CHROMIUM_FLAGS  # one home: the rehearsal times the same browser
 from flip_assets.core.io.processes import interrupt_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SHARD = "00000"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Headless as root in a container without a GPU, and nothing fetched from the network.
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 DOCS = REPO_ROOT / "docs"
 SCREENSHOTS = ("ui_asset_graph.png", "ui_run.png", "ui_asset_page.png", "ui_asset_checks.png")
 CHECKS = ("boxes_inside_image", "every_sample_accounted_for", "scores_in_range", "unique_keys")
