@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +32,16 @@ def missing_tier_markers(item) -> list[str]:
     """The tier markers the test's fixtures call for that the test does not carry."""
     needed = {"slow": SLOW_FIXTURES, "e2e": E2E_FIXTURES}
     return [tier for tier, fixtures in needed.items() if fixtures & set(item.fixturenames) and not item.get_closest_marker(tier)]
+
+
+def pytest_configure(config):
+    # A session started in the background by a non-interactive shell (`make test &`, `nohup ... &`)
+    # inherits SIGINT ignored, and so does every process it starts: Python keeps it ignored and
+    # Dagster ignores SIGTERM alike (it gives SIGTERM SIGINT's handler), so interrupt_group's Ctrl-C
+    # to `dagster dev` waited out its timeout before SIGKILL (30 s in test_rehearsal.py, 15 s in
+    # test_ui_browser.py). With Python's own handler here, the children start with the default.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything, so every test is checked
