@@ -127,6 +127,25 @@ def llm_server():
 
 
 @pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server (Debian's, on 127.0.0.1, its cluster in a temp folder) for the
+    session: test_rehearsal.py and test_postgres_instance.py each use a database of their own on it
+    (initdb and a start cost seconds each on two busy cores)."""
+    from bench.rehearsal import Postgres, postgres_bin
+
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+    server = Postgres(bindir)
+    server.init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
 def celeba_faces_1024():
     """Real CelebA faces as 1024x1024 PNGs with attribute descriptions, for the fake image API."""
     from openai_fake import celeba_faces

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from bench.rehearsal import ASSETS, postgres_bin, rehearse
+from bench.rehearsal import ASSETS, rehearse
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def test_backfills_through_the_daemon_on_postgres_materialize_every_shard(tmp_path):
-    if postgres_bin() is None:
-        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
-    outcome = rehearse(tmp_path, shards=20, backfill=4, per_shard_runs=1, ui_repeats=1, stuck_after_s=400)
+def test_backfills_through_the_daemon_on_postgres_materialize_every_shard(tmp_path, postgres_server):
+    outcome = rehearse(tmp_path, shards=20, backfill=4, per_shard_runs=1, ui_repeats=1, stuck_after_s=400, server=postgres_server)
 
     assert outcome.problems == []
     assert sorted(outcome.backfilled) == [f"{n:05d}" for n in range(5)]
