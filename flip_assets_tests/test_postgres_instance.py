@@ -43,7 +43,11 @@ DATABASE = "killed_run"  # its own database on the session's server (conftest.po
 @pytest.fixture(scope="module")
 def postgres(postgres_server):
     postgres_server.create_database(DATABASE)
-    return postgres_server
+    yield postgres_server
+    try:  # the test stops and starts the server: running again for the next test, whatever failed between
+        postgres_server.run("pg_ctl", "status", "-D", str(postgres_server.data))
+    except subprocess.CalledProcessError:
+        postgres_server.start()
 
 
 def wait_for(what: str, predicate, timeout_s: float, daemon: subprocess.Popen, poll_s: float = 1.0):
