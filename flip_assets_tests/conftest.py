@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +32,16 @@ def missing_tier_markers(item) -> list[str]:
     """The tier markers the test's fixtures call for that the test does not carry."""
     needed = {"slow": SLOW_FIXTURES, "e2e": E2E_FIXTURES}
     return [tier for tier, fixtures in needed.items() if fixtures & set(item.fixturenames) and not item.get_closest_marker(tier)]
+
+
+def pytest_configure(config):
+    # A session started in the background by a non-interactive shell (`make test &`, `nohup ... &`)
+    # inherits SIGINT ignored, and so does every process it starts: Python keeps it ignored and
+    # Dagster ignores SIGTERM alike (it gives SIGTERM SIGINT's handler), so interrupt_group's Ctrl-C
+    # to `dagster dev` waited out its timeout before SIGKILL (30 s in test_rehearsal.py, 15 s in
+    # test_ui_browser.py). With Python's own handler here, the children start with the default.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything, so every test is checked
@@ -113,6 +124,25 @@ def llm_server():
 
     with LocalLLMServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server (Debian's, on 127.0.0.1, its cluster in a temp folder) for the
+    session: test_rehearsal.py and test_postgres_instance.py each use a database of their own on it
+    (initdb and a start cost seconds each on two busy cores)."""
+    from bench.rehearsal import Postgres, postgres_bin
+
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+    server = Postgres(bindir)
+    server.init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import shutil
 import tarfile
 
 import pytest
-from conftest import REPO_ROOT, RAW_SHARDS, make_resources, run_assets
-from dagster import AssetKey, DagsterInstance, Definitions, MaterializeResult, asset, evaluate_automation_conditions, materialize
+from conftest import RAW_SHARDS, make_resources, run_assets
+from dagster import AssetKey, Definitions, MaterializeResult, asset, evaluate_automation_conditions, materialize
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._time import get_current_datetime
@@ -158,18 +158,6 @@ def test_a_shard_that_failed_for_good_does_not_hold_back_the_unpartitioned_stage
     assert ticks.get_requested_partitions(AssetKey("shard_summary")) == {None}
 
 
-@pytest.fixture
-def repo_instance(tmp_path, monkeypatch):
-    """An instance as the README's commands make it: the repo's dagster.yaml in a tmp DAGSTER_HOME."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.chdir(home)  # the storage paths in dagster.yaml are relative to the working directory
-    with DagsterInstance.get() as instance:
-        yield instance
-
-
 def copy_with_one_caption_changed(shard: str, folder):
     """A copy of a sample shard in `folder` whose tar differs in one member: the first caption."""
     folder.mkdir()
@@ -189,11 +177,14 @@ def copy_with_one_caption_changed(shard: str, folder):
 
 @pytest.mark.slow  # the whole code location and its automation conditions: tens of seconds
 @pytest.mark.e2e
-def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_nothing(repo_instance, tmp_path):
+def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_nothing(instance, tmp_path):
     """The pipeline's own definitions and automation conditions: materialize raw_shards as a
     backfill does (one range run) and raw_shard_pairs, which reads every shard; re-running the
     same bytes, as a range or one shard, keeps every data version, so nothing turns Unsynced and
-    automation requests nothing. One changed caption in a shard does both."""
+    automation requests nothing. One changed caption in a shard does both. The instance is
+    ephemeral (in-memory SQLite) as in the other tests here: the same storage code as the file
+    SQLite of the checkout's dagster.yaml, which opens a file connection per query, and the
+    whole graph's evaluation asks for the shards thousands of times (half this test's time)."""
     from flip_assets.definitions import DOMAINS
     from flip_assets.defs.resources import build_resources
 
@@ -202,19 +193,19 @@ def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_
     defs = Definitions.merge(Definitions(resources=resources, sensors=[automation_sensor]), *DOMAINS)
     job = defs.resolve_implicit_global_asset_job_def()
     shards, pairs = AssetKey("raw_shards"), AssetKey("raw_shard_pairs")
-    repo_instance.add_dynamic_partitions(shard_partitions.name, list(SHARDS))
+    instance.add_dynamic_partitions(shard_partitions.name, list(SHARDS))
 
     def run(key: AssetKey, **kwargs) -> None:
-        result = job.execute_in_process(instance=repo_instance, asset_selection=[key], raise_on_error=False, **kwargs)
+        result = job.execute_in_process(instance=instance, asset_selection=[key], raise_on_error=False, **kwargs)
         assert result.success, key
 
     def versions() -> dict:
-        now = resolver(repo_instance, defs)
+        now = resolver(instance, defs)
         return {s: now.get_current_data_version(shards, s).value for s in SHARDS}
 
     def unsynced() -> dict:
         """Every asset (partition) materialized so far that is not up to date."""
-        now, graph = resolver(repo_instance, defs), defs.resolve_asset_graph()
+        now, graph = resolver(instance, defs), defs.resolve_asset_graph()
         statuses = {
             (key.to_user_string(), p): now.get_status(key, p)
             for key in graph.materializable_asset_keys for p in (SHARDS if graph.get(key).is_partitioned else [None])
@@ -226,7 +217,7 @@ def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_
     before = versions()
     assert len(set(before.values())) == len(SHARDS), before  # each shard's own version
     assert unsynced() == {}
-    ticks = evaluate_automation_conditions(defs, repo_instance)  # the first tick only sets the cursor
+    ticks = evaluate_automation_conditions(defs, instance)  # the first tick only sets the cursor
 
     run(shards, tags=RANGE_TAGS)  # the same bytes again, as a backfill...
     assert versions() == before
@@ -234,7 +225,7 @@ def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_
     run(shards, partition_key="00000")  # ...and as new_shards_sensor runs one shard
     assert versions() == before
     assert unsynced() == {}
-    ticks = evaluate_automation_conditions(defs, repo_instance, cursor=ticks.cursor)
+    ticks = evaluate_automation_conditions(defs, instance, cursor=ticks.cursor)
     assert ticks.total_requested == 0
 
     # One caption changed in shard 00000: a new data version for it alone; raw_shard_pairs is
@@ -245,7 +236,7 @@ def test_a_noop_rerun_of_the_real_pipeline_changes_no_data_version_and_requests_
     after = versions()
     assert after["00000"] != before["00000"] and after["00001"] == before["00001"]
     assert unsynced() == {("raw_shard_pairs", None): "STALE"}
-    ticks = evaluate_automation_conditions(defs, repo_instance, cursor=ticks.cursor)
+    ticks = evaluate_automation_conditions(defs, instance, cursor=ticks.cursor)
     assert ticks.get_requested_partitions(pairs) == {None}
     assert ticks.get_requested_partitions(AssetKey("face_detections")) == {"00000"}
 
