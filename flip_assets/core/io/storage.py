@@ -329,6 +329,15 @@ def query(sql: str, **params) -> list[dict]:
         con.close()
 
 
+def query_table(sql: str, **params) -> pa.Table:
+    """query, as an Arrow table: for results too large for a list of dicts."""
+    con = duckdb.connect(":memory:")
+    try:
+        return con.sql(sql, params=params or None).to_arrow_table()
+    finally:
+        con.close()
+
+
 def sql_file(name: str) -> str:
     # sql/ at the top of the checkout is the one home of the queries. pyproject.toml maps the
     # package flip_assets.sql onto it, so a wheel (and the image) carries them as flip_assets/sql/;

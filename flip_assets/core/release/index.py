@@ -1,0 +1,167 @@
+"""The release index, kept per shard: adding or re-running one shard costs work in proportion to
+that shard, not to the whole dataset.
+
+Each shard's index file (release_index/<shard>.parquet) holds the entries of its published
+candidates: key, SHA-256, perceptual hash, and both as 64-bit numbers (h, s64) that lookups
+compare. It is a function of that shard's candidates alone, so the files are the same whatever
+order the shards ran in, and each is published on its own, atomically, like every asset file.
+Its footer records a stamp of the candidates file it came from (candidates_stamp), so an index
+older than its candidates is seen by reading footers, not rows.
+
+Verdicts (dedup.py: the first occurrence by shard, then key, is kept) are decided for one shard
+from the index: its entries are looked up, then the entries close to those that come earlier,
+and so on back (shard_verdicts); the verdict of an entry depends only on the earlier entries
+linked to it by same bytes or close hashes, so deciding over that set gives exactly what one
+pass over every candidate (dedup.find_duplicates on near_pairs) gives. A shard's verdicts depend
+on the shards up to it only: stale_shards names those whose index is missing or older than
+their candidates, and a release refuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+from collections import defaultdict
+from itertools import combinations
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flip_assets.core.io import storage
+from flip_assets.core.release.dedup import HASH_BITS, Candidate, Verdict, bands, find_duplicates
+
+STAMP_KEY = b"candidates_stamp"
+ENTRY_SCHEMA = pa.schema(
+    [
+        ("shard", pa.string()),
+        ("key", pa.string()),
+        ("sha256", pa.string()),
+        ("phash", pa.string()),  # 16 hex digits; null when the image could not be read
+        ("h", pa.uint64()),  # phash as a number
+        ("s64", pa.uint64()),  # md5_number_lower(sha256): a lookup key, confirmed on sha256
+    ]
+)
+# A probe's band values are looked up with every flip within the band's radius: beyond this
+# many per band, a layout with more, shorter bands costs less.
+MAX_FLIPS = 2_000
+
+
+def file_stamp(path: Path) -> str:
+    """A digest of a Parquet file's footer (its schema, row groups, sizes and column statistics):
+    any rewrite with other content changes it, and reading it costs one small read, whatever the
+    file's size. Copies of the file (a moved FLIP_HOME, an object store) keep it."""
+    with open(path, "rb") as f:
+        f.seek(-8, 2)
+        tail = f.read(8)
+        length = int.from_bytes(tail[:4], "little")
+        f.seek(-8 - length, 2)
+        return hashlib.sha256(f.read(length)).hexdigest()
+
+
+def entries(candidates: Path) -> pa.Table:
+    """The index entries of one shard's candidates file, stamped with it."""
+    table = storage.query_table(storage.sql_file("release_index_entries.sql"), candidates=str(candidates))
+    table = table.cast(ENTRY_SCHEMA) if table.num_rows else ENTRY_SCHEMA.empty_table()
+    return table.replace_schema_metadata({STAMP_KEY: file_stamp(candidates).encode()})
+
+
+def recorded_stamp(index_file: Path) -> str | None:
+    metadata = pq.read_schema(index_file).metadata or {}
+    return metadata.get(STAMP_KEY, b"").decode() or None
+
+
+def stale_shards(candidates: dict[str, Path], index: dict[str, Path], upto: str) -> list[tuple[str, str]]:
+    """(shard, why) for every shard up to `upto` whose index does not match its candidates: not
+    indexed, its candidates changed since, or indexed with no candidates left."""
+    stale = []
+    for shard in sorted(set(candidates) | set(index)):
+        if shard > upto:
+            break
+        if shard not in index:
+            stale.append((shard, "not indexed"))
+        elif shard not in candidates:
+            stale.append((shard, "indexed, its candidates are gone"))
+        elif recorded_stamp(index[shard]) != file_stamp(candidates[shard]):
+            stale.append((shard, "candidates changed since indexed"))
+    return stale
+
+
+def lookup_plan(max_distance: int, probes: int, indexed: int) -> tuple[list[int], list[int], list[list[int]]]:
+    """Bands (shifts, masks) and per band the flips to look up, for `probes` entries against an
+    index of `indexed`, at the least estimated cost: every index entry is read once per band, each
+    probe's flips fill a hash table, and each flip meets indexed / 2^bits entries by chance. Few
+    long bands with a radius suit a large index (two 32-bit bands within 2 bits at 4 bits: one
+    chance match per 20,000 probes' flips at 80 M), many short exact ones a small one."""
+    best = None
+    for count in range(1, max_distance + 2):
+        radius = max_distance // count
+        shifts, masks = bands(count)
+        widths = [m.bit_length() for m in masks]
+        flips = sum(math.comb(max(widths), k) for k in range(radius + 1))
+        if flips > MAX_FLIPS and count < max_distance + 1:
+            continue
+        cost = count * (indexed + 3 * probes * flips + probes * flips * indexed / 2 ** min(widths))
+        if best is None or cost < best[0]:
+            best = (cost, shifts, masks, [_flips(w, radius) for w in widths])
+    return best[1], best[2], best[3]
+
+
+def _flips(width: int, radius: int) -> list[int]:
+    return [sum(1 << b for b in bits) for k in range(radius + 1) for bits in combinations(range(width), k)]
+
+
+def index_files(folder: Path) -> dict[str, Path]:
+    """The published index file of each shard in the index's folder. The unpartitioned index of
+    before (all.parquet, every shard's verdicts in one file) is not one of them."""
+    return {p.stem: p for p in sorted(folder.glob("*.parquet")) if p.stem != storage.UNPARTITIONED}
+
+
+def _neighbours(probe: pa.Table, files: list[Path], max_distance: int, indexed: int, workdir: Path) -> list[tuple[int, dict, bool]]:
+    """(probe row, index entry, same_sha) for every entry of `files` close to a probe row."""
+    path = workdir / "probe.parquet"
+    pq.write_table(probe.select(["h", "s64"]).append_column("qrow", pa.array(range(probe.num_rows), pa.int64())), path)
+    shifts, masks, flips = lookup_plan(max_distance, probe.num_rows, indexed)
+    matches = storage.query(
+        storage.sql_file("release_index_neighbours.sql"), probe=str(path), index=[str(f) for f in files],
+        shifts=shifts, masks=masks, flips=flips, max_distance=max_distance,
+    )  # fmt: skip
+    by_file = defaultdict(set)
+    for m in matches:
+        by_file[m["file"]].add(m["row"])
+    rows = {}
+    for file, wanted in by_file.items():  # only the matched rows' strings are read
+        order = sorted(wanted)
+        taken = pq.read_table(file, columns=ENTRY_SCHEMA.names).take(order).to_pylist()
+        rows.update({(file, r): entry for r, entry in zip(order, taken)})
+    return [(m["qrow"], rows[m["file"], m["row"]], m["same_sha"]) for m in matches]
+
+
+def shard_verdicts(shard_entries: pa.Table, files: list[Path], max_distance: int, indexed: int | None = None) -> dict[str, Verdict]:
+    """The verdict of each entry of one shard (by key), against the index `files` (every shard's
+    that may come before it, this shard's own included). `indexed`: the number of entries in
+    the files, for the lookup plan (counted from their footers when not given)."""
+    if indexed is None:  # from the footers only
+        indexed = storage.query("SELECT count(*) AS n FROM read_parquet($f)", f=[str(f) for f in files])[0]["n"]
+    members = {(r["shard"], r["key"]): Candidate(r["shard"], r["key"], r["sha256"], r["phash"]) for r in shard_entries.to_pylist()}
+    near: set[tuple[tuple[str, str], tuple[str, str]]] = set()
+    frontier = shard_entries
+    with tempfile.TemporaryDirectory(prefix="release_index_") as tmp:
+        while frontier.num_rows:
+            probe_ids = list(zip(frontier["shard"].to_pylist(), frontier["key"].to_pylist()))
+            earlier = {}
+            for qrow, entry, same_sha in _neighbours(frontier, files, max_distance, indexed, Path(tmp)):
+                a, b = probe_ids[qrow], (entry["shard"], entry["key"])
+                if a == b or (same_sha and members[a].sha256 != entry["sha256"]):
+                    continue  # itself, or another image whose SHA-256 digest agrees by chance
+                if b < a and b not in members:  # an earlier entry the verdict may depend on
+                    earlier[b] = entry
+                if not same_sha and (b in members or b in earlier):
+                    near.add((min(a, b), max(a, b)))
+            members.update({k: Candidate(k[0], k[1], e["sha256"], e["phash"]) for k, e in earlier.items()})
+            frontier = pa.Table.from_pylist(list(earlier.values()), schema=ENTRY_SCHEMA)
+    pairs = [{"earlier_shard": e[0], "earlier_key": e[1], "later_shard": l[0], "later_key": l[1]} for e, l in near]
+    verdicts = find_duplicates(members.values(), pairs)
+    return {key: verdicts[shard, key] for shard, key in zip(shard_entries["shard"].to_pylist(), shard_entries["key"].to_pylist())}
+

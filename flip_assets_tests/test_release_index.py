@@ -1,0 +1,98 @@
+"""The incremental release index (core/release/index.py) on synthetic shards with planted copies
+(bench.scale's generator, 20,000 candidates): a shard's verdicts from the index equal the full
+rebuild's whatever order the shards were indexed in, every planted copy is found, and an index
+older than the candidates is named, never used."""
+
+import random
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from bench.scale import add_shard, full_rebuild, generate, planted_keys, synthetic_rows
+from flip_assets.core.io import storage
+from flip_assets.core.release import index
+
+ROWS, SHARD_SIZE, COPIES = 20_000, 2_000, 0.02
+
+
+def test_adding_one_shard_decides_what_the_full_rebuild_decides_and_finds_every_planted_copy(tmp_path):
+    planted = generate(tmp_path, ROWS, SHARD_SIZE, COPIES)
+    in_index, in_new = planted_keys(ROWS, SHARD_SIZE, COPIES)
+    assert (len(in_index), len(in_new)) == (planted["planted_in_index"], planted["planted_in_new_shard"]) == (720, 160)
+    added, rebuilt = add_shard(tmp_path, 4), full_rebuild(tmp_path, 4)
+    assert added["verdicts"] == rebuilt["verdicts"]
+    assert in_new <= set(added["verdicts"]) and in_index | in_new <= set(rebuilt["not_kept"])
+    assert added["stale_shards"] == 0 and added["keys_in_several_shards"] == 0
+
+
+def test_verdicts_are_the_same_whatever_order_the_shards_were_indexed_in(tmp_path):
+    """Shards holding exact and near copies of several earlier shards' images, indexed in two
+    orders into two folders: for every shard, the same verdicts, those of one pass over all
+    candidates."""
+    ids = np.arange(4 * 50, dtype=np.int64)
+    exact_of, near_of = np.full(200, -1), np.full(200, -1)
+    exact_of[50:55], near_of[100:105], exact_of[150:155], near_of[155:160] = range(5), range(5, 10), range(60, 65), range(110, 115)
+    near_of[160:165] = range(5)
+    table = synthetic_rows(ids, ids // 50, exact_of, near_of)
+    candidates = tmp_path / "candidates"
+    candidates.mkdir()
+    shards = [f"{s:08d}" for s in range(4)]
+    for i, shard in enumerate(shards):
+        pq.write_table(table.slice(50 * i, 50), candidates / f"{shard}.parquet")
+    verdicts = []
+    for order in (shards, random.Random(3).sample(shards, 4)[::-1]):
+        folder = tmp_path / "-".join(order)
+        folder.mkdir()
+        for shard in order:
+            storage.write_table(folder / f"{shard}.parquet", index.entries(candidates / f"{shard}.parquet"))
+        files = index.index_files(folder)
+        verdicts.append({
+            s: index.shard_verdicts(pq.read_table(files[s]), [f for t, f in files.items() if t <= s], 4) for s in shards
+        })  # fmt: skip
+    assert verdicts[0] == verdicts[1]
+    from flip_assets.core.release.dedup import Candidate, find_duplicates, near_pairs
+
+    rows = [Candidate(r["shard"], r["key"], r["sha256"], r["phash"]) for r in table.to_pylist()]
+    full = find_duplicates(rows, near_pairs(str(candidates / "*.parquet"), 4))
+    assert {(s, k): v for s, by_key in verdicts[0].items() for k, v in by_key.items()} == full
+    assert sum(v.status != "kept" for v in full.values()) == 25
+
+
+def test_an_index_older_than_the_candidates_is_named_not_used(tmp_path):
+    rows = synthetic_rows(np.arange(30), np.arange(30) // 10, np.full(30, -1), np.full(30, -1))
+    candidates, folder = tmp_path / "candidates", tmp_path / "index"
+    candidates.mkdir(), folder.mkdir()
+    for s in range(3):
+        pq.write_table(rows.slice(10 * s, 10), candidates / f"{s:08d}.parquet")
+        storage.write_table(folder / f"{s:08d}.parquet", index.entries(candidates / f"{s:08d}.parquet"))
+    current = lambda: {p.stem: p for p in candidates.glob("*.parquet")}  # noqa: E731
+    assert index.stale_shards(current(), index.index_files(folder), "00000002") == []
+    pq.write_table(rows.slice(10, 9), candidates / "00000001.parquet")  # re-run: one candidate fewer
+    pq.write_table(rows.slice(0, 1), candidates / "00000003.parquet")  # added, not indexed
+    shutil.copy(candidates / "00000000.parquet", tmp_path / "copy.parquet")  # a copy keeps its stamp
+    (candidates / "00000002.parquet").unlink()  # removed, still indexed
+    assert index.file_stamp(tmp_path / "copy.parquet") == index.recorded_stamp(folder / "00000000.parquet")
+    assert index.stale_shards(current(), index.index_files(folder), "00000003") == [
+        ("00000001", "candidates changed since indexed"),
+        ("00000002", "indexed, its candidates are gone"),
+        ("00000003", "not indexed"),
+    ]
+    # A shard's verdicts depend on the shards up to it only.
+    assert index.stale_shards(current(), index.index_files(folder), "00000000") == []
+    assert index.recorded_stamp(folder / "00000000.parquet") != index.file_stamp(candidates / "00000001.parquet")
+
+
+def test_the_lookup_plan_suits_the_index_size():
+    """Few long bands with a radius for a large index, the exact bands for a small one; every
+    plan finds hashes at the distance (the flips cover each band's radius)."""
+    shifts, masks, flips = index.lookup_plan(4, 10_000, 80_000_000)
+    assert (shifts, [len(f) for f in flips]) == ([0, 32], [529, 529])
+    assert len(index.lookup_plan(4, 100_000, 100_000)[0]) == 5
+    rng = random.Random(0)
+    for count_bits in range(5):
+        for distance in range(count_bits + 1):
+            shifts, masks, flips = index.lookup_plan(count_bits, 10, 10**8)
+            a = rng.getrandbits(64)
+            b = a ^ sum(1 << bit for bit in rng.sample(range(64), distance))
+            assert any(((a >> s) & m) ^ f == (b >> s) & m for s, m, fl in zip(shifts, masks, flips) for f in fl)
