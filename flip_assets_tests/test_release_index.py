@@ -96,3 +96,31 @@ def test_the_lookup_plan_suits_the_index_size():
             a = rng.getrandbits(64)
             b = a ^ sum(1 << bit for bit in rng.sample(range(64), distance))
             assert any(((a >> s) & m) ^ f == (b >> s) & m for s, m, fl in zip(shifts, masks, flips) for f in fl)
+
+
+def test_a_second_run_of_one_shards_index_is_refused_and_the_published_file_stays_whole(tmp_path):
+    """release_index of a shard while another run holds it (as a run still writing it would):
+    refused, naming the holder; the file published before is untouched and still reads whole."""
+    from dagster import DagsterInstance, materialize
+
+    from flip_assets.defs.release.assets import release_index
+    from flip_assets.defs.release.resources import ReleaseResource
+    from flip_assets.defs.storage import FlipStorage
+
+    shard = "00000000"
+    rows = synthetic_rows(np.arange(20), np.zeros(20, dtype=np.int64), np.full(20, -1), np.full(20, -1))
+    storage.write_table(storage.partition_path(tmp_path, "release_candidates", shard), rows)
+    resources = {"flip_storage": FlipStorage(home=str(tmp_path)), "release": ReleaseResource()}
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("shards", [shard])
+        assert materialize([release_index], resources=resources, instance=instance, partition_key=shard).success
+        published = storage.partition_path(tmp_path, "release_index", shard)
+        before = published.read_bytes()
+        holder = storage.PartitionLock(published, "other-run")
+        try:
+            result = materialize([release_index], resources=resources, instance=instance, partition_key=shard, raise_on_error=False)
+        finally:
+            holder.release()
+    assert not result.success
+    assert published.read_bytes() == before and pq.read_table(published).num_rows == 20
+    assert "is being materialized by run other-run" in str(result.all_events)
