@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flip_assets.core.io import storage
-from flip_assets.core.release.dedup import HASH_BITS, Candidate, Verdict, bands, find_duplicates
+from flip_assets.core.release.dedup import Candidate, Verdict, bands, find_duplicates
 
 STAMP_KEY = b"candidates_stamp"
 ENTRY_SCHEMA = pa.schema(
