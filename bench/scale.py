@@ -5,7 +5,8 @@
 
 Per stage and size: synthetic per-shard files of N rows (generated vectorised, on --folder,
 removed afterwards), then each measurement in a process of its own (its peak RSS is its own).
-One JSON object per line: stage, what, rows, seconds, peak_rss_mib, load average, machine.
+One JSON object per line: stage, what, rows, seconds (wall), cpu_s, peak_rss_mib, load average,
+machine.
 
 STAGES maps a stage's name to its benchmark: a function (folder, rows, args) yielding result
 rows; another global stage's benchmark (statistics, the card) is one more entry.
@@ -71,19 +72,20 @@ def _digits(values: np.ndarray, width: int) -> pa.Array:
     return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets.tobytes()), pa.py_buffer(chars.tobytes()))
 
 
-def synthetic_rows(ids: np.ndarray, shards: np.ndarray, exact_of: np.ndarray, near_of: np.ndarray) -> pa.Table:
+def synthetic_rows(ids: np.ndarray, shards: np.ndarray, exact_of: np.ndarray, near_of: np.ndarray, with_words: bool = False):
     """Candidates (shard, key, sha256, phash) of rows `ids`: a row's image is its own, or that of
     row exact_of (same SHA-256 and hash), or near that of row near_of (hash with NEAR_FLIP);
-    -1: its own."""
+    -1: its own. with_words: also (the SHA-256's first word, the hash) as numbers."""
     own = ids.astype(np.uint64)
     image = np.where(exact_of >= 0, exact_of, ids).astype(np.uint64)
     hashed = np.where(near_of >= 0, near_of, image).astype(np.uint64)
     phash = _mix(hashed * np.uint64(5) + np.uint64(1)) ^ np.where(near_of >= 0, np.uint64(NEAR_FLIP), np.uint64(0))
     sha_source = np.where(near_of >= 0, own, image)  # a near copy is other bytes
     sha = np.stack([_mix(sha_source * np.uint64(5) + np.uint64(k)) for k in (2, 3, 4, 5)], axis=1)
-    return pa.table({
+    table = pa.table({
         "shard": _digits(shards, 8), "key": _digits(ids, 11), "sha256": _hex(sha), "phash": _hex(phash[:, None]),
     })  # fmt: skip
+    return (table, (sha[:, 0], phash)) if with_words else table
 
 
 def shard_plan(shard: int, shard_size: int, copies: float, originals_below: int, rng: np.random.Generator):
@@ -101,31 +103,26 @@ def shard_plan(shard: int, shard_size: int, copies: float, originals_below: int,
     return ids, exact_of, near_of, planted
 
 
-def generate(folder: Path, rows: int, shard_size: int, copies: float, seed: int = 0) -> dict:
-    """release_candidates/<shard>.parquet and release_index/<shard>.parquet for `rows` rows, and the
-    new shard's candidates file (not indexed). Returns the planted counts."""
+def generate(folder: Path, rows: int, shard_size: int, copies: float, full_candidates: bool, seed: int = 0) -> dict:
+    """release_index/<shard>.parquet and release_candidates/<shard>.parquet for `rows` rows, and the
+    new shard's candidates file (not indexed). The index entries are made here as the entries
+    query makes them (h: the hash, s64: the SHA-256's first 64 bits), without reading the
+    candidates back. Without full_candidates, an existing shard's candidates file holds its first
+    row only: the release's freshness check reads footers, never rows, and the full rebuild
+    (which reads them) is not run at those sizes. Returns the planted counts."""
     rng = np.random.default_rng(seed)
     candidates, index_dir = folder / "release_candidates", folder / "release_index"
     candidates.mkdir(parents=True), index_dir.mkdir(parents=True)
-    shards, planted, chunk = rows // shard_size, 0, 100
-    for start in range(0, shards, chunk):
-        parts = [shard_plan(s, shard_size, copies, s * shard_size, rng) for s in range(start, min(start + chunk, shards))]
-        planted += sum(p[3] for p in parts)
-        table = synthetic_rows(
-            np.concatenate([p[0] for p in parts]), np.concatenate([p[0] // shard_size for p in parts]),
-            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
-        )  # fmt: skip
-        names = []
-        for i, s in enumerate(range(start, start + len(parts))):
-            names.append(f"{s:08d}")
-            pq.write_table(table.slice(i * shard_size, shard_size), candidates / f"{names[-1]}.parquet")
-        # The index entries of the chunk's shards in one query, written per shard with their stamp.
-        entries = storage.query_table(
-            storage.sql_file("release_index_entries.sql"), candidates=[str(candidates / f"{n}.parquet") for n in names]
-        ).cast(index.ENTRY_SCHEMA)
-        for i, name in enumerate(names):
-            stamp = {index.STAMP_KEY: index.file_stamp(candidates / f"{name}.parquet").encode()}
-            pq.write_table(entries.slice(i * shard_size, shard_size).replace_schema_metadata(stamp), index_dir / f"{name}.parquet")
+    shards, planted = rows // shard_size, 0
+    for s in range(shards):
+        ids, exact_of, near_of, count = shard_plan(s, shard_size, copies, s * shard_size, rng)
+        planted += count
+        table, words = synthetic_rows(ids, ids // shard_size, exact_of, near_of, with_words=True)
+        name = f"{s:08d}"
+        pq.write_table(table if full_candidates else table.slice(0, 1), candidates / f"{name}.parquet")
+        entries = table.append_column("h", pa.array(words[1], pa.uint64())).append_column("s64", pa.array(words[0], pa.uint64()))
+        stamp = {index.STAMP_KEY: index.file_stamp(candidates / f"{name}.parquet").encode()}
+        pq.write_table(entries.cast(index.ENTRY_SCHEMA).replace_schema_metadata(stamp), index_dir / f"{name}.parquet")
     ids, exact_of, near_of, new_planted = shard_plan(shards, shard_size, copies * 2, rows, rng)
     new = synthetic_rows(ids, np.full(shard_size, int(NEW_SHARD)), exact_of, near_of)
     (folder / "new").mkdir()
@@ -186,7 +183,7 @@ def planted_keys(rows: int, shard_size: int, copies: float) -> tuple[set[str], s
 
 def release_index_stage(folder: Path, rows: int, args: argparse.Namespace) -> Iterator[dict]:
     start = time.perf_counter()
-    planted = generate(folder, rows, args.shard_size, args.copies)
+    planted = generate(folder, rows, args.shard_size, args.copies, full_candidates=rows <= args.rebuild_max)
     in_index, in_new = planted_keys(rows, args.shard_size, args.copies)
     assert len(in_index) == planted["planted_in_index"] and len(in_new) == planted["planted_in_new_shard"]
     disk = sum(p.stat().st_size for p in folder.rglob("*.parquet"))
@@ -237,7 +234,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.measure:  # a child process of _measure
         result = MEASUREMENTS[args.measure](Path(args.folder), args.bits)
-        result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        # CPU seconds beside the wall seconds: on a shared machine (nice, load) the wall time
+        # measures the others too.
+        result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
+        result["peak_rss_mib"] = round(usage.ru_maxrss / 1024)
         print(json.dumps(result), flush=True)
         return
     for stage in args.stages.split(","):

@@ -17,13 +17,16 @@ ROWS, SHARD_SIZE, COPIES = 20_000, 2_000, 0.02
 
 
 def test_adding_one_shard_decides_what_the_full_rebuild_decides_and_finds_every_planted_copy(tmp_path):
-    planted = generate(tmp_path, ROWS, SHARD_SIZE, COPIES)
+    planted = generate(tmp_path, ROWS, SHARD_SIZE, COPIES, full_candidates=True)
     in_index, in_new = planted_keys(ROWS, SHARD_SIZE, COPIES)
     assert (len(in_index), len(in_new)) == (planted["planted_in_index"], planted["planted_in_new_shard"]) == (720, 160)
     added, rebuilt = add_shard(tmp_path, 4), full_rebuild(tmp_path, 4)
     assert added["verdicts"] == rebuilt["verdicts"]
     assert in_new <= set(added["verdicts"]) and in_index | in_new <= set(rebuilt["not_kept"])
     assert added["stale_shards"] == 0 and added["keys_in_several_shards"] == 0
+    # The generator's entries are those the entries query makes from the candidates.
+    some = tmp_path / "release_candidates" / "00000003.parquet"
+    assert index.entries(some).equals(pq.read_table(tmp_path / "release_index" / "00000003.parquet"))
 
 
 def test_verdicts_are_the_same_whatever_order_the_shards_were_indexed_in(tmp_path):

@@ -40,7 +40,7 @@ ENTRY_SCHEMA = pa.schema(
         ("sha256", pa.string()),
         ("phash", pa.string()),  # 16 hex digits; null when the image could not be read
         ("h", pa.uint64()),  # phash as a number
-        ("s64", pa.uint64()),  # md5_number_lower(sha256): a lookup key, confirmed on sha256
+        ("s64", pa.uint64()),  # the SHA-256's first 64 bits: a lookup key, confirmed on sha256
     ]
 )
 # A probe's band values are looked up with every flip within the band's radius: beyond this
