@@ -121,7 +121,7 @@ def generate(folder: Path, rows: int, shard_size: int, copies: float, full_candi
         name = f"{s:08d}"
         pq.write_table(table if full_candidates else table.slice(0, 1), candidates / f"{name}.parquet")
         entries = table.append_column("h", pa.array(words[1], pa.uint64())).append_column("s64", pa.array(words[0], pa.uint64()))
-        stamp = {index.STAMP_KEY: index.file_stamp(candidates / f"{name}.parquet").encode()}
+        stamp = index.stamp_metadata(candidates / f"{name}.parquet")
         pq.write_table(entries.cast(index.ENTRY_SCHEMA).replace_schema_metadata(stamp), index_dir / f"{name}.parquet")
     ids, exact_of, near_of, new_planted = shard_plan(shards, shard_size, copies * 2, rows, rng)
     new = synthetic_rows(ids, np.full(shard_size, int(NEW_SHARD)), exact_of, near_of)

@@ -81,6 +81,10 @@ def test_an_index_older_than_the_candidates_is_named_not_used(tmp_path):
         ("00000002", "indexed, its candidates are gone"),
         ("00000003", "not indexed"),
     ]
+    old_format = pq.read_table(folder / "00000000.parquet").replace_schema_metadata({index.STAMP_KEY: b"x"})
+    pq.write_table(old_format, folder / "00000000.parquet")
+    assert index.stale_shards(current(), index.index_files(folder), "00000000") == [("00000000", "indexed by another version of release_index")]
+    storage.write_table(folder / "00000000.parquet", index.entries(candidates / "00000000.parquet"))
     # A shard's verdicts depend on the shards up to it only.
     assert index.stale_shards(current(), index.index_files(folder), "00000000") == []
     assert index.recorded_stamp(folder / "00000000.parquet") != index.file_stamp(candidates / "00000001.parquet")

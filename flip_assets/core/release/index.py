@@ -33,6 +33,9 @@ from flip_assets.core.io import storage
 from flip_assets.core.release.dedup import Candidate, Verdict, bands, find_duplicates
 
 STAMP_KEY = b"candidates_stamp"
+# The layout of the entries (columns, how h and s64 are made): an index file of another layout
+# is stale, whatever its candidates.
+FORMAT_KEY, FORMAT = b"index_format", b"2"
 ENTRY_SCHEMA = pa.schema(
     [
         ("shard", pa.string()),
@@ -64,12 +67,18 @@ def entries(candidates: Path) -> pa.Table:
     """The index entries of one shard's candidates file, stamped with it."""
     table = storage.query_table(storage.sql_file("release_index_entries.sql"), candidates=str(candidates))
     table = table.cast(ENTRY_SCHEMA) if table.num_rows else ENTRY_SCHEMA.empty_table()
-    return table.replace_schema_metadata({STAMP_KEY: file_stamp(candidates).encode()})
+    return table.replace_schema_metadata(stamp_metadata(candidates))
+
+
+def stamp_metadata(candidates: Path) -> dict[bytes, bytes]:
+    """What an index file's footer records of the candidates file it was made from."""
+    return {STAMP_KEY: file_stamp(candidates).encode(), FORMAT_KEY: FORMAT}
 
 
 def recorded_stamp(index_file: Path) -> str | None:
+    """The candidates stamp an index file records; None for a file of another format."""
     metadata = pq.read_schema(index_file).metadata or {}
-    return metadata.get(STAMP_KEY, b"").decode() or None
+    return metadata.get(STAMP_KEY, b"").decode() or None if metadata.get(FORMAT_KEY) == FORMAT else None
 
 
 def stale_shards(candidates: dict[str, Path], index: dict[str, Path], upto: str) -> list[tuple[str, str]]:
@@ -83,7 +92,9 @@ def stale_shards(candidates: dict[str, Path], index: dict[str, Path], upto: str)
             stale.append((shard, "not indexed"))
         elif shard not in candidates:
             stale.append((shard, "indexed, its candidates are gone"))
-        elif recorded_stamp(index[shard]) != file_stamp(candidates[shard]):
+        elif (recorded := recorded_stamp(index[shard])) is None:
+            stale.append((shard, "indexed by another version of release_index"))
+        elif recorded != file_stamp(candidates[shard]):
             stale.append((shard, "candidates changed since indexed"))
     return stale
 
