@@ -4,8 +4,9 @@
 -- lie within a band's radius in at least one band, so each probe looks up its band values with
 -- every flip of at most that radius ($flips, per band) and only those entries are compared.
 -- Matches are named by file and row, so that only the hash columns of the index are read.
+-- ix is read twice rather than materialized: it is every row of the index.
 WITH q AS (SELECT qrow, h, s64 FROM read_parquet($probe)),
-ix AS (
+ix AS NOT MATERIALIZED (
     SELECT h, s64, filename AS file, file_row_number AS row
     FROM read_parquet($index, filename = true, file_row_number = true)
 ),
