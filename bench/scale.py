@@ -134,7 +134,7 @@ def add_shard(folder: Path, max_distance: int) -> dict:
     """release_index's work for the new shard against the index of every other shard: its
     entries, the key check, its verdicts; then the release's freshness check over every shard."""
     new = folder / "new" / f"{NEW_SHARD}.parquet"
-    files = index.index_files(folder / "release_index")
+    files = storage.partition_files(folder / "release_index" / "*.parquet")
     start = time.perf_counter()
     entries = index.entries(new)
     path = folder / "new" / "entries.parquet"

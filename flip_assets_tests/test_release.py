@@ -17,6 +17,7 @@ from dagster import AssetCheckSeverity, DagsterInstance
 from test_denoised_captions import checks, failure_text
 
 from flip_assets.core.io import storage
+from flip_assets.core.release import index
 from flip_assets.core.curation.aigc import AIGC_SCHEMA
 from flip_assets.core.curation.denoiser import DENOISED_SCHEMA
 from flip_assets.core.curation.face_filter import FACE_DETECTIONS_SCHEMA
@@ -249,11 +250,35 @@ def test_a_stale_index_fails_the_release_naming_the_shard(home, instance):
 
 @pytest.mark.slow
 @pytest.mark.e2e
+def test_a_re_run_of_an_earlier_shard_names_the_later_releases_it_changes(home, instance):
+    """Shard 00000 re-run with a copy of one of 00001's released images: 00001's release, made
+    before, is out of date (its sample is now the later copy): release_index warns naming it, the
+    index's invalidations name it, and once flip_release of 00001 runs again the sample leaves it
+    as a duplicate of 00000's and nothing is out of date."""
+    assert all(r.success for r in release(home, instance).values())
+    original = read(home, "flip_release", "00001").to_pylist()[0]
+    copied = next(r for r in read(home, "release_candidates", "00001").to_pylist() if r["key"] == original["key"])
+    write_candidates(home, "00000", [*read(home, "release_candidates", "00000").to_pylist(), {**copied, "key": "000009999", "shard": "00000"}])
+    result = run_assets([release_index], resources(home), instance, "00000")
+    assert result.success
+    assert checks(result) == {"keys_unique_across_shards": True, "later_releases_current": False}
+    releases = storage.partition_files(home / "flip_release" / "*.parquet")
+    assert index.out_of_date_releases(home / "release_index", releases) == [
+        ("00001", "release_index of shard(s) 00000 changed since it was released")
+    ]
+    assert all(r.success for r in release(home, instance, shards=("00000", "00001")).values())
+    assert index.out_of_date_releases(home / "release_index", releases) == []
+    excluded = {r["key"]: r for r in read(home, "release_exclusions", "00001").to_pylist()}
+    assert excluded[original["key"]]["duplicate_of"] == "000009999"
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_key_in_two_shards_is_caught_by_a_blocking_check(home, instance):
     row = read(home, "release_candidates", "00000").to_pylist()[0]
     write_candidates(home, "00003", [{**row, "shard": "00003", "sha256": "e" * 64, "phash": "0123456789abcdef"}])
     results = release(home, instance, shards=("00000", "00003"))
-    assert checks(results["index", "00003"]) == {"keys_unique_across_shards": False}
+    assert checks(results["index", "00003"]) == {"keys_unique_across_shards": False, "later_releases_current": True}
     assert not storage.partition_path(home, "release_index", "00003").exists()
     assert results["00000"].success  # its verdicts depend on no later shard
     assert not results["00003"].success

@@ -3,10 +3,12 @@
 rebuild's whatever order the shards were indexed in, every planted copy is found, and an index
 older than the candidates is named, never used."""
 
+import hashlib
 import random
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.scale import add_shard, full_rebuild, generate, planted_keys, synthetic_rows
@@ -49,7 +51,7 @@ def test_verdicts_are_the_same_whatever_order_the_shards_were_indexed_in(tmp_pat
         folder.mkdir()
         for shard in order:
             storage.write_table(folder / f"{shard}.parquet", index.entries(candidates / f"{shard}.parquet"))
-        files = index.index_files(folder)
+        files = storage.partition_files(folder / "*.parquet")
         verdicts.append({
             s: index.shard_verdicts(pq.read_table(files[s]), [f for t, f in files.items() if t <= s], 4) for s in shards
         })  # fmt: skip
@@ -70,24 +72,24 @@ def test_an_index_older_than_the_candidates_is_named_not_used(tmp_path):
         pq.write_table(rows.slice(10 * s, 10), candidates / f"{s:08d}.parquet")
         storage.write_table(folder / f"{s:08d}.parquet", index.entries(candidates / f"{s:08d}.parquet"))
     current = lambda: {p.stem: p for p in candidates.glob("*.parquet")}  # noqa: E731
-    assert index.stale_shards(current(), index.index_files(folder), "00000002") == []
+    assert index.stale_shards(current(), storage.partition_files(folder / "*.parquet"), "00000002") == []
     pq.write_table(rows.slice(10, 9), candidates / "00000001.parquet")  # re-run: one candidate fewer
     pq.write_table(rows.slice(0, 1), candidates / "00000003.parquet")  # added, not indexed
     shutil.copy(candidates / "00000000.parquet", tmp_path / "copy.parquet")  # a copy keeps its stamp
     (candidates / "00000002.parquet").unlink()  # removed, still indexed
-    assert index.file_stamp(tmp_path / "copy.parquet") == index.recorded_stamp(folder / "00000000.parquet")
-    assert index.stale_shards(current(), index.index_files(folder), "00000003") == [
+    assert storage.footer_fingerprint(tmp_path / "copy.parquet") == index.recorded_stamp(folder / "00000000.parquet")
+    assert index.stale_shards(current(), storage.partition_files(folder / "*.parquet"), "00000003") == [
         ("00000001", "candidates changed since indexed"),
         ("00000002", "indexed, its candidates are gone"),
         ("00000003", "not indexed"),
     ]
     old_format = pq.read_table(folder / "00000000.parquet").replace_schema_metadata({index.STAMP_KEY: b"x"})
     pq.write_table(old_format, folder / "00000000.parquet")
-    assert index.stale_shards(current(), index.index_files(folder), "00000000") == [("00000000", "indexed by another version of release_index")]
+    assert index.stale_shards(current(), storage.partition_files(folder / "*.parquet"), "00000000") == [("00000000", "indexed by another version of release_index")]
     storage.write_table(folder / "00000000.parquet", index.entries(candidates / "00000000.parquet"))
     # A shard's verdicts depend on the shards up to it only.
-    assert index.stale_shards(current(), index.index_files(folder), "00000000") == []
-    assert index.recorded_stamp(folder / "00000000.parquet") != index.file_stamp(candidates / "00000001.parquet")
+    assert index.stale_shards(current(), storage.partition_files(folder / "*.parquet"), "00000000") == []
+    assert index.recorded_stamp(folder / "00000000.parquet") != storage.footer_fingerprint(candidates / "00000001.parquet")
 
 
 def test_the_lookup_plan_suits_the_index_size():
@@ -131,3 +133,56 @@ def test_a_second_run_of_one_shards_index_is_refused_and_the_published_file_stay
     assert not result.success
     assert published.read_bytes() == before and pq.read_table(published).num_rows == 20
     assert "is being materialized by run other-run" in str(result.all_events)
+
+
+def _entries_of(folder, shard: str, rows: list[tuple[str, str, int]]):
+    """Index entries (key, sha256 seed, perceptual hash) of one shard, as the entries query makes
+    them from its candidates; written to folder/<shard>.parquet."""
+    candidates = folder.parent / f"candidates-{shard}.parquet"
+    pq.write_table(pa.Table.from_pylist([
+        {"shard": shard, "key": key, "sha256": hashlib.sha256(seed.encode()).hexdigest(), "phash": f"{h:016x}"}
+        for key, seed, h in rows
+    ]), candidates)  # fmt: skip
+    table = index.entries(candidates)
+    storage.write_table(folder / f"{shard}.parquet", table)
+    return table
+
+
+def test_a_re_run_reaches_the_later_shards_linked_to_its_old_or_new_entries_and_their_releases_become_out_of_date(tmp_path):
+    """Shard 0 re-run: its new entry H has a near copy in shard 1 (4 bits), which has one in shard
+    2 (4 bits from it, 8 from H: reached only through shard 1); its old entry G had a near copy
+    in shard 3; shard 4 is unrelated. Markers left for the reached shards make a release made
+    before them out of date, and one made after them current."""
+    folder = tmp_path / "release_index"
+    folder.mkdir()
+    H, G = 0x0123456789ABCDEF, 0xFEDCBA9876543210
+    old = _entries_of(folder, "00000000", [("a", "a", G)])
+    new = _entries_of(folder, "00000000", [("b", "b", H)])
+    _entries_of(folder, "00000001", [("c", "c", H ^ 0xF), ("c2", "c2", 0x1111111111111111)])
+    _entries_of(folder, "00000002", [("d", "d", H ^ 0xFF)])
+    _entries_of(folder, "00000003", [("e", "e", G ^ 0x1)])
+    _entries_of(folder, "00000004", [("f", "f", 0x5555555555555555)])
+    later = [f for s, f in storage.partition_files(folder / "*.parquet").items() if s > "00000000"]
+    assert index.later_shards_reached(new, later, 4) == ["00000001", "00000002"]
+    assert index.later_shards_reached(pa.concat_tables([old, new]), later, 4) == ["00000001", "00000002", "00000003"]
+    assert index.later_shards_reached(new, later, 3) == []  # 4 bits away is not close at 3
+
+    releases = tmp_path / "flip_release"
+    releases.mkdir()
+
+    def publish_release(shard):
+        empty = pa.table({"key": pa.array([], pa.string())})
+        pq.write_table(empty.replace_schema_metadata(index.seen_metadata(index.invalidations(folder, shard))), releases / f"{shard}.parquet")
+
+    for shard in ("00000001", "00000003", "00000004"):
+        publish_release(shard)
+    assert index.out_of_date_releases(folder, storage.partition_files(releases / "*.parquet")) == []
+    index.mark_invalidated(folder, ["00000001", "00000002", "00000003"], "00000000", "run1")
+    assert index.out_of_date_releases(folder, storage.partition_files(releases / "*.parquet")) == [
+        ("00000001", "release_index of shard(s) 00000000 changed since it was released"),
+        ("00000003", "release_index of shard(s) 00000000 changed since it was released"),
+    ]  # 00000002 has no release yet; 00000004 was not reached
+    publish_release("00000001")
+    assert [s for s, _ in index.out_of_date_releases(folder, storage.partition_files(releases / "*.parquet"))] == ["00000003"]
+    index.mark_invalidated(folder, ["00000001"], "00000000", "run2")  # a second re-run of shard 0
+    assert [s for s, _ in index.out_of_date_releases(folder, storage.partition_files(releases / "*.parquet"))] == ["00000001", "00000003"]

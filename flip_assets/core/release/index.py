@@ -5,8 +5,9 @@ Each shard's index file (release_index/<shard>.parquet) holds the entries of its
 candidates: key, SHA-256, perceptual hash, and both as 64-bit numbers (h, s64) that lookups
 compare. It is a function of that shard's candidates alone, so the files are the same whatever
 order the shards ran in, and each is published on its own, atomically, like every asset file.
-Its footer records a stamp of the candidates file it came from (candidates_stamp), so an index
-older than its candidates is seen by reading footers, not rows.
+Its footer records a stamp of the candidates file it came from (candidates_stamp: the footer
+fingerprint, storage.footer_fingerprint), so an index older than its candidates is seen by
+reading footers, not rows.
 
 Verdicts (dedup.py: the first occurrence by shard, then key, is kept) are decided for one shard
 from the index: its entries are looked up, then the entries close to those that come earlier,
@@ -19,7 +20,7 @@ their candidates, and a release refuses them.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import math
 import tempfile
 from collections import defaultdict
@@ -35,7 +36,7 @@ from flip_assets.core.release.dedup import Candidate, Verdict, bands, find_dupli
 STAMP_KEY = b"candidates_stamp"
 # The layout of the entries (columns, how h and s64 are made): an index file of another layout
 # is stale, whatever its candidates.
-FORMAT_KEY, FORMAT = b"index_format", b"2"
+FORMAT_KEY, FORMAT = b"index_format", b"3"
 ENTRY_SCHEMA = pa.schema(
     [
         ("shard", pa.string()),
@@ -51,18 +52,6 @@ ENTRY_SCHEMA = pa.schema(
 MAX_FLIPS = 2_000
 
 
-def file_stamp(path: Path) -> str:
-    """A digest of a Parquet file's footer (its schema, row groups, sizes and column statistics):
-    any rewrite with other content changes it, and reading it costs one small read, whatever the
-    file's size. Copies of the file (a moved FLIP_HOME, an object store) keep it."""
-    with open(path, "rb") as f:
-        f.seek(-8, 2)
-        tail = f.read(8)
-        length = int.from_bytes(tail[:4], "little")
-        f.seek(-8 - length, 2)
-        return hashlib.sha256(f.read(length)).hexdigest()
-
-
 def entries(candidates: Path) -> pa.Table:
     """The index entries of one shard's candidates file, stamped with it."""
     table = storage.query_table(storage.sql_file("release_index_entries.sql"), candidates=str(candidates))
@@ -72,7 +61,7 @@ def entries(candidates: Path) -> pa.Table:
 
 def stamp_metadata(candidates: Path) -> dict[bytes, bytes]:
     """What an index file's footer records of the candidates file it was made from."""
-    return {STAMP_KEY: file_stamp(candidates).encode(), FORMAT_KEY: FORMAT}
+    return {STAMP_KEY: storage.footer_fingerprint(candidates).encode(), FORMAT_KEY: FORMAT}
 
 
 def recorded_stamp(index_file: Path) -> str | None:
@@ -94,7 +83,7 @@ def stale_shards(candidates: dict[str, Path], index: dict[str, Path], upto: str)
             stale.append((shard, "indexed, its candidates are gone"))
         elif (recorded := recorded_stamp(index[shard])) is None:
             stale.append((shard, "indexed by another version of release_index"))
-        elif recorded != file_stamp(candidates[shard]):
+        elif recorded != storage.footer_fingerprint(candidates[shard]):
             stale.append((shard, "candidates changed since indexed"))
     return stale
 
@@ -121,12 +110,6 @@ def lookup_plan(max_distance: int, probes: int, indexed: int) -> tuple[list[int]
 
 def _flips(width: int, radius: int) -> list[int]:
     return [sum(1 << b for b in bits) for k in range(radius + 1) for bits in combinations(range(width), k)]
-
-
-def index_files(folder: Path) -> dict[str, Path]:
-    """The published index file of each shard in the index's folder. The unpartitioned index of
-    before (all.parquet, every shard's verdicts in one file) is not one of them."""
-    return {p.stem: p for p in sorted(folder.glob("*.parquet")) if p.stem != storage.UNPARTITIONED}
 
 
 def _neighbours(probe: pa.Table, files: list[Path], max_distance: int, indexed: int, workdir: Path) -> list[tuple[int, dict, bool]]:
@@ -176,3 +159,76 @@ def shard_verdicts(shard_entries: pa.Table, files: list[Path], max_distance: int
     verdicts = find_duplicates(members.values(), pairs)
     return {key: verdicts[shard, key] for shard, key in zip(shard_entries["shard"].to_pylist(), shard_entries["key"].to_pylist())}
 
+
+
+# Invalidations: a re-run of one shard's index can change the verdicts of later shards (its new
+# entries may be earlier copies of theirs; its old ones may have been what theirs copied), whose
+# releases Dagster sees no reason to re-run (each release depends on its own shard's index).
+# The re-run leaves a marker, INVALIDATED/<later shard>/<shard>.<run id>, for each later shard it
+# reaches; a release records the markers it saw before it read the index, so one published
+# since a marker was left is out of date, and is named, never read as current.
+INVALIDATED = "invalidated"
+SEEN_KEY = b"index_invalidations_seen"
+
+
+def later_shards_reached(changed: pa.Table, later: list[Path], max_distance: int) -> list[str]:
+    """The shards of the index files `later` (those after the re-run shard) holding an entry
+    linked to an entry of `changed` (the shard's entries before and after the re-run) by the same
+    bytes or a close hash, directly or through entries of other later shards: those whose
+    verdicts may change. Work in proportion to the linked entries."""
+    if not later or not changed.num_rows:
+        return []
+    indexed = storage.query("SELECT count(*) AS n FROM read_parquet($f)", f=[str(f) for f in later])[0]["n"]
+    seen: set[tuple[str, str]] = set()
+    frontier = changed
+    with tempfile.TemporaryDirectory(prefix="release_index_") as tmp:
+        while frontier.num_rows:
+            sha = frontier["sha256"].to_pylist()
+            found = {}
+            for qrow, entry, same_sha in _neighbours(frontier, later, max_distance, indexed, Path(tmp)):
+                linked = (entry["shard"], entry["key"])
+                if (same_sha and sha[qrow] != entry["sha256"]) or linked in seen:
+                    continue  # another image whose digest's first 64 bits agree by chance, or known
+                seen.add(linked)
+                found[linked] = entry
+            frontier = pa.Table.from_pylist(list(found.values()), schema=ENTRY_SCHEMA)
+    return sorted({shard for shard, _ in seen})
+
+
+def mark_invalidated(folder: Path, shards: list[str], by_shard: str, run_id: str) -> list[Path]:
+    """Leave a marker for each later shard whose release the re-run of `by_shard` may change;
+    written after the shard's new index is published, so a release that sees it reads that index."""
+    markers = []
+    for shard in shards:
+        marker = folder / INVALIDATED / shard / f"{by_shard}.{run_id}"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        markers.append(marker)
+    return markers
+
+
+def invalidations(folder: Path, shard: str) -> list[str]:
+    """The markers left for a shard's release so far (they are never removed)."""
+    marked = folder / INVALIDATED / shard
+    return sorted(p.name for p in marked.iterdir()) if marked.is_dir() else []
+
+
+def seen_metadata(seen: list[str]) -> dict[bytes, bytes]:
+    """What a release file's footer records of the markers its release saw."""
+    return {SEEN_KEY: json.dumps(seen).encode()}
+
+
+def out_of_date_releases(folder: Path, releases: dict[str, Path]) -> list[tuple[str, str]]:
+    """(shard, why) for each published release (by shard) that a marker left after it was made
+    says is out of date. Reads only the shards with markers."""
+    marked = folder / INVALIDATED
+    stale = []
+    for shard in sorted(p.name for p in marked.iterdir()) if marked.is_dir() else []:
+        if shard not in releases:
+            continue
+        metadata = pq.read_schema(releases[shard]).metadata or {}
+        unseen = sorted(set(invalidations(folder, shard)) - set(json.loads(metadata.get(SEEN_KEY, b"[]"))))
+        if unseen:
+            by = sorted({marker.split(".", 1)[0] for marker in unseen})
+            stale.append((shard, f"release_index of shard(s) {', '.join(by)} changed since it was released"))
+    return stale

@@ -133,14 +133,21 @@ def release_index(context: AssetExecutionContext, flip_storage: FlipStorage, rel
     shard = context.partition_key
     candidates = storage.require_file(flip_storage.path(RELEASE_CANDIDATES, shard))
     table = index.entries(candidates)
+    folder = flip_storage.path(RELEASE_INDEX, "*").parent
+    before = flip_storage.path(RELEASE_INDEX, shard)  # the shard's entries until now, if indexed
+    before = storage.read_table(before) if before.is_file() and index.recorded_stamp(before) else table.slice(0, 0)
     path = flip_storage.write(RELEASE_INDEX, shard, table)
-    others = index.index_files(flip_storage.path(RELEASE_INDEX, "*").parent)
+    others = storage.partition_files(flip_storage.path(RELEASE_INDEX, "*"))
     files = [f for s, f in others.items() if s != shard] + [path]
     facts = storage.query(storage.sql_file("release_index_checks.sql"), path=str(path), index=[str(f) for f in files], shard=shard)[0]
     verdicts = index.shard_verdicts(table, [f for s, f in others.items() if s < shard] + [path], release.near_duplicate_bits)
+    changed = pa.concat_tables([before, table]) if before.num_rows else table
+    reached = index.later_shards_reached(changed, [f for s, f in others.items() if s > shard], release.near_duplicate_bits)
+    released = storage.partition_files(flip_storage.path(FLIP_RELEASE, "*"))
+    facts["later_releases_out_of_date"] = [s for s in reached if s in released]
     statuses = [v.status for v in verdicts.values()]
     dups = [{"key": k, **vars(v)} for k, v in sorted(verdicts.items()) if v.status != KEPT]
-    return flip_storage.publish(context, MaterializeResult(
+    result = flip_storage.publish(context, MaterializeResult(
         metadata={
             "candidates": facts["candidates"],
             "shards_indexed": len(set(others) | {shard}),
@@ -148,17 +155,22 @@ def release_index(context: AssetExecutionContext, flip_storage: FlipStorage, rel
             "cross_shard_duplicates": sum(d["duplicate_of_shard"] != shard for d in dups),
             "near_duplicate_bits": release.near_duplicate_bits,
             "duplicates": _markdown(pa.Table.from_pylist(dups[:10])),
+            "later_shards_reached": MetadataValue.json(reached),
         },
         check_results=RELEASE_INDEX_CHECKS.results(facts),
     ))
+    if result.metadata["published"]:  # after the new entries are in place: a release seeing a marker reads them
+        for marker in index.mark_invalidated(folder, reached, shard, context.run.run_id):
+            flip_storage.share(marker.parent)
+    return result
 
 
 def _verdicts(flip_storage: FlipStorage, shard: str, max_distance: int) -> dict[str, Verdict]:
     """This shard's dedup verdicts from the index, once every shard up to it (those its verdicts
     depend on) is indexed from its current candidates."""
     candidates = flip_storage.path(RELEASE_CANDIDATES, "*")
-    indexed = index.index_files(flip_storage.path(RELEASE_INDEX, "*").parent)
-    current = {p.stem: p for p in candidates.parent.glob(candidates.name)}
+    indexed = storage.partition_files(flip_storage.path(RELEASE_INDEX, "*"))
+    current = storage.partition_files(candidates)
     for s in sorted(set(current) - set(indexed)):
         if s <= shard and storage.rejection_note(flip_storage.path(RELEASE_INDEX, s)).is_file():
             storage.require_file(flip_storage.path(RELEASE_INDEX, s))  # says which check refused it
@@ -173,6 +185,13 @@ def _verdicts(flip_storage: FlipStorage, shard: str, max_distance: int) -> dict[
         )
     files = [f for s, f in indexed.items() if s <= shard]
     return index.shard_verdicts(storage.read_table(indexed[shard]), files, max_distance)
+
+
+def seen_invalidations(flip_storage: FlipStorage, shard: str) -> list[str]:
+    """The markers left for the shard's release so far (core/release/index.py), read before its
+    verdicts are: the release records them, and one left later says it is out of date."""
+    flip_storage.local_home(f"{RELEASE_INDEX}/{index.INVALIDATED}/{shard}")
+    return index.invalidations(flip_storage.path(RELEASE_INDEX, "*").parent, shard)
 
 
 # Not tagged SHARD_TAG, so not in shard_pipeline (the per-shard job a new shard runs): a shard's
@@ -206,7 +225,9 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
     policy = release.policy()  # a bad blocklist fails here, before any work
     candidates_path = flip_storage.path(RELEASE_CANDIDATES, shard)
     candidates = storage.read_table(candidates_path).to_pylist()
+    seen = seen_invalidations(flip_storage, shard)
     released, excluded = split_release(candidates, _verdicts(flip_storage, shard, release.near_duplicate_bits), policy)
+    released = released.replace_schema_metadata({**(released.schema.metadata or {}), **index.seen_metadata(seen)})
     listed_here = policy.blocklist.matched((c["URL"], c["sha256"], c["source_sha256"]) for c in candidates)
     unmatched = unmatched_blocklist_entries(policy.blocklist, str(flip_storage.path(RELEASE_CANDIDATES, "*")))
     path = flip_storage.write(FLIP_RELEASE, shard, released)
