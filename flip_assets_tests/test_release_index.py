@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.scale import add_shard, full_rebuild, generate, planted_keys, synthetic_rows
+from bench.scale import add_shard, full_rebuild, generate, planted_keys, rerun_first_shard, synthetic_rows
 from flip_assets.core.io import storage
 from flip_assets.core.release import index
 
@@ -26,6 +26,8 @@ def test_adding_one_shard_decides_what_the_full_rebuild_decides_and_finds_every_
     assert added["verdicts"] == rebuilt["verdicts"]
     assert in_new <= set(added["verdicts"]) and in_index | in_new <= set(rebuilt["not_kept"])
     assert added["stale_shards"] == 0 and added["keys_in_several_shards"] == 0
+    # Later shards copy the first shard's images: a re-run of it reaches some of the 9 after it.
+    assert 0 < rerun_first_shard(tmp_path, 4)["later_shards_reached"] <= ROWS // SHARD_SIZE - 1
     # The generator's entries are those the entries query makes from the candidates.
     some = tmp_path / "release_candidates" / "00000003.parquet"
     assert index.entries(some).equals(pq.read_table(tmp_path / "release_index" / "00000003.parquet"))
