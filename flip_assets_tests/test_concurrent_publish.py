@@ -52,8 +52,8 @@ def release_home(tmp_path, monkeypatch):
     storage.write_table(storage.partition_path(home, "release_candidates", SHARD), pa.Table.from_pylist(rows, schema=CANDIDATES_SCHEMA))
     with DagsterInstance.get() as instance:
         resources = {"flip_storage": FlipStorage(home=str(home)), "release": ReleaseResource()}
-        assert materialize([release_index], resources=resources, instance=instance, raise_on_error=False).success
         instance.add_dynamic_partitions("shards", [SHARD])
+        assert materialize([release_index], resources=resources, instance=instance, partition_key=SHARD, raise_on_error=False).success
     blocklist = tmp_path / "blocklist.txt"
     blocklist.write_text(f"http://example.org/{BLOCKED}.jpg\n")
     return home, blocklist

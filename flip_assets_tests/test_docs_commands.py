@@ -74,7 +74,7 @@ RUN_ELSEWHERE = {
     "export FLIP_S3_ENDPOINT=http://127.0.0.1:9000": "test_object_store.py::test_stages_publish_to_s3_what_they_publish_to_a_folder",
     "export FLIP_LOCAL_CACHE=/var/tmp/flip-cache": "test_object_store.py::test_a_checkpoint_trained_on_the_store_resumes_and_is_evaluated_on_other_machines",
     # Equivalent: the same assets in process on the sample shards' release.
-    ".venv/bin/dagster asset materialize -m flip_assets.definitions --select release_index": "test_release.py::test_release_of_the_sample_shards",
+    ".venv/bin/dagster asset materialize -m flip_assets.definitions --select release_index --partition 00000": "test_release.py::test_release_of_the_sample_shards",
     ".venv/bin/dagster asset materialize -m flip_assets.definitions --select flip_release,release_exclusions --partition 00000":
         "test_release.py::test_release_of_the_sample_shards",
     ".venv/bin/dagster asset materialize -m flip_assets.definitions --select celeba_caption_pairs,released_pairs,raw_shard_pairs,flip_checkpoint,flip_eval_tables,flip_ablation":

@@ -144,9 +144,9 @@ def test_the_release_on_the_store_equals_the_release_in_a_folder(s3, denoised_ho
     for run in (on_store, resources(folder)):
         for shard in ("00000", "00001"):
             assert run_assets([release_candidates], run, instance, shard).success
-        assert run_assets([release_index], run, instance).success
+            assert run_assets([release_index], run, instance, shard).success
         assert run_assets([flip_release], run, instance, SHARD).success
-    for asset, partition in (("release_index", "all"), ("flip_release", SHARD), ("release_exclusions", SHARD)):
+    for asset, partition in (("release_index", SHARD), ("flip_release", SHARD), ("release_exclusions", SHARD)):
         published = published_bytes(fs, f"release/{asset}", f"{partition}.parquet")
         assert published == (folder / asset / f"{partition}.parquet").read_bytes(), asset
 

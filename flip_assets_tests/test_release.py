@@ -17,6 +17,7 @@ from dagster import AssetCheckSeverity, DagsterInstance
 from test_denoised_captions import checks, failure_text
 
 from flip_assets.core.io import storage
+from flip_assets.core.release import index
 from flip_assets.core.curation.aigc import AIGC_SCHEMA
 from flip_assets.core.curation.denoiser import DENOISED_SCHEMA
 from flip_assets.core.curation.face_filter import FACE_DETECTIONS_SCHEMA
@@ -98,8 +99,11 @@ def home(candidates_home, tmp_path):
 
 
 def release(home, instance, shards=SHARDS, **settings):
-    """release_index, then flip_release of each shard; the results by shard (None: the index)."""
-    results = {None: run_assets([release_index], resources(home, **settings), instance)}
+    """release_index of every shard with candidates, then flip_release of each of `shards`; the
+    results by shard (("index", shard): its release_index run)."""
+    results = {}
+    for path in sorted((home / "release_candidates").glob("*.parquet")):
+        results["index", path.stem] = run_assets([release_index], resources(home, **settings), instance, path.stem)
     for shard in shards:
         results[shard] = run_assets([flip_release], resources(home, **settings), instance, shard)
     return results
@@ -220,21 +224,52 @@ def test_duplicates_across_shards_keep_the_first_by_shard_then_key(home, instanc
         }  # fmt: skip
     released = {r["key"] for shard in SHARDS for r in read(home, "flip_release", shard).to_pylist()}
     assert {r["key"] for r in originals} == released
-    index_meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in results[None].get_asset_materialization_events()}
+    index_meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in results["index", "00002"].get_asset_materialization_events()}
     assert index_meta["release_index"]["cross_shard_duplicates"].value == len(copies)
 
 
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_a_stale_index_fails_the_release_naming_the_shard(home, instance):
-    """Candidates of a shard added after release_index: the release refuses the index instead of
-    releasing a later shard's copy, and passes once the index is materialized again."""
-    assert run_assets([release_index], resources(home), instance).success
-    write_candidates(home, "00002", [{**read(home, "release_candidates", "00000").to_pylist()[0], "key": "000020000", "shard": "00002"}])
+    """Candidates of a shard added, and an earlier shard's re-written, after their index: the
+    release of a shard after them refuses the index instead of releasing a copy, and passes once
+    the index of those shards is materialized again."""
+    for shard in SHARDS:
+        assert run_assets([release_index], resources(home), instance, shard).success
+    first = read(home, "release_candidates", "00000").to_pylist()
+    write_candidates(home, "00002", [{**first[0], "key": "000020000", "shard": "00002"}])
+    result = run_assets([flip_release], resources(home), instance, "00002")
+    assert not result.success
+    assert "release_index is older than the candidates of shard(s) 00002 (not indexed)" in failure_text(result)
+    write_candidates(home, "00000", first[1:])  # re-run with one candidate fewer
     result = run_assets([flip_release], resources(home), instance, "00001")
     assert not result.success
-    assert "release_index is older than the candidates of shard(s) 00002 (1 differing)" in failure_text(result)
-    assert all(r.success for r in release(home, instance, shards=("00001",)).values())
+    assert "release_index is older than the candidates of shard(s) 00000 (candidates changed since indexed)" in failure_text(result)
+    assert all(r.success for r in release(home, instance, shards=("00001", "00002")).values())
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_re_run_of_an_earlier_shard_names_the_later_releases_it_changes(home, instance):
+    """Shard 00000 re-run with a copy of one of 00001's released images: 00001's release, made
+    before, is out of date (its sample is now the later copy): release_index warns naming it, the
+    index's invalidations name it, and once flip_release of 00001 runs again the sample leaves it
+    as a duplicate of 00000's and nothing is out of date."""
+    assert all(r.success for r in release(home, instance).values())
+    original = read(home, "flip_release", "00001").to_pylist()[0]
+    copied = next(r for r in read(home, "release_candidates", "00001").to_pylist() if r["key"] == original["key"])
+    write_candidates(home, "00000", [*read(home, "release_candidates", "00000").to_pylist(), {**copied, "key": "000009999", "shard": "00000"}])
+    result = run_assets([release_index], resources(home), instance, "00000")
+    assert result.success
+    assert checks(result) == {"keys_unique_across_shards": True, "later_releases_current": False}
+    releases = storage.partition_files(home / "flip_release" / "*.parquet")
+    assert index.out_of_date_releases(home / "release_index", releases) == [
+        ("00001", "release_index of shard(s) 00000 changed since it was released")
+    ]
+    assert all(r.success for r in release(home, instance, shards=("00000", "00001")).values())
+    assert index.out_of_date_releases(home / "release_index", releases) == []
+    excluded = {r["key"]: r for r in read(home, "release_exclusions", "00001").to_pylist()}
+    assert excluded[original["key"]]["duplicate_of"] == "000009999"
 
 
 @pytest.mark.slow
@@ -242,11 +277,12 @@ def test_a_stale_index_fails_the_release_naming_the_shard(home, instance):
 def test_a_key_in_two_shards_is_caught_by_a_blocking_check(home, instance):
     row = read(home, "release_candidates", "00000").to_pylist()[0]
     write_candidates(home, "00003", [{**row, "shard": "00003", "sha256": "e" * 64, "phash": "0123456789abcdef"}])
-    results = release(home, instance, shards=("00000",))
-    assert checks(results[None]) == {"keys_unique_across_shards": False}
-    assert not storage.partition_path(home, "release_index").exists()
-    assert not results["00000"].success
-    assert "failed the blocking check(s) keys_unique_across_shards" in failure_text(results["00000"])
+    results = release(home, instance, shards=("00000", "00003"))
+    assert checks(results["index", "00003"]) == {"keys_unique_across_shards": False, "later_releases_current": True}
+    assert not storage.partition_path(home, "release_index", "00003").exists()
+    assert results["00000"].success  # its verdicts depend on no later shard
+    assert not results["00003"].success
+    assert "failed the blocking check(s) keys_unique_across_shards" in failure_text(results["00003"])
 
 
 @pytest.mark.slow
@@ -348,7 +384,7 @@ def test_a_half_written_candidates_file_fails_the_index_naming_it(home, instance
     path = storage.partition_path(home, "release_candidates", "00001")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    result = run_assets([release_index], resources(home), instance)
+    result = run_assets([release_index], resources(home), instance, "00001")
     assert not result.success and str(path) in failure_text(result)
 
 

@@ -18,6 +18,7 @@ from flip_assets.core.analytics.statistics import (
     PARTIAL, compute_statistics, statistics_from_partials, statistics_partial,
 )
 from flip_assets.core.io import storage
+from flip_assets.core.release import index
 from flip_assets.defs.analytics.statistics import dataset_statistics, release_statistics_partial
 from flip_assets.defs.storage import FlipStorage
 
@@ -80,6 +81,14 @@ def test_a_rerun_shard_replaces_its_partial_through_dagster(release, instance):
     stats = json.loads((home / "dataset_statistics" / "statistics.json").read_text())
     assert stats["captions"]["captions"] == 2400 and stats["funnel"][-1]["released"] == 2400
     assert not differences(stats, _figures(compute_statistics(home, shards)))
+    # An earlier shard's index re-run reached shard 00002's samples after its release was made.
+    index.mark_invalidated(home / "release_index", [shards[2]], shards[0], "a-later-run")
+    result = run_assets([dataset_statistics], resources, instance)
+    named = [e for e in result.get_asset_check_evaluations() if e.check_name == "every_release_current"]
+    assert [e.passed for e in named] == [False]
+    assert named[0].metadata["releases_out_of_date"].value == [
+        {"shard": shards[2], "problem": f"release_index of shard(s) {shards[0]} changed since it was released"}
+    ]
 
 
 def test_a_missing_or_stale_partial_is_named_and_not_counted(release):

@@ -1,13 +1,9 @@
--- Facts of the release index ($path): keys in more than one shard, (shard, key) twice, verdicts.
-WITH i AS (SELECT * FROM read_parquet($path))
+-- Facts of one shard's release index entries ($path) among every shard's ($index, this one's
+-- included): its keys that another shard also has, and keys it holds twice.
+WITH e AS (SELECT key FROM read_parquet($path)),
+o AS (SELECT DISTINCT key FROM read_parquet($index) WHERE shard <> $shard AND key IN (SELECT key FROM e))
 SELECT
-    (SELECT count(*) FROM i)                                                          AS candidates,
-    (SELECT count(DISTINCT shard) FROM i)                                             AS shards,
-    (SELECT count(*) FROM (SELECT key FROM i GROUP BY key HAVING count(DISTINCT shard) > 1)) AS keys_in_several_shards,
-    (SELECT coalesce(list(key ORDER BY key), []) FROM (SELECT key FROM i GROUP BY key HAVING count(DISTINCT shard) > 1)) AS keys_in_several_shards_list,
-    (SELECT count(*) - count(DISTINCT (shard, key)) FROM i)                          AS duplicate_entries,
-    (SELECT count(*) FROM i WHERE status = 'kept')                                   AS kept,
-    (SELECT count(*) FROM i WHERE status = 'duplicate_sha256')                       AS duplicate_sha256,
-    (SELECT count(*) FROM i WHERE status = 'near_duplicate')                         AS near_duplicate,
-    (SELECT count(*) FROM i WHERE status = 'near_duplicate' AND duplicate_of_shard <> shard) +
-    (SELECT count(*) FROM i WHERE status = 'duplicate_sha256' AND duplicate_of_shard <> shard) AS cross_shard_duplicates
+    (SELECT count(*) FROM e)                                  AS candidates,
+    (SELECT count(*) FROM o)                                  AS keys_in_several_shards,
+    (SELECT coalesce(list(key ORDER BY key), []) FROM o)      AS keys_in_several_shards_list,
+    (SELECT count(*) - count(DISTINCT key) FROM e)            AS duplicate_entries

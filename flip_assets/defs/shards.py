@@ -4,11 +4,11 @@ the folder the shards come from (ShardSource, FLIP_SOURCE). Shared by every doma
 Keys are added by `new_shards_sensor` (curation/sensors.py), `python -m flip_assets.tools.shards
 add` or `python -m flip_assets.tools.run_pipeline --register-only`; `python -m
 flip_assets.tools.shards remove` removes one. The assets tagged SHARD_TAG (the curation
-stages' shard assets and release_candidates) form the shard_pipeline job (curation/jobs.py), the
+stages' shard assets, release_candidates and release_index) form the shard_pipeline job (curation/jobs.py), the
 run a new shard gets.
 The curation stages' shard assets have their bodies wrapped in `per_shard`, and every curation
 asset has SINGLE_RUN_BACKFILL, so one run can materialize a range of shards; the other
-shard-partitioned assets (release_candidates, flip_release, release_exclusions,
+shard-partitioned assets (release_candidates, release_index, flip_release, release_exclusions,
 released_face_demographics) run one shard per run.
 """
 

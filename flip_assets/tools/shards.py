@@ -9,7 +9,7 @@
 Run it where `dagster` runs (the checkout, DAGSTER_HOME set): dagster.yaml's paths are relative.
 `remove` refuses a shard with materializations unless --force: removing the partition keeps
 them in the event log and their files in FLIP_HOME, which stages reading every shard's file
-(release_index, aigc_samples) still read. A shard whose tar is still in FLIP_SOURCE comes back
+(flip_release's deduplication, aigc_samples) still read. A shard whose tar is still in FLIP_SOURCE comes back
 with the next tick of new_shards_sensor or `add`.
 """
 
@@ -77,7 +77,7 @@ def remove_command(instance: DagsterInstance, shard: str, force: bool) -> int:
         print(
             f"not removed: shard {shard} has materializations of {', '.join(assets)}. --force removes the "
             "partition and leaves them: their history in the event log and their files in FLIP_HOME, which "
-            "stages reading every shard's file (release_index, aigc_samples) still read.",
+            "stages reading every shard's file (flip_release's deduplication, aigc_samples) still read.",
             file=sys.stderr,
         )
         return 1

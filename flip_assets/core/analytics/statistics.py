@@ -294,29 +294,6 @@ def _keywords_fingerprint(keywords: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(keywords)).encode()).hexdigest()[:16]
 
 
-def file_fingerprint(path: Path) -> str:
-    """Size and a hash of the Parquet footer (row groups, column chunk sizes and statistics):
-    read in two small reads, the same for the same bytes rewritten, different when the content
-    changes (a change keeping every chunk's size and statistics would pass unseen; the asset's
-    data version, a hash of the whole file, still marks the partial Unsynced in Dagster)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            if size < 12:
-                return "unreadable"
-            handle.seek(size - 8)
-            tail = handle.read(8)
-            length = int.from_bytes(tail[:4], "little")
-            if tail[4:] != b"PAR1" or length > size - 12:
-                return "unreadable"
-            handle.seek(size - 8 - length)
-            footer = handle.read(length)
-    except FileNotFoundError:
-        return "missing"
-    return f"{size}:{hashlib.sha256(footer).hexdigest()[:16]}"
-
-
 def labels_fingerprint() -> str:
     """Of the committed label files the quality rows were picked by: a partial taken with other
     labels is stale."""
@@ -378,7 +355,7 @@ def statistics_partial(home: Path, shards: list[str]) -> pa.Table:
         rows.append(_row(shard, "labels", detail=fingerprint))
         rows.append(_row(shard, "keywords", detail=_keywords_fingerprint(keywords)))
         rows += [
-            _row(shard, "input", stage, detail=file_fingerprint(storage.partition_path(Path(home), stage, shard)))
+            _row(shard, "input", stage, detail=storage.footer_fingerprint(storage.partition_path(Path(home), stage, shard)))
             for stage in STATISTICS_COLUMNS
         ]  # fmt: skip
     rows += [_row(p["shard"], "problem", p["stage"], detail=p["problem"]) for p in inventory.problems]
@@ -415,7 +392,7 @@ def stale_partials(home: Path, con: duckdb.DuckDBPyConnection) -> list[dict]:
         if row["statistic"] in current:
             if row["detail"] != current[row["statistic"]]:
                 stale.setdefault(row["shard"], []).append(what[row["statistic"]])
-        elif file_fingerprint(storage.partition_path(Path(home), row["value"], row["shard"])) != row["detail"]:
+        elif storage.footer_fingerprint(storage.partition_path(Path(home), row["value"], row["shard"])) != row["detail"]:
             stale.setdefault(row["shard"], []).append(row["value"])
     foreign = {row["file_shard"]: row["shards"] for row in _rows(con, "statistics_partial_foreign.sql")}
     return [
@@ -438,7 +415,7 @@ def read_partials(home: Path, shards: list[str]) -> tuple[list[Path], list[dict]
         except storage.InputRejected as e:
             problems.append({"stage": PARTIAL, "shard": shard, "problem": f"rejected: {e}"})
             continue
-        if file_fingerprint(path) == "unreadable":  # a half-written file has no footer
+        if storage.footer_fingerprint(path) == "unreadable":  # a half-written file has no footer
             problems.append({"stage": PARTIAL, "shard": shard, "problem": "unreadable: no Parquet footer"})
             continue
         paths.append(path)

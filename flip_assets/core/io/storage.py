@@ -297,6 +297,12 @@ def recover_commits(path: Path) -> None:
         remove_journals([journal_path(target) for target, _ in files])
 
 
+def partition_files(pattern: Path) -> dict[str, Path]:
+    """The published partition files of an asset by partition key; `pattern` is its
+    `<asset>/*.parquet` glob (staged and refused files are in subfolders, so not matched)."""
+    return {p.stem: p for p in sorted(pattern.parent.glob(pattern.name)) if p.stem != UNPARTITIONED}
+
+
 def require_file(path: Path) -> Path:
     """An upstream asset's file, or an error saying to materialize that asset first, or that
     its latest materialization failed a blocking check."""
@@ -314,6 +320,31 @@ def require_file(path: Path) -> Path:
     return path
 
 
+def footer_fingerprint(path: Path) -> str:
+    """Size and a hash of a Parquet file's footer (schema, row groups, column chunk sizes and
+    statistics): read in two small reads whatever the file's size, the same for the same bytes
+    rewritten or copied (a moved FLIP_HOME, an object store), different when the content changes
+    (a change keeping every chunk's size and statistics would pass unseen; the asset's data
+    version, a hash of the whole file, still marks what read it Unsynced in Dagster).
+    "missing" or "unreadable" (a half-written file has no footer) instead."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            if size < 12:
+                return "unreadable"
+            handle.seek(size - 8)
+            tail = handle.read(8)
+            length = int.from_bytes(tail[:4], "little")
+            if tail[4:] != b"PAR1" or length > size - 12:
+                return "unreadable"
+            handle.seek(size - 8 - length)
+            footer = handle.read(length)
+    except FileNotFoundError:
+        return "missing"
+    return f"{size}:{hashlib.sha256(footer).hexdigest()[:16]}"
+
+
 def read_table(path: Path) -> pa.Table:
     return pq.read_table(require_file(path))
 
@@ -325,6 +356,15 @@ def query(sql: str, **params) -> list[dict]:
         cur = con.execute(sql, params or None)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def query_table(sql: str, **params) -> pa.Table:
+    """query, as an Arrow table: for results too large for a list of dicts."""
+    con = duckdb.connect(":memory:")
+    try:
+        return con.sql(sql, params=params or None).to_arrow_table()
     finally:
         con.close()
 

@@ -44,10 +44,10 @@ class Verdict:
     duplicate_of: str | None = None
 
 
-def bands(max_distance: int) -> tuple[list[int], list[int]]:
-    """Shifts and masks of max_distance + 1 bit ranges covering the hash: two hashes within the
-    distance agree on at least one range (pigeonhole), so only those need comparing."""
-    count = max_distance + 1
+def bands(count: int) -> tuple[list[int], list[int]]:
+    """Shifts and masks of `count` bit ranges covering the hash. Two hashes at most d bits apart
+    differ by at most d // count bits in at least one range (pigeonhole): with d + 1 ranges they
+    agree on one, so only those need comparing."""
     edges = [round(i * HASH_BITS / count) for i in range(count + 1)]
     return edges[:-1], [(1 << (hi - lo)) - 1 for lo, hi in zip(edges, edges[1:])]
 
@@ -55,7 +55,7 @@ def bands(max_distance: int) -> tuple[list[int], list[int]]:
 def near_pairs(candidates: str, max_distance: int) -> list[dict]:
     """Close pairs among the candidate files (a path or glob): earlier_shard, earlier_key,
     later_shard, later_key."""
-    shifts, masks = bands(max_distance)
+    shifts, masks = bands(max_distance + 1)
     return storage.query(
         storage.sql_file("release_near_duplicates.sql"),
         candidates=candidates, shifts=shifts, masks=masks, max_distance=max_distance,

@@ -11,13 +11,15 @@ from flip_assets.core.analytics.dataset_card import dataset_card as build_card
 from flip_assets.core.analytics.gallery import gallery_jpeg, rejection_items, released_items
 from flip_assets.core.curation.keywords import used_keywords
 from flip_assets.core.io.plots import image_suffix, markdown_image
+from flip_assets.core.release import index
 from flip_assets.core.analytics.statistics import (
     PARTIAL, STATISTICS_COLUMNS, DatasetStatistics, statistics_from_partials, statistics_partial,
 )
 from flip_assets.core.analytics.statistics_report import figures, tables
 from flip_assets.defs.asset_keys import (
     DATASET_CARD, DATASET_STATISTICS, DENOISED_CAPTIONS, FACE_DETECTIONS, FACE_KEYWORDS, FACE_TEXT_PAIRS,
-    FLIP_RELEASE, RACE_CLASSIFIER, RAW_SHARDS, RELEASED_FACE_DEMOGRAPHICS, RELEASE_EXCLUSIONS, RELEASE_STATISTICS_PARTIAL,
+    FLIP_RELEASE, RACE_CLASSIFIER, RAW_SHARDS, RELEASED_FACE_DEMOGRAPHICS, RELEASE_EXCLUSIONS, RELEASE_INDEX,
+    RELEASE_STATISTICS_PARTIAL,
 )
 from flip_assets.defs.automation import REFRESH_ON_CHANGE
 from flip_assets.defs.checks import AssetChecks, Check
@@ -53,6 +55,13 @@ CHECKS = AssetChecks(
         "Every shard has a readable release_statistics_partial taken from its current files; the statistics name "
         "those missing or stale and leave them out (never counted out of date or twice).",
         "partials_missing_or_stale",
+    ),
+    _none_listed(
+        "every_release_current",
+        "No shard's published release is out of date: an earlier shard's release_index re-run since it was made "
+        "reached its samples (core/release/index.py, invalidations); those named count as published until their "
+        "flip_release runs again.",
+        "releases_out_of_date",
     ),
     _none_listed(
         "candidates_add_up",
@@ -120,10 +129,18 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
     # The stage files' footers are read to see that each partial is current.
     home = flip_storage.local_home(PARTIAL, *STATISTICS_COLUMNS, RACE_CLASSIFIER, FACE_KEYWORDS)
     stats = statistics_from_partials(home, shards)
+    flip_storage.local_home(f"{RELEASE_INDEX}/{index.INVALIDATED}")
+    out_of_date = [
+        {"shard": shard, "problem": why}
+        for shard, why in index.out_of_date_releases(home / RELEASE_INDEX, storage.partition_files(home / FLIP_RELEASE / "*.parquet"))
+        if shard in shards
+    ]  # fmt: skip
     flip_storage.write(DATASET_STATISTICS, None, pa.Table.from_pylist(stats.funnel))
     # Every statistic, for the card; no check of this asset blocks, so the funnel file is published beside it.
     everything = flip_storage.path(DATASET_STATISTICS).parent / STATISTICS_FILE
     storage.atomic_write_bytes(everything, lambda tmp: tmp.write_text(stats.to_json()))
+    if out_of_date:
+        context.log.warning(f"releases out of date: {out_of_date}")
     if stats.problems:
         context.log.warning(f"statistics without {len(stats.problems)} shard file(s): {stats.problems}")
     markdown = tables(stats)
@@ -140,7 +157,7 @@ def dataset_statistics(context: AssetExecutionContext, flip_storage: FlipStorage
             **{f"table_{name}": MetadataValue.md(text) for name, text in markdown.items() if name != "problems"},
             **{f"plot_{name}": MetadataValue.md(markdown_image(png, name)) for name, png in figures(stats).items()},
         },
-        check_results=CHECKS.results(stats.check_facts()),
+        check_results=CHECKS.results({**stats.check_facts(), "releases_out_of_date": out_of_date}),
     ))
 
 

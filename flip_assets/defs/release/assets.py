@@ -1,11 +1,12 @@
-"""The release (paper 3.2): release_candidates per shard -> release_index over all shards ->
-flip_release and release_exclusions per shard; flip_release_aigc for the AIGC subset.
+"""The release (paper 3.2): release_candidates -> release_index -> flip_release and
+release_exclusions, each per shard; flip_release_aigc for the AIGC subset.
 
 Why an index: deduplication keeps the first occurrence in one global order (shard, then key),
-so a shard's release depends on every shard before it. release_index decides it once over the
-published candidates of all shards, from files only, so the verdicts do not depend on the order
-in which shards ran. flip_release refuses an index older than the candidates (a shard added
-or re-run since), naming the shards, instead of releasing duplicates.
+so a shard's release depends on every shard before it. release_index keeps each shard's entries
+(core/release/index.py), from its candidates file only; flip_release decides its shard's
+verdicts from the entries of the shards up to it, so they do not depend on the order in which
+shards ran, and refuses an index older than those shards' candidates (a shard added or re-run
+since), naming the shards, instead of releasing duplicates.
 """
 
 import pyarrow as pa
@@ -25,7 +26,8 @@ from dagster import (
 from flip_assets.core.analytics.gallery import gallery_jpeg, released_items, shard_gallery_rows
 from flip_assets.core.io import expectations, storage
 from flip_assets.core.io.plots import markdown_image
-from flip_assets.core.release.dedup import Candidate, Verdict, find_duplicates, near_pairs
+from flip_assets.core.release import index
+from flip_assets.core.release.dedup import DUPLICATE_SHA256, KEPT, NEAR_DUPLICATE, Verdict
 from flip_assets.core.curation.keywords import KeywordMatcher, used_keywords
 from flip_assets.core.release.nsfw import CLASSIFIER_NAME
 from flip_assets.core.release.release import (
@@ -58,17 +60,6 @@ from flip_assets.defs.release.checks import (
 from flip_assets.defs.release.resources import ReleaseResource
 from flip_assets.defs.storage import FlipStorage, column_schema
 
-INDEX_SCHEMA = pa.schema(
-    [
-        ("shard", pa.string()),
-        ("key", pa.string()),
-        ("sha256", pa.string()),
-        ("phash", pa.string()),
-        ("status", pa.string()),  # kept | duplicate_sha256 | near_duplicate
-        ("duplicate_of_shard", pa.string()),
-        ("duplicate_of", pa.string()),
-    ]
-)
 PREVIEW = ["key", "TEXT", "NSFW", "nsfw_score", "face_count", "KEYWORDS"]
 BLOCKLIST_EXAMPLES = 20
 
@@ -127,58 +118,84 @@ def release_candidates(
 
 
 @asset(
-    deps=[AssetDep(RELEASE_CANDIDATES, partition_mapping=AllPartitionMapping())],
+    partitions_def=shard_partitions,
+    tags=SHARD_TAG,
+    deps=[RELEASE_CANDIDATES],
     kinds={"parquet"},
     check_specs=RELEASE_INDEX_CHECKS.specs,
-    code_version="1",
+    code_version="2",
 )
 def release_index(context: AssetExecutionContext, flip_storage: FlipStorage, release: ReleaseResource) -> MaterializeResult:
-    """Deduplication over the published candidates of all shards: exact (SHA-256) and near
-    (perceptual hash within FLIP_NEAR_DUPLICATE_BITS). The first occurrence in the order shard,
-    then key, is kept; every other copy names it."""
-    candidates = flip_storage.path(RELEASE_CANDIDATES, "*")
-    rows = []
-    if any(candidates.parent.glob(candidates.name)):
-        rows = storage.query(storage.sql_file("release_index_input.sql"), candidates=str(candidates))
-    pairs = near_pairs(str(candidates), release.near_duplicate_bits) if rows else []
-    verdicts = find_duplicates((Candidate(**r) for r in rows), pairs)
-    table = pa.Table.from_pylist(
-        [{**r, **vars(verdicts[r["shard"], r["key"]])} for r in sorted(rows, key=lambda r: (r["shard"], r["key"]))],
-        schema=INDEX_SCHEMA,
-    )
-    path = flip_storage.write(RELEASE_INDEX, None, table)
-    facts = storage.query(storage.sql_file("release_index_checks.sql"), path=str(path))[0]
-    dups = table.filter(pc.not_equal(table["status"], "kept")).slice(0, 10)
-    return flip_storage.publish(context, MaterializeResult(
+    """The shard's entries in the dedup index (core/release/index.py: key, SHA-256 and perceptual
+    hash of each published candidate), looked up against every other shard's: its keys must be
+    its own, and its verdicts so far (exact and near duplicates, FLIP_NEAR_DUPLICATE_BITS) are
+    shown. Work in proportion to the shard: no other shard's file is rewritten."""
+    shard = context.partition_key
+    candidates = storage.require_file(flip_storage.path(RELEASE_CANDIDATES, shard))
+    table = index.entries(candidates)
+    folder = flip_storage.path(RELEASE_INDEX, "*").parent
+    before = flip_storage.path(RELEASE_INDEX, shard)  # the shard's entries until now, if indexed
+    before = storage.read_table(before) if before.is_file() and index.recorded_stamp(before) else table.slice(0, 0)
+    path = flip_storage.write(RELEASE_INDEX, shard, table)
+    others = storage.partition_files(flip_storage.path(RELEASE_INDEX, "*"))
+    files = [f for s, f in others.items() if s != shard] + [path]
+    facts = storage.query(storage.sql_file("release_index_checks.sql"), path=str(path), index=[str(f) for f in files], shard=shard)[0]
+    verdicts = index.shard_verdicts(table, [f for s, f in others.items() if s < shard] + [path], release.near_duplicate_bits)
+    changed = pa.concat_tables([before, table]) if before.num_rows else table
+    reached = index.later_shards_reached(changed, [f for s, f in others.items() if s > shard], release.near_duplicate_bits)
+    released = storage.partition_files(flip_storage.path(FLIP_RELEASE, "*"))
+    facts["later_releases_out_of_date"] = [s for s in reached if s in released]
+    statuses = [v.status for v in verdicts.values()]
+    dups = [{"key": k, **vars(v)} for k, v in sorted(verdicts.items()) if v.status != KEPT]
+    result = flip_storage.publish(context, MaterializeResult(
         metadata={
-            **{k: facts[k] for k in ("candidates", "shards", "kept", "duplicate_sha256", "near_duplicate", "cross_shard_duplicates")},
+            "candidates": facts["candidates"],
+            "shards_indexed": len(set(others) | {shard}),
+            **{status: statuses.count(status) for status in (KEPT, DUPLICATE_SHA256, NEAR_DUPLICATE)},
+            "cross_shard_duplicates": sum(d["duplicate_of_shard"] != shard for d in dups),
             "near_duplicate_bits": release.near_duplicate_bits,
-            "duplicates": _markdown(dups),
+            "duplicates": _markdown(pa.Table.from_pylist(dups[:10])),
+            "later_shards_reached": MetadataValue.json(reached),
         },
         check_results=RELEASE_INDEX_CHECKS.results(facts),
     ))
+    if result.metadata["published"]:  # after the new entries are in place: a release seeing a marker reads them
+        for marker in index.mark_invalidated(folder, reached, shard, context.run.run_id):
+            flip_storage.share(marker.parent)
+    return result
 
 
-def _verdicts(flip_storage: FlipStorage, shard: str) -> dict[str, Verdict]:
-    """This shard's dedup verdicts from release_index, once it is known to cover exactly the
-    published candidates of every shard."""
-    index, candidates = flip_storage.path(RELEASE_INDEX), flip_storage.path(RELEASE_CANDIDATES, "*")
-    storage.require_file(index)
-    stale = storage.query(storage.sql_file("release_index_freshness.sql"), candidates=str(candidates), index=str(index))
+def _verdicts(flip_storage: FlipStorage, shard: str, max_distance: int) -> dict[str, Verdict]:
+    """This shard's dedup verdicts from the index, once every shard up to it (those its verdicts
+    depend on) is indexed from its current candidates."""
+    candidates = flip_storage.path(RELEASE_CANDIDATES, "*")
+    indexed = storage.partition_files(flip_storage.path(RELEASE_INDEX, "*"))
+    current = storage.partition_files(candidates)
+    for s in sorted(set(current) - set(indexed)):
+        if s <= shard and storage.rejection_note(flip_storage.path(RELEASE_INDEX, s)).is_file():
+            storage.require_file(flip_storage.path(RELEASE_INDEX, s))  # says which check refused it
+    stale = index.stale_shards(current, indexed, shard)
     if stale:
         raise Failure(
             description="release_index is older than the candidates of shard(s) "
-            + ", ".join(f"{s['shard']} ({s['differing']} differing)" for s in stale)
-            + ": materialize release_index, then flip_release, so duplicates are decided over every shard",
-            metadata={"stale_shards": MetadataValue.json([s["shard"] for s in stale])},
+            + ", ".join(f"{s} ({why})" for s, why in stale)
+            + ": materialize release_index for those shards, then flip_release, so duplicates are decided over "
+            "every shard up to this one",
+            metadata={"stale_shards": MetadataValue.json([s for s, _ in stale])},
         )
-    table = storage.read_table(index)
-    rows = table.filter(pc.equal(table["shard"], shard)).to_pylist()
-    return {r["key"]: Verdict(r["status"], r["duplicate_of_shard"], r["duplicate_of"]) for r in rows}
+    files = [f for s, f in indexed.items() if s <= shard]
+    return index.shard_verdicts(storage.read_table(indexed[shard]), files, max_distance)
+
+
+def seen_invalidations(flip_storage: FlipStorage, shard: str) -> list[str]:
+    """The markers left for the shard's release so far (core/release/index.py), read before its
+    verdicts are: the release records them, and one left later says it is out of date."""
+    flip_storage.local_home(f"{RELEASE_INDEX}/{index.INVALIDATED}/{shard}")
+    return index.invalidations(flip_storage.path(RELEASE_INDEX, "*").parent, shard)
 
 
 # Not tagged SHARD_TAG, so not in shard_pipeline (the per-shard job a new shard runs): a shard's
-# release waits for release_index over every shard's candidates.
+# release needs the index of every shard up to it, which a backfill's runs may still be writing.
 @multi_asset(
     specs=[
         AssetSpec(
@@ -208,7 +225,9 @@ def flip_release(context: AssetExecutionContext, flip_storage: FlipStorage, rele
     policy = release.policy()  # a bad blocklist fails here, before any work
     candidates_path = flip_storage.path(RELEASE_CANDIDATES, shard)
     candidates = storage.read_table(candidates_path).to_pylist()
-    released, excluded = split_release(candidates, _verdicts(flip_storage, shard), policy)
+    seen = seen_invalidations(flip_storage, shard)
+    released, excluded = split_release(candidates, _verdicts(flip_storage, shard, release.near_duplicate_bits), policy)
+    released = released.replace_schema_metadata({**(released.schema.metadata or {}), **index.seen_metadata(seen)})
     listed_here = policy.blocklist.matched((c["URL"], c["sha256"], c["source_sha256"]) for c in candidates)
     unmatched = unmatched_blocklist_entries(policy.blocklist, str(flip_storage.path(RELEASE_CANDIDATES, "*")))
     path = flip_storage.write(FLIP_RELEASE, shard, released)

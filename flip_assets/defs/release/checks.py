@@ -64,6 +64,15 @@ RELEASE_INDEX_CHECKS = AssetChecks(
         blocking=True, zero=("keys_in_several_shards", "duplicate_entries"),
         metadata=lambda f: {"keys": MetadataValue.json(f["keys_in_several_shards_list"][:100])},
     ),  # fmt: skip
+    Check(
+        "later_releases_current",
+        "No later shard's published release depends on what this run changed (an entry, before or after, linked to "
+        "one of its entries by the same bytes or a close hash): those named are out of date until their flip_release "
+        "runs again, and dataset_statistics names them meanwhile. Warns: the shards are run again, not refused.",
+        passed=lambda f: not f["later_releases_out_of_date"],
+        metadata=lambda f: {"later_releases_out_of_date": MetadataValue.json(f["later_releases_out_of_date"])},
+        severity=AssetCheckSeverity.WARN,
+    ),
 )
 
 FLIP_RELEASE_CHECKS = AssetChecks(
