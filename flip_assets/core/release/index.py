@@ -132,12 +132,16 @@ def _neighbours(probe: pa.Table, files: list[Path], max_distance: int, indexed: 
     return [(m["qrow"], rows[m["file"], m["row"]], m["same_sha"]) for m in matches]
 
 
+def _rows(files: list[Path]) -> int:
+    return storage.query(storage.sql_file("release_index_rows.sql"), files=[str(f) for f in files])[0]["n"]
+
+
 def shard_verdicts(shard_entries: pa.Table, files: list[Path], max_distance: int, indexed: int | None = None) -> dict[str, Verdict]:
     """The verdict of each entry of one shard (by key), against the index `files` (every shard's
     that may come before it, this shard's own included). `indexed`: the number of entries in
     the files, for the lookup plan (counted from their footers when not given)."""
     if indexed is None:  # from the footers only
-        indexed = storage.query("SELECT count(*) AS n FROM read_parquet($f)", f=[str(f) for f in files])[0]["n"]
+        indexed = _rows(files)
     members = {(r["shard"], r["key"]): Candidate(r["shard"], r["key"], r["sha256"], r["phash"]) for r in shard_entries.to_pylist()}
     near: set[tuple[tuple[str, str], tuple[str, str]]] = set()
     frontier = shard_entries
@@ -178,7 +182,7 @@ def later_shards_reached(changed: pa.Table, later: list[Path], max_distance: int
     verdicts may change. Work in proportion to the linked entries."""
     if not later or not changed.num_rows:
         return []
-    indexed = storage.query("SELECT count(*) AS n FROM read_parquet($f)", f=[str(f) for f in later])[0]["n"]
+    indexed = _rows(later)
     seen: set[tuple[str, str]] = set()
     frontier = changed
     with tempfile.TemporaryDirectory(prefix="release_index_") as tmp:
