@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE := 1
 # llama.cpp's native build crashes on these CPUs; pip caches the wheel built with these flags.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install pipeline test test-fast test-e2e ui bench
+.PHONY: install pipeline test test-fast test-e2e ui bench bench-scale
 
 $(VENV)/.installed: pyproject.toml
 	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -54,3 +54,11 @@ bench: install
 	$(PY) -m bench.training
 	$(PY) -m bench.release_statistics
 	$(PY) -m bench.release_dedup
+
+# The paper's scale (issue 23): the release index and the statistics at 1 M, 10 M and 80 M rows
+# (about 9 GiB of synthetic files under /tmp, an hour on 2 cores), then 1,000 shard partitions
+# through the daemon on PostgreSQL. Figures in bench/README.md.
+bench-scale: install
+	$(PY) -m bench.scale
+	$(PY) -m bench.scale_statistics
+	$(PY) -m bench.rehearsal
