@@ -27,6 +27,21 @@ if TYPE_CHECKING:
 
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
 BACKENDS = ("retinaface", "yunet", "retinaface_resnet50")
+# Torch threads of a RetinaFace detector process (FLIP_DETECTOR_THREADS). One: backfill workers
+# share their cores, and torch's OpenMP threads spin at every layer's barrier while a thread of
+# theirs waits for a core another process holds; with 2 threads on 2 busy cores the detector ran
+# 4-5x slower than with 1 (bench/README.md, "Face detection under load").
+DETECTOR_THREADS = 1
+
+
+def load_torch():
+    """torch, its OpenMP threads told to sleep rather than spin when idle. libgomp reads
+    OMP_WAIT_POLICY once, when torch loads it: set here, before the first import of torch in a
+    detector process; a value the user set wins, and a torch loaded earlier keeps its policy."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    return torch
 
 
 class FaceDetector(Protocol):
@@ -76,10 +91,9 @@ class RetinaFaceDetector:
     name = "retinaface"
 
     def __init__(
-        self, weights: Path, batch_size: int = 8, min_score: float = 0.5, threads: int | None = None, device: str = "cpu"
+        self, weights: Path, batch_size: int = 8, min_score: float = 0.5, threads: int = DETECTOR_THREADS, device: str = "cpu"
     ):
-        import torch
-
+        torch = load_torch()
         from flip_assets.core.curation.retinaface import AnchorCache, load_retinaface
 
         self.device = torch_device(device)
@@ -87,8 +101,10 @@ class RetinaFaceDetector:
         self.batch_size = batch_size
         self.min_score = min_score
         self.anchors = AnchorCache()
-        if threads:
-            torch.set_num_threads(threads)
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads} (FLIP_DETECTOR_THREADS)")
+        # Process-wide: torch has one intra-op pool; the detector owns its process's CPU work.
+        torch.set_num_threads(threads)
 
     def forward(self, batch: torch.Tensor):
         import torch
@@ -198,11 +214,18 @@ class RetinaFaceResNet50Detector:
 
 
 def build_detector(
-    backend: str, models_dir: Path, batch_size: int = 8, min_score: float = 0.5, device: str = "cpu"
+    backend: str,
+    models_dir: Path,
+    batch_size: int = 8,
+    min_score: float = 0.5,
+    device: str = "cpu",
+    threads: int = DETECTOR_THREADS,
 ) -> FaceDetector:
-    """device applies to `retinaface`; YuNet (OpenCV) and the retina-face package run on the CPU."""
+    """device and threads apply to `retinaface`; YuNet (OpenCV) and the retina-face package run on the CPU."""
     if backend == "retinaface":
-        return RetinaFaceDetector(Path(models_dir) / "retinaface_mobilenet0.25.pth", batch_size, min_score, device=device)
+        return RetinaFaceDetector(
+            Path(models_dir) / "retinaface_mobilenet0.25.pth", batch_size, min_score, threads=threads, device=device
+        )
     if backend == "yunet":
         return YuNetDetector(Path(models_dir) / "face_detection_yunet_2026may.onnx", min_score)
     if backend == "retinaface_resnet50":

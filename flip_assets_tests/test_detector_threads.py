@@ -1,0 +1,43 @@
+"""The detector's CPU thread policy (issue 23, item 5): one torch thread by default and OpenMP
+threads that sleep rather than spin, since backfill workers share their cores (bench/README.md,
+"Face detection under load": 2 spinning threads on 2 busy cores ran 4-5x slower)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+from conftest import MODELS, REPO_ROOT
+
+from flip_assets.core.curation.detectors import build_detector
+
+
+def test_a_retinaface_detector_runs_torch_on_one_thread_unless_told_otherwise():
+    torch.set_num_threads(2)  # what torch picks on a 2-core machine
+    build_detector("retinaface", MODELS)
+    assert torch.get_num_threads() == 1
+    build_detector("retinaface", MODELS, threads=2)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
+
+
+def test_the_detector_sets_a_passive_openmp_wait_policy_before_torch_loads():
+    # A fresh interpreter: libgomp reads the policy once, when torch loads it.
+    code = (
+        "import json, os, sys\n"
+        "from pathlib import Path\n"
+        "from flip_assets.core.curation.detectors import build_detector\n"
+        "assert 'torch' not in sys.modules\n"
+        f"build_detector('retinaface', Path({str(MODELS)!r}))\n"
+        "print(json.dumps(os.environ.get('OMP_WAIT_POLICY')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == "PASSIVE"
+    # A value the user set wins.
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == "ACTIVE"
