@@ -28,7 +28,7 @@ from pathlib import Path
 from bench import pipeline_resource
 from flip_assets.core.curation.detectors import RetinaFaceDetector, build_detector, load_torch, pad_batches
 from flip_assets.core.evaluation.face_eval import evaluate, load_300w
-from flip_assets.core.curation.face_filter import detect_faces_in_shard
+from flip_assets.core.curation.face_filter import DECODE_THREADS, detect_faces_in_shard
 from flip_assets.core.io.images import decode_rgb
 from flip_assets.core.io.shards import list_shards, read_sample_image, read_shard
 
@@ -53,7 +53,9 @@ def _rate(fn, n_images: int, repeats: int) -> float:
 @contextlib.contextmanager
 def burners(count: int):
     """`count` child processes each keeping one core busy with pure-Python work until the block ends."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: sum(i * i for i in range(10_000))"]) for _ in range(count)]
+    # Each stops by itself once this process is gone, should it die before the block ends.
+    spin = f"import os\nwhile os.getppid() == {os.getpid()}: sum(i * i for i in range(10_000))"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
     try:
         yield
     finally:
@@ -124,9 +126,14 @@ def _measure(args, settings, models: Path, source: Path, eval_data: Path, load: 
            "ratio": round(pipeline / bare_rate, 3), **machine}, load)
     del batches
 
-    shard_rate = _rate(lambda: detect_faces_in_shard(rows, detector, settings.keep_threshold, settings.max_pixels, settings.max_side), len(images), 1)
+    def shard_path(threads: int):
+        return lambda: detect_faces_in_shard(rows, detector, settings.keep_threshold, settings.max_pixels, settings.max_side, decode_threads=threads)
+
+    # JPEG decoding in the calling thread (as before issue 23), then in the pipeline's pool, taking turns.
+    serial, threaded = _rates([shard_path(0), shard_path(DECODE_THREADS)], len(images), args.repeats)
     _emit({"bench": "face_detections_shard_path", "images": len(images),
-           "images_per_s_with_jpeg_decoding": round(shard_rate, 2)}, load)
+           "images_per_s_with_jpeg_decoding": round(threaded, 2), "decode_threads": DECODE_THREADS,
+           "images_per_s_decoding_serially": round(serial, 2)}, load)
 
     yunet = build_detector("yunet", models)
     yunet_rate = _rate(lambda: yunet.detect(images), len(images), args.repeats)

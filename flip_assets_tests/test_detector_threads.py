@@ -9,10 +9,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 from conftest import MODELS, REPO_ROOT
 
-from flip_assets.core.curation.detectors import build_detector
+from flip_assets.core.curation.detectors import build_detector, pad_batches
 
 
 def test_a_retinaface_detector_runs_torch_on_one_thread_unless_told_otherwise():
@@ -41,3 +42,13 @@ def test_the_detector_sets_a_passive_openmp_wait_policy_before_torch_loads():
     # A value the user set wins.
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.splitlines()[-1]) == "ACTIVE"
+
+
+def test_batches_come_largest_shape_first():
+    # Freed buffers of a larger shape hold every later, smaller one: glibc's heap then stops
+    # growing with each new shape (bench/README.md, peak memory).
+    rng = np.random.default_rng(0)
+    sizes = [(100, 90), (640, 480), (300, 500), (640, 640), (64, 64), (480, 640)]
+    images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    areas = [batch.shape[2] * batch.shape[3] for _, batch in pad_batches(images, 8)]
+    assert areas == sorted(areas, reverse=True) and len(areas) == len(sizes)

@@ -38,7 +38,7 @@ def test_threaded_decoding_gives_every_sample_the_rows_of_serial_decoding(rows):
         # Chunks of 3: several chunks, each decoded while the previous one is detected.
         return detect_faces_in_shard(rows, detector, 0.9, MAX_PIXELS, 1024, chunk_size=3, decode_threads=threads)
 
-    serial, threaded = run(1), run(3)
+    serial, threaded = run(0), run(3)
     assert threaded.to_pylist() == serial.to_pylist()
     by_key = {r["key"]: r for r in threaded.to_pylist()}
     assert [r["key"] for r in threaded.to_pylist()] == [r["key"] for r in rows]

@@ -84,7 +84,8 @@ def detect_faces_in_shard(
     decode_threads: int = DECODE_THREADS,
 ) -> pa.Table:
     """raw_rows: rows of the raw_shards asset. Decodes and detects in chunks to bound memory;
-    the next chunk decodes in `decode_threads` threads while the detector runs on this one."""
+    the next chunk decodes in `decode_threads` threads while the detector runs on this one
+    (0: each chunk decoded in the calling thread before its detection, nothing overlapping)."""
     out: dict[str, dict] = {}
     ready = []
     for row in raw_rows:
@@ -99,6 +100,8 @@ def detect_faces_in_shard(
     with ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="decode") as pool:
 
         def submit(chunk: list[dict]) -> list[Future]:
+            if decode_threads == 0:
+                return [_done(_prepare(row, max_pixels, max_side)) for row in chunk]
             return [pool.submit(_prepare, row, max_pixels, max_side) for row in chunk]
 
         pending = submit(chunks[0]) if chunks else []
@@ -119,6 +122,12 @@ def detect_faces_in_shard(
                 progress(done, len(ready))
     rows = [out[r["key"]] for r in raw_rows]
     return pa.Table.from_pylist(rows, schema=FACE_DETECTIONS_SCHEMA)
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 def _record(out: dict[str, dict], row: dict, item: _Prepared, det, keep_threshold: float) -> None:
