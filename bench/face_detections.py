@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from bench import pipeline_resource
-from flip_assets.core.curation.detectors import RetinaFaceDetector, build_detector, load_torch, pad_batches
+from flip_assets.core.curation.detectors import RetinaFaceDetector, build_detector, pad_batches
+from flip_assets.core.io.devices import load_torch
 from flip_assets.core.evaluation.face_eval import evaluate, load_300w
 from flip_assets.core.curation.face_filter import DECODE_THREADS, detect_faces_in_shard
 from flip_assets.core.io.images import decode_rgb
@@ -110,7 +111,7 @@ def _measure(args, settings, models: Path, source: Path, eval_data: Path, load: 
     detector = RetinaFaceDetector(models / "retinaface_mobilenet0.25.pth", batch_size=args.batch_size, threads=args.threads, device=args.device)
     torch = load_torch()
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": args.device,
-               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+               "omp_wait_policy": detector.omp_wait_policy}
     batches = [b for _, b in pad_batches(images, args.batch_size)]
 
     def bare() -> None:

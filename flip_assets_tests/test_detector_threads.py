@@ -1,6 +1,7 @@
-"""The detector's CPU thread policy (issue 23, item 5): one torch thread by default and OpenMP
+"""The detector on a shared machine (issue 23, item 5): one torch thread by default, OpenMP
 threads that sleep rather than spin, since backfill workers share their cores (bench/README.md,
-"Face detection under load": 2 spinning threads on 2 busy cores ran 4-5x slower)."""
+"Face detection under load": 2 spinning threads on 2 busy cores ran 4-5x slower), and batches
+ordered so the heap stops growing with each new shape."""
 
 from __future__ import annotations
 
@@ -25,23 +26,27 @@ def test_a_retinaface_detector_runs_torch_on_one_thread_unless_told_otherwise():
     torch.set_num_threads(1)
 
 
-def test_the_detector_sets_a_passive_openmp_wait_policy_before_torch_loads():
-    # A fresh interpreter: libgomp reads the policy once, when torch loads it.
+def test_torch_loads_with_a_passive_openmp_wait_policy_when_a_resource_checks_its_device():
+    # A fresh interpreter: libgomp reads the policy once, when torch loads. The hook records the
+    # policy at that moment; resources check their device (torch_device) before any detector.
     code = (
         "import json, os, sys\n"
-        "from pathlib import Path\n"
-        "from flip_assets.core.curation.detectors import build_detector\n"
-        "assert 'torch' not in sys.modules\n"
-        f"build_detector('retinaface', Path({str(MODELS)!r}))\n"
-        "print(json.dumps(os.environ.get('OMP_WAIT_POLICY')))\n"
+        "seen = []\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' and not seen: seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+        "sys.meta_path.insert(0, Hook())\n"
+        "from flip_assets.core.io.devices import torch_device\n"
+        "torch_device('cpu')\n"
+        "print(json.dumps(seen))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["PYTHONPATH"] = str(REPO_ROOT)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.splitlines()[-1]) == "PASSIVE"
+    assert json.loads(out.stdout.splitlines()[-1]) == ["PASSIVE"]
     # A value the user set wins.
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.splitlines()[-1]) == "ACTIVE"
+    assert json.loads(out.stdout.splitlines()[-1]) == ["ACTIVE"]
 
 
 def test_batches_come_largest_shape_first():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from flip_assets.core.io.devices import torch_device
+from flip_assets.core.io.devices import load_torch, torch_device
 from flip_assets.core.io.storage import sha256_of
 
 # torch (and retinaface.py, which builds on it) is imported where a detector is built or run:
@@ -30,24 +30,9 @@ BACKENDS = ("retinaface", "yunet", "retinaface_resnet50")
 # Torch threads of a RetinaFace detector process (FLIP_DETECTOR_THREADS). One: backfill workers
 # share their cores, and torch's OpenMP threads spin at every layer's barrier while a thread of
 # theirs waits for a core another process holds; with 2 threads on 2 busy cores the detector ran
-# 4-5x slower than with 1 (bench/README.md, "Face detection under load").
+# 4-5x slower than with 1 (bench/README.md, "Face detection under load"). devices.load_torch
+# makes idle OpenMP threads sleep, for a user who raises it.
 DETECTOR_THREADS = 1
-
-
-def load_torch():
-    """torch, its OpenMP threads told to sleep rather than spin when idle. libgomp reads
-    OMP_WAIT_POLICY once, when torch loads it: set here, before the first import of torch in a
-    detector process; a value the user set wins, and a torch loaded earlier keeps its policy."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
-
-    return torch
-
-
-class FaceDetector(Protocol):
-    name: str
-
-    def detect(self, images: list[np.ndarray]) -> list[Detections]: ...
 
 
 # glibc's malloc keeps the pages of freed activation buffers inside its heap; with a new padded
@@ -114,6 +99,8 @@ class RetinaFaceDetector:
     ):
         torch = load_torch()
         from flip_assets.core.curation.retinaface import AnchorCache, load_retinaface
+
+        self.omp_wait_policy = os.environ["OMP_WAIT_POLICY"]  # as load_torch left it, for the benchmark's record
 
         self.device = torch_device(device)
         self.model = load_retinaface(weights, device=self.device)

@@ -6,6 +6,7 @@ outputs come back to the CPU before NumPy reads them.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where a device is asked for: loading the definitions stays cheap
@@ -14,9 +15,20 @@ if TYPE_CHECKING:  # torch is imported where a device is asked for: loading the 
 SETTING = "FLIP_DEVICE"
 
 
+def load_torch():
+    """torch, its OpenMP threads told to sleep rather than spin when idle: on a machine whose
+    cores other workers share, a spinning thread takes the core a descheduled sibling waits for
+    (bench/README.md, "Face detection under load"). libgomp reads OMP_WAIT_POLICY once, when
+    torch loads it, so every device check loads torch through here; a value the user set wins."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    return torch
+
+
 def torch_device(name: str | torch.device) -> torch.device:
     """The device `name` names, or ValueError naming the setting when this machine lacks it."""
-    import torch
+    torch = load_torch()
 
     try:
         device = torch.device(name)
