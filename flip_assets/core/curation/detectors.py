@@ -35,6 +35,12 @@ BACKENDS = ("retinaface", "yunet", "retinaface_resnet50")
 DETECTOR_THREADS = 1
 
 
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]: ...
+
+
 # glibc's malloc keeps the pages of freed activation buffers inside its heap; with a new padded
 # shape every few batches, long-lived allocations made in between (anchors, oneDNN primitives)
 # pin them and the heap grows with the number of shapes seen (2.8 GiB on COCO + 300-W Helen).
