@@ -110,6 +110,9 @@ def _measure(args, settings, models: Path, source: Path, eval_data: Path, load: 
     images = [decode_rgb(read_sample_image(r), settings.max_pixels).rgb for r in ok]
     detector = RetinaFaceDetector(models / "retinaface_mobilenet0.25.pth", batch_size=args.batch_size, threads=args.threads, device=args.device)
     torch = load_torch()
+    # The process's own pool at the detector's threads: the bare forward runs as detect() does,
+    # and neither re-sizes the pool each batch.
+    torch.set_num_threads(args.threads)
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": args.device,
                "omp_wait_policy": detector.omp_wait_policy}
     batches = [b for _, b in pad_batches(images, args.batch_size)]

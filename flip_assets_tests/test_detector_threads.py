@@ -17,13 +17,17 @@ from conftest import MODELS, REPO_ROOT
 from flip_assets.core.curation.detectors import build_detector, pad_batches
 
 
-def test_a_retinaface_detector_runs_torch_on_one_thread_unless_told_otherwise():
+def test_a_retinaface_detector_runs_torch_on_one_thread_unless_told_otherwise_and_leaves_the_process_its_own():
+    """Inside detect() torch runs on FLIP_DETECTOR_THREADS threads; after it, the process has the
+    threads it had (make pipeline runs the classifier and training in the same process)."""
     torch.set_num_threads(2)  # what torch picks on a 2-core machine
-    build_detector("retinaface", MODELS)
-    assert torch.get_num_threads() == 1
-    build_detector("retinaface", MODELS, threads=2)
-    assert torch.get_num_threads() == 2
-    torch.set_num_threads(1)
+    image = np.zeros((64, 64, 3), np.uint8)
+    for threads, wanted in ((None, 1), (2, 2)):
+        detector = build_detector("retinaface", MODELS, **({"threads": threads} if threads else {}))
+        seen = []
+        detector.model.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+        detector.detect([image])
+        assert seen == [wanted] and torch.get_num_threads() == 2
 
 
 def test_torch_loads_with_a_passive_openmp_wait_policy_when_a_resource_checks_its_device():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from flip_assets.core.io.devices import load_torch, torch_device
+from flip_assets.core.io.devices import load_torch, torch_device, torch_threads
 from flip_assets.core.io.storage import sha256_of
 
 # torch (and retinaface.py, which builds on it) is imported where a detector is built or run:
@@ -103,7 +103,7 @@ class RetinaFaceDetector:
     def __init__(
         self, weights: Path, batch_size: int = 8, min_score: float = 0.5, threads: int = DETECTOR_THREADS, device: str = "cpu"
     ):
-        torch = load_torch()
+        load_torch()
         from flip_assets.core.curation.retinaface import AnchorCache, load_retinaface
 
         self.omp_wait_policy = os.environ["OMP_WAIT_POLICY"]  # as load_torch left it, for the benchmark's record
@@ -116,13 +116,12 @@ class RetinaFaceDetector:
         self._trim = _malloc_trim()
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads} (FLIP_DETECTOR_THREADS)")
-        # Process-wide: torch has one intra-op pool; the detector owns its process's CPU work.
-        torch.set_num_threads(threads)
+        self.threads = threads
 
     def forward(self, batch: torch.Tensor):
         import torch
 
-        with torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():
             return self.model(batch.to(self.device))
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
@@ -131,7 +130,7 @@ class RetinaFaceDetector:
         from flip_assets.core.curation.retinaface import postprocess
 
         results: list[Detections] = [_empty() for _ in images]
-        with torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():
             for n, (idx, batch) in enumerate(pad_batches(images, self.batch_size), 1):
                 if self._trim and n % TRIM_EVERY == 0:
                     self._trim(0)

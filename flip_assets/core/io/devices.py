@@ -7,6 +7,7 @@ outputs come back to the CPU before NumPy reads them.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where a device is asked for: loading the definitions stays cheap
@@ -24,6 +25,22 @@ def load_torch():
     import torch
 
     return torch
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """torch's intra-op threads set to `threads` inside the block and restored after: torch has
+    one pool per process, and a stage must not leave its choice to the stages run after it in the
+    same process (make pipeline runs every stage in one)."""
+    torch = load_torch()
+    previous = torch.get_num_threads()
+    if previous != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if previous != threads:
+            torch.set_num_threads(previous)
 
 
 def torch_device(name: str | torch.device) -> torch.device:
