@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from flip_assets.core.io.devices import torch_device
+from flip_assets.core.io.devices import load_torch, torch_device, torch_threads
 from flip_assets.core.io.storage import sha256_of
 
 # torch (and retinaface.py, which builds on it) is imported where a detector is built or run:
@@ -27,12 +27,37 @@ if TYPE_CHECKING:
 
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
 BACKENDS = ("retinaface", "yunet", "retinaface_resnet50")
+# Torch threads of a RetinaFace detector process (FLIP_DETECTOR_THREADS). One: backfill workers
+# share their cores, and torch's OpenMP threads spin at every layer's barrier while a thread of
+# theirs waits for a core another process holds; with 2 threads on 2 busy cores the detector ran
+# 4-5x slower than with 1 (bench/README.md, "Face detection under load"). devices.load_torch
+# makes idle OpenMP threads sleep, for a user who raises it.
+DETECTOR_THREADS = 1
 
 
 class FaceDetector(Protocol):
     name: str
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]: ...
+
+
+# glibc's malloc keeps the pages of freed activation buffers inside its heap; with a new padded
+# shape every few batches, long-lived allocations made in between (anchors, oneDNN primitives)
+# pin them and the heap grows with the number of shapes seen (2.8 GiB on COCO + 300-W Helen).
+# Every TRIM_EVERY batches the free pages go back to the kernel; at every batch that cost a
+# quarter of the rate (the pages fault in again), at every 8th a few per cent.
+TRIM_EVERY = 8
+
+
+def _malloc_trim():
+    """glibc's malloc_trim(0), or None where the C library has none (macOS, musl)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _empty() -> Detections:
@@ -59,7 +84,7 @@ def pad_batches(images: list[np.ndarray], batch_size: int, multiple: int = 32):
         h, w = image.shape[:2]
         buckets.setdefault((-(-h // multiple) * multiple, -(-w // multiple) * multiple), []).append(i)
     bgr_mean = np.array(BGR_MEAN, np.float32)[:, None, None]
-    for (h, w), bucket in sorted(buckets.items()):
+    for (h, w), bucket in sorted(buckets.items(), key=lambda kv: kv[0][0] * kv[0][1], reverse=True):
         for start in range(0, len(bucket), batch_size):
             idx = bucket[start : start + batch_size]
             batch = np.empty((len(idx), 3, h, w), np.float32)
@@ -76,24 +101,27 @@ class RetinaFaceDetector:
     name = "retinaface"
 
     def __init__(
-        self, weights: Path, batch_size: int = 8, min_score: float = 0.5, threads: int | None = None, device: str = "cpu"
+        self, weights: Path, batch_size: int = 8, min_score: float = 0.5, threads: int = DETECTOR_THREADS, device: str = "cpu"
     ):
-        import torch
-
+        load_torch()
         from flip_assets.core.curation.retinaface import AnchorCache, load_retinaface
+
+        self.omp_wait_policy = os.environ["OMP_WAIT_POLICY"]  # as load_torch left it, for the benchmark's record
 
         self.device = torch_device(device)
         self.model = load_retinaface(weights, device=self.device)
         self.batch_size = batch_size
         self.min_score = min_score
         self.anchors = AnchorCache()
-        if threads:
-            torch.set_num_threads(threads)
+        self._trim = _malloc_trim()
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads} (FLIP_DETECTOR_THREADS)")
+        self.threads = threads
 
     def forward(self, batch: torch.Tensor):
         import torch
 
-        with torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():
             return self.model(batch.to(self.device))
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
@@ -102,8 +130,10 @@ class RetinaFaceDetector:
         from flip_assets.core.curation.retinaface import postprocess
 
         results: list[Detections] = [_empty() for _ in images]
-        with torch.inference_mode():
-            for idx, batch in pad_batches(images, self.batch_size):
+        with torch_threads(self.threads), torch.inference_mode():
+            for n, (idx, batch) in enumerate(pad_batches(images, self.batch_size), 1):
+                if self._trim and n % TRIM_EVERY == 0:
+                    self._trim(0)
                 # Decoding and NMS touch a few candidate anchors, with a Python loop: on the CPU.
                 loc, scores, landms = (t.cpu() for t in self.forward(batch))
                 anchors = self.anchors.get(batch.shape[2], batch.shape[3])
@@ -112,6 +142,8 @@ class RetinaFaceDetector:
                     det.boxes[:, 0::2] = det.boxes[:, 0::2].clip(0, w)
                     det.boxes[:, 1::2] = det.boxes[:, 1::2].clip(0, h)
                     results[i] = det
+        if self._trim:
+            self._trim(0)
         return results
 
 
@@ -198,11 +230,18 @@ class RetinaFaceResNet50Detector:
 
 
 def build_detector(
-    backend: str, models_dir: Path, batch_size: int = 8, min_score: float = 0.5, device: str = "cpu"
+    backend: str,
+    models_dir: Path,
+    batch_size: int = 8,
+    min_score: float = 0.5,
+    device: str = "cpu",
+    threads: int = DETECTOR_THREADS,
 ) -> FaceDetector:
-    """device applies to `retinaface`; YuNet (OpenCV) and the retina-face package run on the CPU."""
+    """device and threads apply to `retinaface`; YuNet (OpenCV) and the retina-face package run on the CPU."""
     if backend == "retinaface":
-        return RetinaFaceDetector(Path(models_dir) / "retinaface_mobilenet0.25.pth", batch_size, min_score, device=device)
+        return RetinaFaceDetector(
+            Path(models_dir) / "retinaface_mobilenet0.25.pth", batch_size, min_score, threads=threads, device=device
+        )
     if backend == "yunet":
         return YuNetDetector(Path(models_dir) / "face_detection_yunet_2026may.onnx", min_score)
     if backend == "retinaface_resnet50":

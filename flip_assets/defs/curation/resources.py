@@ -13,7 +13,7 @@ from pydantic import PrivateAttr
 from flip_assets.core.curation.caption_classifier import TrainingSettings, chosen_threshold
 from flip_assets.core.curation.caption_training import WebDatasetSettings
 from flip_assets.core.curation.denoiser import DenoiseSettings
-from flip_assets.core.curation.detectors import BACKENDS, FaceDetector, build_detector
+from flip_assets.core.curation.detectors import BACKENDS, DETECTOR_THREADS, FaceDetector, build_detector
 from flip_assets.core.io.devices import SETTING as DEVICE_SETTING
 from flip_assets.core.io.devices import torch_device
 from flip_assets.core.io.images import MAX_PIXELS
@@ -30,7 +30,7 @@ class FaceDetectorResource(EnvSettings):
 
     ENV = {
         "backend": "FLIP_DETECTOR", "models_dir": "FLIP_MODELS", "keep_threshold": "FLIP_FACE_THRESHOLD",
-        "device": DEVICE_SETTING,
+        "device": DEVICE_SETTING, "threads": "FLIP_DETECTOR_THREADS",
     }  # fmt: skip
 
     backend: str = "retinaface"
@@ -44,19 +44,22 @@ class FaceDetectorResource(EnvSettings):
     max_side: int = 1024
     # cpu | cuda | cuda:N (core/io/devices.py)
     device: str = "cpu"
+    # torch threads of the detector process (core/curation/detectors.py: DETECTOR_THREADS)
+    threads: int = DETECTOR_THREADS
 
     _detector: FaceDetector | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context) -> None:
         self.require("backend", self.backend in BACKENDS, f"is not one of {BACKENDS}")
         self.require("keep_threshold", 0.0 < self.keep_threshold < 1.0, "must lie in (0, 1)")
+        self.require("threads", self.threads >= 1, "must be at least 1")
         torch_device(self.device)  # fails naming FLIP_DEVICE when this machine lacks it
 
     def get_detector(self) -> FaceDetector:
         # Built once per process: loading checks the weights' SHA-256 and fails fast naming the file.
         if self._detector is None:
             self._detector = build_detector(
-                self.backend, Path(self.models_dir), self.batch_size, self.min_face_score, self.device
+                self.backend, Path(self.models_dir), self.batch_size, self.min_face_score, self.device, self.threads
             )
         return self._detector
 
